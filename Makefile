@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` and `make test`.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON_PREFERENCE := only-system
+export ZENML_ANALYTICS_OPT_IN := false
+
+UV := python3 -m uv
+VENV := .venv
+BIN := $(VENV)/bin
+# The demo keeps its ZenML store inside the project, away from your own ZenML set-up.
+DEMO_ENV := ZENML_CONFIG_PATH=$(CURDIR)/.zenml-demo
+
+.PHONY: demo ui test lint docs clean
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen --python python3
+	@touch $@
+
+.zen: | $(VENV)/.synced
+	$(DEMO_ENV) $(BIN)/zenml init
+
+demo: $(VENV)/.synced .zen
+	$(DEMO_ENV) $(BIN)/zenml-mlflow install --stack quickstart
+	$(DEMO_ENV) $(BIN)/python -m examples.quickstart.run
+
+ui: $(VENV)/.synced
+	$(DEMO_ENV) $(BIN)/zenml-mlflow ui
+
+test: $(VENV)/.synced
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf .zenml-demo .pytest_cache .mypy_cache .ruff_cache

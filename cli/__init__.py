@@ -1,0 +1,1 @@
+"""The `zenml-mlflow` command line."""

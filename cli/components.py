@@ -1,0 +1,42 @@
+"""Look up mlflow_plus tracker components in the active ZenML store."""
+
+from typing import TYPE_CHECKING
+
+import click
+
+from tracker_flavor import FLAVOR_NAME
+
+if TYPE_CHECKING:
+    from tracker_flavor.tracker import MLflowPlusExperimentTracker
+
+
+def load_tracker(name: str | None) -> "MLflowPlusExperimentTracker":
+    """Return the named mlflow_plus tracker, or the active stack's; a click error otherwise."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+    from zenml.stack import StackComponent
+
+    from tracker_flavor.tracker import MLflowPlusExperimentTracker
+
+    client = Client()
+    if name is None:
+        model = client.active_stack_model.components.get(StackComponentType.EXPERIMENT_TRACKER)
+        if not model:
+            raise click.ClickException(
+                f"the active stack {client.active_stack_model.name!r} has no experiment tracker: "
+                "name a component, or run `zenml-mlflow install --stack NAME`."
+            )
+        component = model[0]
+    else:
+        try:
+            component = client.get_stack_component(StackComponentType.EXPERIMENT_TRACKER, name)
+        except KeyError as error:
+            raise click.ClickException(f"no experiment tracker named {name!r}.") from error
+    if component.flavor_name != FLAVOR_NAME:
+        raise click.ClickException(
+            f"experiment tracker {component.name!r} is of flavor {component.flavor_name!r}, "
+            f"not {FLAVOR_NAME!r}: see `zenml-mlflow migrate`."
+        )
+    tracker = StackComponent.from_model(component)
+    assert isinstance(tracker, MLflowPlusExperimentTracker)
+    return tracker

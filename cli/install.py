@@ -1,0 +1,102 @@
+"""`zenml-mlflow install`: register the flavor, and optionally a tracker in a stack."""
+
+import click
+
+from tracker_flavor import FLAVOR_NAME
+
+FLAVOR_SOURCE = "tracker_flavor.flavor.MLflowPlusFlavor"
+
+
+def _parse_config(pairs: tuple[str, ...]) -> dict[str, str]:
+    """Turn `KEY=VALUE` arguments into a config dict."""
+    config = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--config")
+        config[key] = value
+    return config
+
+
+@click.command()
+@click.option(
+    "--stack",
+    "stack_name",
+    help="Also register a tracker and put it in this stack "
+    "(created from the default stack's orchestrator and artifact store if missing).",
+)
+@click.option(
+    "--tracker",
+    "tracker_name",
+    default=FLAVOR_NAME,
+    show_default=True,
+    help="Name of the tracker component to register with --stack.",
+)
+@click.option(
+    "--config",
+    "config_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Tracker config for a new component, e.g. tracking_uri=http://127.0.0.1:5001.",
+)
+@click.option(
+    "--activate/--no-activate",
+    default=True,
+    show_default=True,
+    help="Make the --stack the active stack.",
+)
+def install(
+    stack_name: str | None, tracker_name: str, config_pairs: tuple[str, ...], activate: bool
+) -> None:
+    """Register the mlflow_plus flavor in the active ZenML store (safe to run again).
+
+    Example: zenml-mlflow install --stack local_mlflow
+    """
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    tracker_type = StackComponentType.EXPERIMENT_TRACKER
+    try:
+        client.get_flavor_by_name_and_type(FLAVOR_NAME, tracker_type)
+        click.echo(f"flavor {FLAVOR_NAME} already registered")
+    except KeyError:
+        client.create_flavor(source=FLAVOR_SOURCE, component_type=tracker_type)
+        click.echo(f"registered flavor {FLAVOR_NAME}")
+    if stack_name is None:
+        return
+    config = _parse_config(config_pairs)
+    try:
+        tracker = client.get_stack_component(
+            tracker_type, tracker_name, allow_name_prefix_match=False
+        )
+        if tracker.flavor_name != FLAVOR_NAME:
+            raise click.ClickException(
+                f"experiment tracker {tracker_name!r} exists with flavor {tracker.flavor_name!r}: "
+                "choose another --tracker name."
+            )
+        click.echo(f"tracker {tracker_name} already registered")
+    except KeyError:
+        try:
+            tracker = client.create_stack_component(
+                name=tracker_name,
+                flavor=FLAVOR_NAME,
+                component_type=tracker_type,
+                configuration=config,
+            )
+        except ValueError as error:
+            raise click.ClickException(str(error)) from error
+        click.echo(f"registered tracker {tracker_name}")
+    try:
+        stack = client.get_stack(stack_name, allow_name_prefix_match=False)
+        client.update_stack(stack.id, component_updates={tracker_type: [tracker.id]})
+        click.echo(f"stack {stack_name}: experiment tracker set to {tracker_name}")
+    except KeyError:
+        default = client.get_stack("default")
+        components = {kind: [c[0].id] for kind, c in default.components.items()}
+        components[tracker_type] = [tracker.id]
+        client.create_stack(name=stack_name, components=components)
+        click.echo(f"registered stack {stack_name} with experiment tracker {tracker_name}")
+    if activate:
+        client.activate_stack(stack_name)
+        click.echo(f"active stack: {stack_name}")

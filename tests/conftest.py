@@ -1,0 +1,21 @@
+"""Test session set-up: one private ZenML store and embedded MLflow store per session."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports ZenML: a throw-away global config, quiet and offline.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="zenml-mlflow-tests-"))
+os.environ["ZENML_CONFIG_PATH"] = str(_SESSION_DIR / "zenml")
+os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
+os.environ["ZENML_LOGGING_VERBOSITY"] = "WARN"
+os.environ["ZENML_ENABLE_RICH_TRACEBACK"] = "false"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    """Return the session's scratch directory."""
+    return _SESSION_DIR

@@ -1,0 +1,61 @@
+"""Fixtures for integration tests: a real ZenML store with the flavor and stacks registered."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TRACKER = "mlflow_plus"
+
+
+@pytest.fixture(scope="session")
+def zenml_stack(session_dir: Path) -> str:
+    """Register the flavor and an `mlflow_plus` tracker on an embedded-store stack, once."""
+    from click.testing import CliRunner
+    from zenml.client import Client
+
+    from cli.main import cli
+
+    if not (ROOT / ".zen").exists():
+        subprocess.run([sys.executable, "-m", "zenml.cli.cli", "init"], cwd=ROOT, check=True)
+    result = CliRunner().invoke(cli, ["install", "--stack", "embedded", "--tracker", TRACKER])
+    assert result.exit_code == 0, result.output
+    assert Client().active_stack_model.name == "embedded"
+    return "embedded"
+
+
+@pytest.fixture(scope="session")
+def embedded_client(zenml_stack: str) -> Any:
+    """Return an MlflowClient on the embedded store of the active stack."""
+    from mlflow import MlflowClient
+    from zenml.client import Client
+
+    from tracker_flavor.embedded import embedded_tracking_uri
+
+    return MlflowClient(embedded_tracking_uri(Client().active_stack.artifact_store.path))
+
+
+@pytest.fixture
+def process_snapshot() -> Iterator[dict[str, Any]]:
+    """Record the MLflow-relevant process state before a test; compare it afterwards."""
+    import mlflow
+    from mlflow.tracking import fluent
+
+    def state() -> dict[str, Any]:
+        return {
+            "env": {
+                k: v for k, v in os.environ.items() if k.startswith(("MLFLOW_", "DATABRICKS_"))
+            },
+            "tracking_uri": mlflow.get_tracking_uri(),
+            "active_experiment": fluent._active_experiment_id,
+            "active_run": mlflow.active_run(),
+        }
+
+    before = state()
+    yield before
+    assert state() == before

@@ -1,0 +1,71 @@
+"""Pipelines the integration tests run for real."""
+
+import mlflow
+from zenml import pipeline, step
+from zenml.enums import ExecutionMode
+
+TRACKER = "mlflow_plus"
+
+
+@step(experiment_tracker=TRACKER)
+def produce(count: int = 3, config: dict | None = None) -> int:
+    for i in range(count):
+        mlflow.log_metric("produced", i, step=i)
+    return count
+
+
+@step(experiment_tracker=TRACKER)
+def consume(value: int, factor: float = 2.0) -> float:
+    mlflow.log_metric("consumed", value * factor)
+    return value * factor
+
+
+@step(experiment_tracker=TRACKER)
+def explode(value: int) -> int:
+    mlflow.log_metric("before_failure", 1.0)
+    raise RuntimeError("boom")
+
+
+@step(experiment_tracker=TRACKER)
+def independent() -> int:
+    mlflow.log_metric("independent", 7.0)
+    return 7
+
+
+@pipeline(enable_cache=False)
+def linear(count: int = 3) -> None:
+    consume(produce(count=count, config={"opt": {"lr": 0.1}, "name": "x"}))
+
+
+@pipeline(enable_cache=False)
+def failing() -> None:
+    explode(produce())
+
+
+@pipeline(enable_cache=False, execution_mode=ExecutionMode.CONTINUE_ON_FAILURE)
+def partly_failing() -> None:
+    explode(produce())
+    consume(independent())
+
+
+@step(experiment_tracker=TRACKER)
+def items(count: int = 8) -> list[int]:
+    return list(range(count))
+
+
+@step(experiment_tracker=TRACKER)
+def square(x: int) -> int:
+    for i in range(10):
+        mlflow.log_metric(f"square_{x}", x * x + i, step=i)
+    return x * x
+
+
+@step(experiment_tracker=TRACKER)
+def total(values: list[int]) -> int:
+    mlflow.log_metric("total", sum(values))
+    return sum(values)
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def fan_out(count: int = 8) -> None:
+    total(square.map(items(count=count)))

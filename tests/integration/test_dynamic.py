@@ -1,0 +1,56 @@
+"""Mapped steps of a dynamic pipeline on ZenML's thread pool share one tracker instance."""
+
+import pytest
+from zenml.client import Client
+
+from tests.integration.pipelines import fan_out
+from tests.integration.test_run_model import runs_of
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_eight_mapped_steps_on_the_thread_pool(
+    nested, zenml_stack, embedded_client, process_snapshot, monkeypatch
+):
+    monkeypatch.setenv("ZENML_DYNAMIC_PIPELINE_WORKER_COUNT", "8")
+    pipeline = fan_out.with_options(settings={"experiment_tracker": {"nested": nested}})
+    run = Client().get_pipeline_run(pipeline(count=8).id)
+    assert run.status == "completed"
+    parents, children = runs_of(embedded_client, run.id)
+    assert len(parents) == 1
+    parent = parents[0]
+    assert wait_for_status(embedded_client, parent.info.run_id, "FINISHED") == "FINISHED"
+    square_steps = sorted(name for name in run.steps if name.startswith("map:square"))
+    assert len(square_steps) == 8
+    if nested:
+        assert set(children) == {"items", "total", *square_steps}
+        assert all(child.info.status == "FINISHED" for child in children.values())
+        logged = {key for child in children.values() for key in child.data.metrics}
+        run_ids = {name: children[name].info.run_id for name in square_steps}
+    else:
+        assert not children
+        logged = set(parent.data.metrics)
+        run_ids = {name: parent.info.run_id for name in square_steps}
+    assert {f"square_{x}" for x in range(8)} <= logged and "total" in logged
+    for name in square_steps:
+        metadata = run.steps[name].run_metadata
+        assert metadata["mlflow_run_id"] == run_ids[name]
+        assert metadata["mlflow_parent_run_id"] == parent.info.run_id
+    for x in range(8):
+        points = [
+            m
+            for rid in set(run_ids.values())
+            for m in embedded_client.get_metric_history(rid, f"square_{x}")
+        ]
+        assert len(points) == 10
+
+
+def wait_for_status(client, run_id, status, seconds=20.0):
+    """Poll MLflow for a run's status: the finalizer settles dynamic runs just after they end."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while (current := client.get_run(run_id).info.status) != status and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return current

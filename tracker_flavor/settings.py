@@ -1,0 +1,81 @@
+"""Per-pipeline and per-step settings of the `mlflow_plus` experiment tracker."""
+
+import difflib
+from typing import Any
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from zenml.config.base_settings import BaseSettings
+
+
+class MLflowPlusSettings(BaseSettings):
+    """Settings given with `settings={"experiment_tracker": {...}}` on a step or pipeline."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    experiment_name: str | None = Field(
+        None, description="MLflow experiment of the run; defaults to the pipeline name."
+    )
+    nested: bool = Field(
+        False,
+        description="Give each step a child run under the pipeline run's parent run; "
+        "when False every step logs into the parent run.",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Extra tags set on the MLflow runs."
+    )
+    run_name: str | None = Field(
+        None, description="Name of the MLflow parent run; defaults to the ZenML run name."
+    )
+    log_step_parameters: bool = Field(
+        True, description="Log the step's parameters as MLflow params."
+    )
+    autolog: bool = Field(
+        False, description="Turn MLflow autologging on for the duration of the step."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_keys(cls, data: Any) -> Any:
+        """Name an unknown key and the closest valid one, instead of dropping it silently."""
+        if cls.model_config.get("extra") != "forbid" or not isinstance(data, dict):
+            return data
+        unknown = sorted(set(data) - set(cls.model_fields))
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, cls.model_fields, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ValueError(
+                f"unknown mlflow_plus experiment tracker setting(s) {', '.join(hints)}: "
+                f"valid settings are {', '.join(sorted(cls.model_fields))}."
+            )
+        return data
+
+    @field_validator("experiment_name", "run_name")
+    @classmethod
+    def _not_blank(cls, value: str | None, info: Any) -> str | None:
+        """Reject an empty or blank name."""
+        if value is not None and not value.strip():
+            raise ValueError(
+                f"{info.field_name} must not be empty: give a name, or leave it unset "
+                + (
+                    "to use the pipeline name."
+                    if info.field_name == "experiment_name"
+                    else "to use the ZenML run name."
+                )
+            )
+        return value
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _string_tags(cls, value: Any) -> Any:
+        """Reject tag values that are not strings, naming the tag."""
+        if not isinstance(value, dict):
+            raise ValueError("tags must be a mapping of tag names to string values.")
+        wrong = [f"{k!r} ({type(v).__name__})" for k, v in value.items() if not isinstance(v, str)]
+        if wrong:
+            raise ValueError(
+                f"tags must have string values; {', '.join(wrong)} "
+                "are not: quote them, e.g. tags={'epochs': '10'}."
+            )
+        return value

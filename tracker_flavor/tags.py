@@ -1,0 +1,13 @@
+"""Tag keys that tie MLflow runs to ZenML runs and steps."""
+
+PIPELINE_RUN_ID = "zenml.pipeline_run_id"
+PIPELINE_NAME = "zenml.pipeline_name"
+RUN_NAME = "zenml.run_name"
+STACK = "zenml.stack"
+STEP_NAME = "zenml.step_name"
+STEP_RUN_ID = "zenml.step_run_id"
+ATTEMPT = "zenml.attempt"
+LAST_STEP = "zenml.last_step"
+FAILED_STEP = "zenml.failed_step"
+ZENML_VERSION = "zenml"
+"""The built-in flavor's marker tag (`zenml: <version>`); kept so its tooling sees our runs too."""

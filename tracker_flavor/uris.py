@@ -1,0 +1,75 @@
+"""Tracking URI helpers: validation, credential stripping and run deep links."""
+
+from urllib.parse import urlsplit, urlunsplit
+
+DATABRICKS_URI = "databricks"
+DEFAULT_UI_URL = "http://127.0.0.1:5000"
+
+# Database schemes MLflow's SQLAlchemy store accepts (mlflow.store.db.db_types), spelled out
+# here so that validating a config does not import MLflow.
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+HTTP_SCHEMES = ("http", "https")
+VALID_SCHEMES = (*DATABASE_SCHEMES, *HTTP_SCHEMES, "file")
+
+
+def uri_scheme(uri: str) -> str:
+    """Return the URI's scheme without a SQLAlchemy driver suffix (`postgresql+psycopg2` -> ...)."""
+    return urlsplit(uri).scheme.split("+", 1)[0].lower()
+
+
+def is_databricks_uri(uri: str | None) -> bool:
+    """Tell whether the tracking URI targets a Databricks workspace."""
+    return uri is not None and (uri == DATABRICKS_URI or uri.startswith("databricks://"))
+
+
+def is_http_uri(uri: str | None) -> bool:
+    """Tell whether the tracking URI is an MLflow tracking server reached over HTTP(S)."""
+    return uri is not None and uri_scheme(uri) in HTTP_SCHEMES
+
+
+def is_remote_uri(uri: str | None) -> bool:
+    """Tell whether the tracking URI is a server (HTTP or Databricks) rather than a local store."""
+    return is_http_uri(uri) or is_databricks_uri(uri)
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Raise ValueError, naming the field and the fix, if MLflow cannot use `uri`."""
+    if is_databricks_uri(uri):
+        return
+    scheme = uri_scheme(uri)
+    if scheme not in VALID_SCHEMES:
+        raise ValueError(
+            f"tracking_uri {strip_credentials(uri)!r} has "
+            + (f"the unknown scheme {scheme!r}" if scheme else "no scheme")
+            + ": use http(s)://HOST:PORT for a tracking server, 'databricks' for Databricks, "
+            "or sqlite:///, postgresql://, mysql://, file:/// for a store, or leave it unset "
+            "for the embedded store."
+        )
+    if scheme in HTTP_SCHEMES and not urlsplit(uri).hostname:
+        raise ValueError(
+            f"tracking_uri {strip_credentials(uri)!r} has no host: use http(s)://HOST:PORT."
+        )
+
+
+def strip_credentials(uri: str) -> str:
+    """Return the URI with any `user:password@` removed."""
+    parts = urlsplit(uri)
+    if not parts.netloc or "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def normalize_host(host: str) -> str:
+    """Return a workspace host with a scheme and without a trailing slash."""
+    host = host.strip().rstrip("/")
+    if "://" not in host:
+        host = f"https://{host}"
+    return host
+
+
+def run_url(base_url: str, experiment_id: str, run_id: str, *, databricks: bool = False) -> str:
+    """Return the UI deep link of a run: the OSS `#/` route or the Databricks `ml/` route."""
+    base = base_url.rstrip("/")
+    if databricks:
+        return f"{base}/ml/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
