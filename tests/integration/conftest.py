@@ -22,7 +22,7 @@ def zenml_stack(session_dir: Path) -> str:
     from cli.main import cli
 
     if not (ROOT / ".zen").exists():
-        subprocess.run([sys.executable, "-m", "zenml.cli.cli", "init"], cwd=ROOT, check=True)
+        subprocess.run([str(Path(sys.executable).parent / "zenml"), "init"], cwd=ROOT, check=True)
     result = CliRunner().invoke(cli, ["install", "--stack", "embedded", "--tracker", TRACKER])
     assert result.exit_code == 0, result.output
     assert Client().active_stack_model.name == "embedded"

@@ -69,3 +69,34 @@ def total(values: list[int]) -> int:
 @pipeline(dynamic=True, enable_cache=False)
 def fan_out(count: int = 8) -> None:
     total(square.map(items(count=count)))
+
+
+@step(experiment_tracker=TRACKER)
+def fit(alpha: float = 0.5) -> float:
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    x, y = load_diabetes(return_X_y=True)
+    return float(Ridge(alpha=alpha).fit(x, y).score(x, y))
+
+
+@pipeline(enable_cache=False)
+def fitting() -> None:
+    fit()
+
+
+_attempts: dict[str, int] = {}
+
+
+@step(experiment_tracker=TRACKER)
+def flaky(key: str) -> int:
+    _attempts[key] = _attempts.get(key, 0) + 1
+    mlflow.log_metric("attempt", _attempts[key])
+    if _attempts[key] == 1:
+        raise RuntimeError("first attempt fails")
+    return _attempts[key]
+
+
+@pipeline(enable_cache=False)
+def retried(key: str) -> None:
+    consume(flaky(key=key))
