@@ -11,7 +11,7 @@ from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from tests.integration.pipelines import linear
-from tests.integration.servers import free_port, stop, wait_for_health
+from tests.support.servers import free_port, stop, wait_for_health
 
 pytestmark = pytest.mark.integration
 

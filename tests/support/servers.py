@@ -1,0 +1,122 @@
+"""Start real `mlflow server` processes on 127.0.0.1 for the tests, and wait for /health."""
+
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_health(
+    url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 120
+) -> None:
+    """Poll `url`/health until it answers 200; fail with the server's log if it does not."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"{url} did not become healthy in {seconds}s:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 (SQLite or PostgreSQL backend, proxied artifacts)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        backend_store_uri: str | None = None,
+        app_name: str | None = None,
+        env: dict[str, str] | None = None,
+        ssl: tuple[Path, Path] | None = None,
+    ) -> None:
+        import os
+        import sys
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        scheme = "https" if ssl else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.log = workdir / "server.log"
+        command = [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--backend-store-uri", backend_store_uri or f"sqlite:///{workdir}/mlflow.db",
+            "--artifacts-destination", str(workdir / "artifacts"),
+        ]  # fmt: skip
+        if app_name:
+            command += ["--app-name", app_name]
+        if ssl:
+            key, cert = ssl
+            command += ["--uvicorn-opts", f"--ssl-keyfile {key} --ssl-certfile {cert}"]
+        self._command = command
+        self._env = {**os.environ, **(env or {})}
+        self._ssl = ssl
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "MlflowServer":
+        """Start the server and wait until /health answers."""
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                self._command, stdout=out, stderr=subprocess.STDOUT, env=self._env
+            )
+        health_url = self.url if not self._ssl else self.url.replace("https://", "http://")
+        if self._ssl:
+            wait_for_tls_health(self.url, self.process, self.log)
+        else:
+            wait_for_health(health_url, self.process, self.log)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server."""
+        if self.process is not None:
+            stop(self.process)
+
+
+def wait_for_tls_health(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Like wait_for_health, for an HTTPS server with a self-signed certificate."""
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2, context=context) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"{url} did not become healthy:\n{log.read_text()[-3000:]}")
