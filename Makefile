@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # The demo keeps its ZenML store inside the project, away from your own ZenML set-up.
 DEMO_ENV := ZENML_CONFIG_PATH=$(CURDIR)/.zenml-demo
 
-.PHONY: demo ui test lint docs clean
+.PHONY: demo ui test lint docs bench clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -35,5 +35,11 @@ lint: $(VENV)/.synced
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+bench: $(VENV)/.synced
+	$(BIN)/python -m benchmarks.run
+
+docs: $(VENV)/.synced
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d site
+
 clean:
-	rm -rf .zenml-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .zenml-demo .pytest_cache .mypy_cache .ruff_cache site

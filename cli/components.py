@@ -7,7 +7,22 @@ import click
 from tracker_flavor import FLAVOR_NAME
 
 if TYPE_CHECKING:
+    from zenml.models import ComponentResponse
+
     from tracker_flavor.tracker import MLflowPlusExperimentTracker
+
+
+def tracker_component(name: str) -> "ComponentResponse":
+    """Return the experiment tracker component with exactly this name; a click error otherwise."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    try:
+        return Client().get_stack_component(
+            StackComponentType.EXPERIMENT_TRACKER, name, allow_name_prefix_match=False
+        )
+    except KeyError as error:
+        raise click.ClickException(f"no experiment tracker named {name!r}.") from error
 
 
 def load_tracker(name: str | None) -> "MLflowPlusExperimentTracker":
@@ -28,10 +43,7 @@ def load_tracker(name: str | None) -> "MLflowPlusExperimentTracker":
             )
         component = model[0]
     else:
-        try:
-            component = client.get_stack_component(StackComponentType.EXPERIMENT_TRACKER, name)
-        except KeyError as error:
-            raise click.ClickException(f"no experiment tracker named {name!r}.") from error
+        component = tracker_component(name)
     if component.flavor_name != FLAVOR_NAME:
         raise click.ClickException(
             f"experiment tracker {component.name!r} is of flavor {component.flavor_name!r}, "

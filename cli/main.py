@@ -2,7 +2,11 @@
 
 import click
 
+from cli.check import check
 from cli.install import install
+from cli.migrate import migrate
+from cli.runs import runs
+from cli.server import server
 from cli.ui import ui
 
 
@@ -12,7 +16,11 @@ def cli() -> None:
 
 
 cli.add_command(install)
+cli.add_command(server)
+cli.add_command(check)
 cli.add_command(ui)
+cli.add_command(runs)
+cli.add_command(migrate)
 
 if __name__ == "__main__":
     cli()

@@ -38,7 +38,7 @@ def ui_command(tracking_uri: str, ui_url: str | None, port: int | None) -> list[
 def ui(component: str | None, port: int | None, print_command: bool) -> None:
     """Open the MLflow UI on a tracker's local store, at the address its step links use.
 
-    Example: zenml-mlflow ui            (the active stack's tracker)
+    Example: zenml-mlflow ui   # the active stack's tracker, at the step links' port
     """
     tracker = load_tracker(component)
     uri = tracker.tracking_uri()

@@ -1,13 +1,14 @@
 """Stack component configuration of the `mlflow_plus` experiment tracker."""
 
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from zenml.experiment_trackers.base_experiment_tracker import BaseExperimentTrackerConfig
 from zenml.utils.secret_utils import SecretField, is_secret_reference
 
 from tracker_flavor.settings import MLflowPlusSettings
-from tracker_flavor.uris import check_tracking_uri, is_databricks_uri, is_remote_uri
+from tracker_flavor.uris import check_tracking_uri, is_databricks_uri, is_remote_uri, normalize_host
 
 DATABRICKS_ONLY_FIELDS = (
     "databricks_host",
@@ -58,12 +59,50 @@ class MLflowPlusConfig(BaseExperimentTrackerConfig, MLflowPlusSettings):
     enable_unity_catalog: bool = Field(
         False, description="Register models in Databricks Unity Catalog (registry 'databricks-uc')."
     )
+    tracking_ca_bundle: str | None = Field(
+        None,
+        description="Path to a CA bundle (PEM) to verify the tracking server's certificate with, "
+        "for servers whose certificate a private CA signed (MLFLOW_TRACKING_SERVER_CERT_PATH).",
+    )
+    tracking_client_cert: str | None = Field(
+        None,
+        description="Path to a client certificate (PEM, with its key) for servers that require "
+        "mutual TLS (MLFLOW_TRACKING_CLIENT_CERT_PATH).",
+    )
+    connect_timeout_seconds: int = Field(
+        10,
+        ge=1,
+        description="Seconds to wait for the tracking server to answer one request.",
+    )
+    max_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries of a failed request (connection errors, HTTP 429/5xx) before the "
+        "step fails; MLflow's own default of 7 retries takes about four minutes.",
+    )
+    databricks_experiment_dir: str = Field(
+        "/Shared",
+        description="Workspace folder for experiment names that are not already workspace paths "
+        "(`/Users/...`, `/Shared/...`), on Databricks.",
+    )
     ui_url: str | None = Field(
         None,
         description="Base URL of the MLflow UI when it differs from the API URL; step links "
         "start with it. Default: the tracking server itself, or http://127.0.0.1:5000 (the "
         "`zenml-mlflow ui` page) for a local store.",
     )
+
+    @field_validator("databricks_experiment_dir")
+    @classmethod
+    def _absolute_dir(cls, value: str) -> str:
+        """Require a workspace folder path."""
+        if not value.startswith("/"):
+            raise ValueError(
+                f"databricks_experiment_dir {value!r} must be a workspace path such as /Shared "
+                "or /Users/you@example.com."
+            )
+        return value.rstrip("/") or "/"
 
     @model_validator(mode="after")
     def _check_consistency(self) -> "MLflowPlusConfig":
@@ -101,6 +140,17 @@ class MLflowPlusConfig(BaseExperimentTrackerConfig, MLflowPlusSettings):
             raise ValueError(
                 "databricks_host is missing: tracking_uri=databricks needs the workspace URL, "
                 "e.g. --databricks_host=https://adb-123.azuredatabricks.net"
+            )
+        if raw["tracking_insecure_tls"] and raw["tracking_ca_bundle"]:
+            raise ValueError(
+                "tracking_insecure_tls and tracking_ca_bundle contradict each other: keep "
+                "tracking_ca_bundle to verify the server with your CA, or drop it to skip checks."
+            )
+        host = raw["databricks_host"]
+        if host and not is_secret_reference(host) and not urlsplit(normalize_host(host)).hostname:
+            raise ValueError(
+                f"databricks_host {host!r} is not a workspace URL: use e.g. "
+                "https://adb-123.azuredatabricks.net"
             )
         methods = self.authentication_methods()
         if len(methods) > 1:

@@ -2,16 +2,16 @@
 
 A parent run is identified by its `zenml.pipeline_run_id` tag, never by its name. Lookups go
 from cheapest to dearest: this process's cache, the id ZenML recorded as pipeline-run metadata,
-a tag search, and finally creation followed by a second search that settles concurrent
-creations on one canonical run (see docs/design.md).
+and, under a cross-process lock, a tag search and creation (see docs/design.md).
 """
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from tracker_flavor import tags
+from tracker_flavor.coordination import creation_lock
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -64,11 +64,6 @@ def experiment_id(
         return found
 
 
-def forget_experiment(tracking_uri: str, name: str) -> None:
-    """Drop a cached experiment id (after the experiment was deleted elsewhere)."""
-    _experiment_ids.pop((tracking_uri, name), None)
-
-
 def find_parent_runs(client: "MlflowClient", exp_id: str, pipeline_run_id: str) -> list["Run"]:
     """Return the active parent runs tagged with `pipeline_run_id`, canonical one first."""
     runs = client.search_runs(
@@ -81,11 +76,6 @@ def find_parent_runs(client: "MlflowClient", exp_id: str, pipeline_run_id: str) 
     return sorted(parents, key=lambda run: (run.info.start_time, run.info.run_id))
 
 
-def cached_parent_id(tracking_uri: str, pipeline_run_id: str) -> str | None:
-    """Return the parent run id this process already resolved for a ZenML run."""
-    return _parent_ids.get((tracking_uri, pipeline_run_id))
-
-
 def resolve_parent_run(
     client: "MlflowClient",
     tracking_uri: str,
@@ -93,33 +83,34 @@ def resolve_parent_run(
     pipeline_run_id: str,
     run_name: str,
     run_tags: Mapping[str, str],
-    known_id: str | None,
-) -> tuple[str, "Run | None", bool]:
-    """Return (parent run id, the run if it was fetched or created, whether it was created).
+    recorded: Callable[[], str | None],
+    record: Callable[[str], None],
+) -> tuple[str, "Run | None"]:
+    """Return the parent run id, and the run itself if this call fetched or created it.
 
-    `known_id` is the id ZenML recorded for this pipeline run, if any; it spares the search.
+    `recorded` reads the parent id ZenML has recorded for the run (sparing the search), and
+    `record` records one; creation happens only under the cross-process creation lock.
     """
     key = (tracking_uri, pipeline_run_id)
     with _lock_for(key):
         if key in _parent_ids:
-            return _parent_ids[key], None, False
-        if known_id:
-            _parent_ids[key] = known_id
-            return known_id, None, False
-        existing = find_parent_runs(client, exp_id, pipeline_run_id)
-        if existing:
-            _parent_ids[key] = existing[0].info.run_id
-            return existing[0].info.run_id, existing[0], False
-        created = client.create_run(exp_id, run_name=run_name, tags=dict(run_tags))
-        canonical = find_parent_runs(client, exp_id, pipeline_run_id)
-        if canonical and canonical[0].info.run_id != created.info.run_id:
-            # Another process created a parent at the same time and its run sorts first:
-            # everyone settles on that one, and ours (still empty) goes away.
-            client.delete_run(created.info.run_id)
-            _parent_ids[key] = canonical[0].info.run_id
-            return canonical[0].info.run_id, canonical[0], False
-        _parent_ids[key] = created.info.run_id
-        return created.info.run_id, created, True
+            return _parent_ids[key], None
+        if known := recorded():
+            _parent_ids[key] = known
+            return known, None
+        with creation_lock(pipeline_run_id, recorded) as known:
+            if known:
+                _parent_ids[key] = known
+                return known, None
+            existing = find_parent_runs(client, exp_id, pipeline_run_id)
+            parent = (
+                existing[0]
+                if existing
+                else client.create_run(exp_id, run_name=run_name, tags=dict(run_tags))
+            )
+            record(parent.info.run_id)
+        _parent_ids[key] = parent.info.run_id
+        return parent.info.run_id, parent
 
 
 def create_step_run(

@@ -32,6 +32,11 @@ class MLflowPlusSettings(BaseSettings):
     autolog: bool = Field(
         False, description="Turn MLflow autologging on for the duration of the step."
     )
+    async_logging: bool = Field(
+        True,
+        description="Batch what the step's code logs with mlflow.log_metric/log_param/set_tag "
+        "and deliver it before the step ends; the step fails if any value does not arrive.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,10 @@ def pipeline_outcome(
     from zenml.enums import ExecutionStatus
     from zenml.models import StepRunFilter
 
+    spec = snapshot.pipeline_spec
+    if not current_failed and spec and any(current_step in s.upstream_steps for s in spec.steps):
+        # Steps after this one have not run yet, and a failed step settles the parent itself.
+        return "RUNNING", None
     store = Client().zen_store
     latest: dict[str, ExecutionStatus] = {}
     page_number = 1
@@ -45,7 +49,6 @@ def pipeline_outcome(
     if snapshot.is_dynamic:
         return "RUNNING", None
     # A step process loads a snapshot filtered to its own step; the spec still lists them all.
-    spec = snapshot.pipeline_spec
     expected = {s.invocation_id for s in spec.steps} if spec else set(snapshot.step_configurations)
     if expected <= set(latest) and all(latest[name].is_finished for name in expected):
         return "FINISHED", None

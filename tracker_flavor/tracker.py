@@ -2,8 +2,11 @@
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from mlflow import MlflowClient
@@ -20,10 +23,11 @@ from zenml.models import RunMetadataResource
 from zenml.stack import StackValidator
 from zenml.utils import settings_utils
 
-from tracker_flavor import active_run, runs, tags
+from tracker_flavor import active_run, batching, runs, secrets, tags
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.embedded import embedded_artifact_location, embedded_tracking_uri
 from tracker_flavor.environment import process_environment
+from tracker_flavor.errors import TrackingServerError, explain
 from tracker_flavor.finalizer import run_finalizer
 from tracker_flavor.params import step_params
 from tracker_flavor.settings import MLflowPlusSettings
@@ -32,6 +36,7 @@ from tracker_flavor.uris import (
     DEFAULT_UI_URL,
     is_databricks_uri,
     is_http_uri,
+    is_remote_uri,
     normalize_host,
     run_url,
     strip_credentials,
@@ -49,6 +54,9 @@ PARENT_RUN_ID_KEY = "mlflow_parent_run_id"
 EXPERIMENT_ID_KEY = "mlflow_experiment_id"
 RUN_ID_KEY = "mlflow_run_id"
 TRACKING_URI_KEY = "mlflow_tracking_uri"
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+_warned: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -117,72 +125,153 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             values.update(given.model_dump(exclude_unset=True))
         return MLflowPlusSettings.model_validate(values)
 
+    def _value(self, field: str) -> Any:
+        """Return a config value, resolving a secret reference with a clear error."""
+        return secrets.resolve(self.config, field)
+
     def tracking_uri(self) -> str:
         """Return the tracking URI: config, else MLFLOW_TRACKING_URI, else the embedded store."""
-        return self._store()[0]
+        return self.tracking_store()[0]
 
-    def _store(self) -> tuple[str, str | None]:
+    def tracking_store(self) -> tuple[str, str | None]:
         """Return the tracking URI and, for the embedded store, the artifact root of experiments."""
-        if self.config.tracking_uri:
-            return self.config.tracking_uri, None
+        if configured := self._value("tracking_uri"):
+            return str(configured), None
         if from_env := os.environ.get("MLFLOW_TRACKING_URI"):
             return from_env, None
         path = Client().active_stack.artifact_store.path
         return embedded_tracking_uri(path), embedded_artifact_location(path)
 
-    def _variables(self, uri: str) -> dict[str, str]:
-        """Return the MLflow/Databricks environment variables that carry the credentials."""
+    def client_variables(self, uri: str) -> dict[str, str]:
+        """Return the MLflow/Databricks environment variables: credentials, TLS, time limits."""
         config = self.config
-        variables: dict[str, str] = {}
+        value = self._value
+        variables = {
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(config.connect_timeout_seconds),
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(config.max_retries),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+            # Else every set_terminated fetches the run again only to print its URL.
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+        }
+        token, username, password = (
+            value("tracking_token"),
+            value("tracking_username"),
+            value("tracking_password"),
+        )
         if is_databricks_uri(uri):
-            variables["DATABRICKS_HOST"] = normalize_host(config.databricks_host or "")
+            variables["DATABRICKS_HOST"] = normalize_host(value("databricks_host") or "")
             variables["MLFLOW_REGISTRY_URI"] = (
                 "databricks-uc" if config.enable_unity_catalog else "databricks"
             )
-            if config.tracking_token:
-                variables["DATABRICKS_TOKEN"] = config.tracking_token
-            if config.tracking_username and config.tracking_password:
-                variables["DATABRICKS_USERNAME"] = config.tracking_username
-                variables["DATABRICKS_PASSWORD"] = config.tracking_password
-            if config.databricks_client_id and config.databricks_client_secret:
-                variables["DATABRICKS_CLIENT_ID"] = config.databricks_client_id
-                variables["DATABRICKS_CLIENT_SECRET"] = config.databricks_client_secret
+            if token:
+                variables["DATABRICKS_TOKEN"] = token
+            if username and password:
+                variables["DATABRICKS_USERNAME"] = username
+                variables["DATABRICKS_PASSWORD"] = password
+            client_id, client_secret = (
+                value("databricks_client_id"),
+                value("databricks_client_secret"),
+            )
+            if client_id and client_secret:
+                variables["DATABRICKS_CLIENT_ID"] = client_id
+                variables["DATABRICKS_CLIENT_SECRET"] = client_secret
                 variables["DATABRICKS_AUTH_TYPE"] = "oauth-m2m"
                 variables["MLFLOW_ENABLE_DB_SDK"] = "true"
         else:
-            if config.tracking_token:
-                variables["MLFLOW_TRACKING_TOKEN"] = config.tracking_token
-            if config.tracking_username and config.tracking_password:
-                variables["MLFLOW_TRACKING_USERNAME"] = config.tracking_username
-                variables["MLFLOW_TRACKING_PASSWORD"] = config.tracking_password
+            if token:
+                variables["MLFLOW_TRACKING_TOKEN"] = token
+            if username and password:
+                variables["MLFLOW_TRACKING_USERNAME"] = username
+                variables["MLFLOW_TRACKING_PASSWORD"] = password
         if config.tracking_insecure_tls:
             variables["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
+        for field, name in (
+            ("tracking_ca_bundle", "MLFLOW_TRACKING_SERVER_CERT_PATH"),
+            ("tracking_client_cert", "MLFLOW_TRACKING_CLIENT_CERT_PATH"),
+        ):
+            if path := value(field):
+                if not os.path.isfile(path):
+                    raise FileNotFoundError(
+                        f"{field} {path!r} is not a file on this machine: mount the PEM file "
+                        f"where steps run, or correct {field}."
+                    )
+                variables[name] = path
         return variables
 
     def _ui_base(self, uri: str) -> str:
         """Return the base URL that run links start with."""
-        if self.config.ui_url:
-            return self.config.ui_url
+        if ui_url := self._value("ui_url"):
+            return str(ui_url)
         if is_databricks_uri(uri):
-            return normalize_host(self.config.databricks_host or "")
+            return normalize_host(self._value("databricks_host") or "")
         if is_http_uri(uri):
             return strip_credentials(uri)
         return DEFAULT_UI_URL
+
+    def _experiment_name(self, name: str, uri: str) -> str:
+        """Return the experiment name; on Databricks, a workspace path."""
+        if is_databricks_uri(uri) and not name.startswith("/"):
+            return f"{self.config.databricks_experiment_dir.rstrip('/')}/{name}"
+        return name
+
+    def _warn_once(self, uri: str) -> None:
+        """Warn, once per process and URI, about connections that are not protected."""
+        if uri in _warned:
+            return
+        _warned.add(uri)
+        parts = urlsplit(uri)
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+            logger.warning(
+                "MLflow tracking server %s is reached over plain http: credentials and data "
+                "travel unencrypted. Use https:// where the network is not trusted.",
+                strip_credentials(uri),
+            )
+        if self.config.tracking_insecure_tls and is_remote_uri(uri):
+            logger.warning(
+                "TLS certificate verification of %s is off (tracking_insecure_tls=True).",
+                strip_credentials(uri),
+            )
+
+    @contextmanager
+    def _explaining(self, uri: str) -> Iterator[MlflowClient]:
+        """Yield a client for `uri`; turn a server failure into a one-line TrackingServerError."""
+        try:
+            yield MlflowClient(tracking_uri=uri)
+        except Exception as error:
+            if message := explain(error, uri, self.config):
+                raise TrackingServerError(message) from None
+            raise
+
+    @contextmanager
+    def connected(self, uri: str, variables: dict[str, str]) -> Iterator[MlflowClient]:
+        """Yield a client for `uri` with its environment applied; explain server failures."""
+        process_environment.enter(uri, variables)
+        try:
+            with self._explaining(uri) as client:
+                yield client
+        finally:
+            process_environment.leave()
 
     # Step hooks
 
     def prepare_step_run(self, info: "StepRunInfo") -> None:
         """Resolve the pipeline run's parent run, open the step's run and make it active."""
         settings = cast(MLflowPlusSettings, self.get_settings(info))
-        uri, artifact_location = self._store()
-        process_environment.enter(uri, self._variables(uri))
+        uri, artifact_location = self.tracking_store()
+        variables = self.client_variables(uri)
+        self._warn_once(uri)
+        # Held for the whole step (user code logs through it); released in cleanup_step_run.
+        process_environment.enter(uri, variables | batching.environment(settings.async_logging))
         try:
-            step = self._start_step(info, settings, uri, artifact_location)
+            with self._explaining(uri) as client:
+                step = self._start_step(client, info, settings, uri, artifact_location)
             if settings.autolog:
                 import mlflow
 
                 mlflow.autolog(silent=True)
         except BaseException:
+            batching.close_ledger(info.step_run_id)
             process_environment.leave()
             raise
         with self._steps_lock:
@@ -190,13 +279,13 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
 
     def _start_step(
         self,
+        client: MlflowClient,
         info: "StepRunInfo",
         settings: MLflowPlusSettings,
         uri: str,
         artifact_location: str | None,
     ) -> StepRun:
         """Open the MLflow runs of a step attempt and push the one it logs into."""
-        client = MlflowClient(tracking_uri=uri)
         parent_id, exp_id, parent_run = self._parent_run(
             client, uri, artifact_location, info, settings
         )
@@ -216,11 +305,15 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             )
         if settings.nested:
             run = runs.create_step_run(client, exp_id, parent_id, step_name, step_tags)
-            self._log(client, run.info.run_id, {}, params)
+            if not settings.async_logging:  # else they travel in the step's first batch
+                self._log(client, run.info.run_id, {}, params)
             self._log(client, parent_id, {tags.LAST_STEP: step_name}, {})
         else:
             self._log(client, parent_id, {tags.LAST_STEP: step_name}, params)
             run = parent_run or runs.placeholder_run(parent_id, exp_id, settings.run_name or "")
+        if settings.async_logging:
+            child_params = params if settings.nested else {}
+            batching.open_ledger(info.step_run_id, uri, run.info.run_id, child_params)
         active_run.push(run)
         return StepRun(
             tracking_uri=uri,
@@ -252,11 +345,8 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             pipeline_run_id, zenml_run_name = info.run_id, info.run_name
             snapshot = info.snapshot
             pipeline_name = info.pipeline.name
-        experiment_name = settings.experiment_name or pipeline_name
+        experiment_name = self._experiment_name(settings.experiment_name or pipeline_name, uri)
         exp_id = runs.experiment_id(client, uri, experiment_name, artifact_location)
-        recorded = None
-        if runs.cached_parent_id(uri, str(pipeline_run_id)) is None:
-            recorded = self._recorded_parent(pipeline_run_id, exp_id, uri)
         run_tags = {
             **settings.tags,
             tags.PIPELINE_RUN_ID: str(pipeline_run_id),
@@ -265,14 +355,15 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             tags.STACK: snapshot.stack.name if snapshot and snapshot.stack else "",
             tags.ZENML_VERSION: _zenml_version(),
         }
-        parent_id, parent_run, created = runs.resolve_parent_run(
+        parent_id, parent_run = runs.resolve_parent_run(
             client,
             uri,
             exp_id,
             str(pipeline_run_id),
             settings.run_name or zenml_run_name,
             run_tags,
-            recorded,
+            recorded=lambda: self._recorded_parent(pipeline_run_id, exp_id, uri),
+            record=lambda parent: self._record_parent(pipeline_run_id, uri, exp_id, parent),
         )
         key = (uri, parent_id)
         if parent_run is not None:
@@ -281,12 +372,6 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             # The ZenML run is running again (resumed or re-run): so is its parent.
             client.update_run(parent_id, status="RUNNING")
             self._parent_status[key] = "RUNNING"
-        if (
-            recorded is None
-            and parent_run is not None
-            and not isinstance(info, PipelineRunResponse)
-        ):
-            self._record_parent(pipeline_run_id, uri, exp_id, parent_id)
         return parent_id, exp_id, parent_run
 
     def _recorded_parent(self, pipeline_run_id: UUID, exp_id: str, uri: str) -> str | None:
@@ -337,6 +422,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
                     run_id,
                     params=param_list[start : start + 100],
                     tags=tag_list if start == 0 else [],
+                    synchronous=True,  # the step's async_logging is for user code only
                 )
         except MlflowException as error:
             if error.error_code != "INVALID_PARAMETER_VALUE" or not param_list:
@@ -345,7 +431,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
                 "Step parameters were not logged to MLflow run %s: %s", run_id, error.message
             )
             if tag_list:
-                client.log_batch(run_id, tags=tag_list)
+                client.log_batch(run_id, tags=tag_list, synchronous=True)
 
     def get_step_run_metadata(self, info: "StepRunInfo") -> dict[str, "MetadataType"]:
         """Return the step's run link and ids, recorded as ZenML step metadata."""
@@ -358,6 +444,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             EXPERIMENT_ID_KEY: step.experiment_id,
             PARENT_RUN_ID_KEY: step.parent_id,
             TRACKING_URI_KEY: strip_credentials(step.tracking_uri),
+            **batching.delivery_metadata(info.step_run_id),
         }
 
     def cleanup_step_run(self, info: "StepRunInfo", step_failed: bool) -> None:
@@ -367,7 +454,11 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         if step is None:
             return
         try:
-            self._end_step(info, step, step_failed)
+            with (
+                batching.delivered(info.step_run_id) as lost,
+                self._explaining(step.tracking_uri) as client,
+            ):
+                self._end_step(client, info, step, step_failed or lost)
         finally:
             if step.autolog:
                 import mlflow
@@ -375,9 +466,10 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
                 mlflow.autolog(disable=True, silent=True)
             process_environment.leave()
 
-    def _end_step(self, info: "StepRunInfo", step: StepRun, step_failed: bool) -> None:
+    def _end_step(
+        self, client: MlflowClient, info: "StepRunInfo", step: StepRun, step_failed: bool
+    ) -> None:
         """Terminate the step's runs and update the parent when the pipeline's outcome changed."""
-        client = MlflowClient(tracking_uri=step.tracking_uri)
         status = "FAILED" if step_failed else "FINISHED"
         for left_open in reversed(active_run.pop_until(step.run_id)):
             client.set_terminated(left_open, status)
@@ -387,7 +479,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             info.run_id, info.snapshot, info.pipeline_step_name, step_failed
         )
         if outcome == "RUNNING":
-            variables = self._variables(step.tracking_uri)
+            variables = self.client_variables(step.tracking_uri)
             run_finalizer.watch(
                 info.run_id,
                 lambda succeeded: self._settle_after_run(step, variables, info.run_id, succeeded),
@@ -403,7 +495,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         if self._parent_status.get(key) == outcome:
             return
         if failed_step:
-            client.set_tag(step.parent_id, tags.FAILED_STEP, failed_step)
+            client.set_tag(step.parent_id, tags.FAILED_STEP, failed_step, synchronous=True)
         client.set_terminated(step.parent_id, outcome)
         self._parent_status[key] = outcome
 
@@ -416,12 +508,8 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             run = Client().zen_store.get_run(run_id, hydrate=True)
             failed = sorted(name for name, s in run.steps.items() if s.status == "failed")
             failed_step = failed[0] if failed else None
-        process_environment.enter(step.tracking_uri, variables)
-        try:
-            client = MlflowClient(tracking_uri=step.tracking_uri)
+        with self.connected(step.tracking_uri, variables) as client:
             self._settle_parent(client, step, "FINISHED" if succeeded else "FAILED", failed_step)
-        finally:
-            process_environment.leave()
 
     def get_pipeline_run_metadata(self, run_id: UUID) -> dict[str, "MetadataType"]:
         """Create the parent run when ZenML creates the pipeline run, and return its link."""
@@ -433,13 +521,9 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         ):
             return {}
         settings = cast(MLflowPlusSettings, self.get_settings(snapshot))
-        uri, artifact_location = self._store()
-        process_environment.enter(uri, self._variables(uri))
-        try:
-            client = MlflowClient(tracking_uri=uri)
+        uri, artifact_location = self.tracking_store()
+        with self.connected(uri, self.client_variables(uri)) as client:
             parent_id, exp_id, _ = self._parent_run(client, uri, artifact_location, run, settings)
-        finally:
-            process_environment.leave()
         return self._parent_metadata(uri, exp_id, parent_id)
 
 

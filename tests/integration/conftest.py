@@ -1,15 +1,12 @@
 """Fixtures for integration tests: a real ZenML store with the flavor and stacks registered."""
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 TRACKER = "mlflow_plus"
 
 
@@ -21,8 +18,6 @@ def zenml_stack(session_dir: Path) -> str:
 
     from cli.main import cli
 
-    if not (ROOT / ".zen").exists():
-        subprocess.run([str(Path(sys.executable).parent / "zenml"), "init"], cwd=ROOT, check=True)
     result = CliRunner().invoke(cli, ["install", "--stack", "embedded", "--tracker", TRACKER])
     assert result.exit_code == 0, result.output
     assert Client().active_stack_model.name == "embedded"

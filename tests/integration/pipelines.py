@@ -100,3 +100,25 @@ def flaky(key: str) -> int:
 @pipeline(enable_cache=False)
 def retried(key: str) -> None:
     consume(flaky(key=key))
+
+
+@step(experiment_tracker=True)
+def log_through_outage(server_pid: int, delivered: int, lost: int) -> int:
+    import psutil
+
+    for i in range(delivered):
+        mlflow.log_metric("outage", i, step=i)
+    mlflow.flush_async_logging()  # these have arrived; the rest will not
+    server = psutil.Process(server_pid)
+    doomed = [server, *server.children(recursive=True)]
+    for process in doomed:
+        process.kill()
+    psutil.wait_procs(doomed, timeout=30)
+    for i in range(delivered, delivered + lost):
+        mlflow.log_metric("outage", i, step=i)
+    return delivered + lost
+
+
+@pipeline(enable_cache=False)
+def outage(server_pid: int, delivered: int = 1200, lost: int = 800) -> None:
+    log_through_outage(server_pid=server_pid, delivered=delivered, lost=lost)

@@ -31,7 +31,9 @@ def test_ui_serves_the_runs_that_step_links_point_to(zenml_stack, session_dir):
 
     log = session_dir / "ui.log"
     with log.open("wb") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(base, server, log)

@@ -14,13 +14,22 @@ class Proxy:
     """Forward HTTP requests from 127.0.0.1:<port> to `upstream`.
 
     `delay` seconds are added to every request; with `token`, requests without
-    `Authorization: Bearer <token>` get a 401 like a real authenticating gateway.
+    `Authorization: Bearer <token>` get a 401 like a real authenticating gateway; with
+    `fail_status`, every request is answered with that status (a failing gateway).
     """
 
-    def __init__(self, upstream: str, *, delay: float = 0.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        delay: float = 0.0,
+        token: str | None = None,
+        fail_status: int | None = None,
+    ) -> None:
         self.upstream = urlsplit(upstream)
         self.delay = delay
         self.token = token
+        self.fail_status = fail_status
         self.requests: Counter[str] = Counter()
         self.rejected = 0
         self._lock = threading.Lock()
@@ -76,6 +85,11 @@ class Proxy:
                     return
                 with proxy._lock:
                     proxy.requests[urlsplit(self.path).path] += 1
+                if proxy.fail_status is not None:
+                    self.send_response(proxy.fail_status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if proxy.delay:
                     time.sleep(proxy.delay)
                 connection = http.client.HTTPConnection(

@@ -1,0 +1,1 @@
+"""Benchmark of the mlflow_plus tracker against ZenML's built-in mlflow tracker."""

@@ -1,0 +1,281 @@
+"""`zenml-mlflow check`: tell whether a tracker component can reach and use its MLflow store."""
+
+import queue
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import click
+
+from cli.components import load_tracker
+from cli.output import output_option, print_json
+from tracker_flavor.errors import explain
+from tracker_flavor.uris import is_databricks_uri, is_http_uri, normalize_host, strip_credentials
+
+if TYPE_CHECKING:
+    from tracker_flavor.tracker import MLflowPlusExperimentTracker
+
+PROBE_EXPERIMENT = "zenml-mlflow-check"
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one check: a one-line message, with the fix when it failed."""
+
+    name: str
+    ok: bool
+    message: str
+
+
+class Deadline:
+    """The time left for the checks, and the check under way."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.current = "secrets"
+
+    def left(self) -> float:
+        """Return the seconds left, at least a tenth of one."""
+        return max(self.end - time.monotonic(), 0.1)
+
+
+def _failure(error: BaseException, uri: str, tracker: "MLflowPlusExperimentTracker") -> str:
+    """Return the one-line explanation of a failed check."""
+    return explain(error, uri, tracker.config) or str(error).strip().splitlines()[0]
+
+
+def _timed(action: Callable[[], object]) -> float:
+    """Run `action` and return how long it took, in milliseconds."""
+    start = time.perf_counter()
+    action()
+    return (time.perf_counter() - start) * 1000
+
+
+def _server_checks(
+    uri: str, variables: dict[str, str], tracker: "MLflowPlusExperimentTracker", deadline: Deadline
+) -> Iterator[Result]:
+    """Check that the server's host accepts connections, its TLS and, for MLflow, /health."""
+    import requests
+
+    base = normalize_host(variables["DATABRICKS_HOST"]) if is_databricks_uri(uri) else uri
+    parts = urlsplit(base)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    deadline.current = "connect"
+    try:
+        with socket.create_connection((host, port), timeout=deadline.left()):
+            pass
+    except OSError as error:
+        yield Result("connect", False, _failure(error, uri, tracker))
+        return
+    yield Result("connect", True, f"{host}:{port} accepts connections")
+    insecure = variables.get("MLFLOW_TRACKING_INSECURE_TLS") == "true"
+    verify: bool | str = not insecure and variables.get("MLFLOW_TRACKING_SERVER_CERT_PATH", True)
+    cert = variables.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
+    probe = "/health" if is_http_uri(uri) else "/"
+    deadline.current = "tls" if parts.scheme == "https" else "server"
+    try:
+        start = time.perf_counter()
+        response = requests.get(
+            f"{base.rstrip('/')}{probe}", verify=verify, cert=cert, timeout=deadline.left()
+        )
+        latency = (time.perf_counter() - start) * 1000
+    except requests.RequestException as error:
+        yield Result(deadline.current, False, _failure(error, uri, tracker))
+        return
+    if parts.scheme == "https":
+        yield Result(
+            "tls",
+            True,
+            "certificate NOT verified (tracking_insecure_tls=True)"
+            if insecure
+            else f"certificate of {host} verified",
+        )
+    if not is_http_uri(uri):
+        return
+    deadline.current = "server"
+    if response.status_code != 200:
+        yield Result(
+            "server",
+            False,
+            f"{strip_credentials(uri)} answered /health with HTTP {response.status_code}: "
+            "it is not an MLflow tracking server, or it is unhealthy (see its log).",
+        )
+        return
+    version = requests.get(
+        f"{base.rstrip('/')}/version",
+        verify=verify,
+        cert=cert,
+        timeout=deadline.left(),
+        **_credentials(variables),
+    )
+    served = f"MLflow {version.text.strip()}" if version.ok else "an MLflow server"
+    yield Result("server", True, f"{served}, /health answered in {latency:.0f} ms")
+
+
+def _credentials(variables: dict[str, str]) -> dict[str, Any]:
+    """Return the `requests` arguments that authenticate like MLflow's client does."""
+    if token := variables.get("MLFLOW_TRACKING_TOKEN"):
+        return {"headers": {"Authorization": f"Bearer {token}"}}
+    if username := variables.get("MLFLOW_TRACKING_USERNAME"):
+        return {"auth": (username, variables.get("MLFLOW_TRACKING_PASSWORD", ""))}
+    return {}
+
+
+def _store_checks(
+    uri: str,
+    artifact_location: str | None,
+    variables: dict[str, str],
+    tracker: "MLflowPlusExperimentTracker",
+    deadline: Deadline,
+) -> Iterator[Result]:
+    """Authenticate to the store, then create, log to and delete a probe run."""
+    from mlflow import MlflowClient
+
+    from tracker_flavor import runs
+    from tracker_flavor.environment import process_environment
+
+    bounded = {
+        **variables,
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(int(deadline.left()), 1)),
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    process_environment.enter(uri, bounded)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        deadline.current = "auth"
+        try:
+            client.search_experiments(max_results=1)
+        except Exception as error:
+            yield Result("auth", False, _failure(error, uri, tracker))
+            return
+        methods = tracker.config.authentication_methods()
+        yield Result(
+            "auth",
+            True,
+            f"accepted {methods[0]}" if methods else "the store answers without credentials",
+        )
+        deadline.current = "probe"
+        name = PROBE_EXPERIMENT
+        if is_databricks_uri(uri):
+            name = f"{tracker.config.databricks_experiment_dir.rstrip('/')}/{name}"
+        try:
+            exp_id = runs.experiment_id(client, uri, name, artifact_location)
+            run = client.create_run(exp_id, run_name="probe")
+            latencies = [
+                _timed(lambda: client.log_metric(run.info.run_id, "probe", 1.0)),
+                _timed(lambda: client.get_run(run.info.run_id)),
+                _timed(lambda: client.delete_run(run.info.run_id)),
+            ]
+        except Exception as error:
+            yield Result("probe", False, _failure(error, uri, tracker))
+            return
+        yield Result(
+            "probe",
+            True,
+            f"created, logged to and deleted a run in experiment {name!r} "
+            f"(round trip {statistics.median(latencies):.0f} ms)",
+        )
+    finally:
+        process_environment.leave()
+
+
+def diagnose(tracker: "MLflowPlusExperimentTracker", deadline: Deadline) -> Iterator[Result]:
+    """Run the checks in order, stopping at the first failure."""
+    from zenml.utils.secret_utils import is_secret_reference
+
+    try:
+        uri, artifact_location = tracker.tracking_store()
+        variables = tracker.client_variables(uri)
+    except Exception as error:
+        yield Result("secrets", False, str(error))
+        return
+    references = [value for value in tracker.config.__dict__.values() if is_secret_reference(value)]
+    yield Result(
+        "secrets",
+        True,
+        f"{len(references)} secret reference(s) resolved" if references else "none referenced",
+    )
+    if is_http_uri(uri) or is_databricks_uri(uri):
+        for result in _server_checks(uri, variables, tracker, deadline):
+            yield result
+            if not result.ok:
+                return
+    yield from _store_checks(uri, artifact_location, variables, tracker, deadline)
+
+
+def run_checks(tracker: "MLflowPlusExperimentTracker", seconds: float) -> Iterator[Result]:
+    """Yield check results as they come; give up with a failed result after `seconds`."""
+    deadline = Deadline(seconds)
+    results: queue.Queue[Result | None] = queue.Queue()
+
+    def work() -> None:
+        try:
+            for result in diagnose(tracker, deadline):
+                results.put(result)
+        except Exception as error:
+            results.put(Result(deadline.current, False, str(error).strip().splitlines()[0]))
+        results.put(None)
+
+    # A daemon thread: a server that hangs cannot keep the command past its deadline.
+    threading.Thread(target=work, name="zenml-mlflow-check", daemon=True).start()
+    while True:
+        try:
+            result = results.get(timeout=max(deadline.end - time.monotonic(), 0))
+        except queue.Empty:
+            yield Result(
+                deadline.current,
+                False,
+                f"no answer within --timeout {seconds:g} s: the server accepts connections but "
+                "does not respond; check the address, a proxy or firewall on the way, and the "
+                "server's log.",
+            )
+            return
+        if result is None:
+            return
+        yield result
+
+
+@click.command()
+@click.argument("component", required=False)
+@click.option(
+    "--timeout",
+    default=15.0,
+    show_default=True,
+    type=float,
+    help="Seconds all the checks may take together.",
+)
+@output_option
+def check(component: str | None, timeout: float, output: str) -> None:
+    """Check that a tracker can reach, authenticate to and write to its MLflow store.
+
+    Checks secrets, connection, TLS, server version, authentication and a probe run; exit code 0
+    only if the tracker is usable.
+
+    Example: zenml-mlflow check mlflow_plus --timeout 30
+    """
+    tracker = load_tracker(component)
+    results = []
+    for result in run_checks(tracker, timeout):
+        results.append(result)
+        if output == "table":
+            mark = click.style("✓", fg="green") if result.ok else click.style("✗", fg="red")
+            click.echo(f"{mark} {result.name}: {result.message}")
+    usable = all(result.ok for result in results)
+    if output == "json":
+        print_json(
+            {
+                "component": tracker.name,
+                "usable": usable,
+                "checks": [asdict(result) for result in results],
+            }
+        )
+    if not usable:
+        raise click.ClickException(f"experiment tracker {tracker.name!r} is not usable.")
+    if output == "table":
+        click.echo(f"experiment tracker {tracker.name!r} is usable.")

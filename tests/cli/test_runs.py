@@ -1,0 +1,78 @@
+"""`zenml-mlflow runs` lists real pipeline runs; `--repair` settles MLflow statuses from ZenML's."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from zenml.client import Client
+
+from cli.main import cli
+from tests.integration.pipelines import failing, linear
+
+pytestmark = pytest.mark.integration
+
+
+def runs(*args: str) -> list[dict]:
+    result = CliRunner().invoke(cli, ["runs", *args, "-o", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def parent_of(run_id) -> str:
+    return str(Client().get_pipeline_run(run_id).run_metadata["mlflow_parent_run_id"])
+
+
+def test_runs_show_both_statuses_the_link_and_chosen_metrics(zenml_stack):
+    run = linear(count=2)
+    with pytest.raises(RuntimeError):
+        failing()
+    shown = runs("--last", "2", "-m", "consumed", "-m", "missing")
+    failed, done = shown
+    assert done["run"] == run.name and done["pipeline"] == "linear"
+    assert (done["zenml_status"], done["mlflow_status"]) == ("completed", "FINISHED")
+    assert done["metrics"] == {"consumed": 4.0, "missing": None}
+    assert done["link"].startswith("http://127.0.0.1:5000/#/experiments/")
+    assert done["link"].endswith(parent_of(run.id))
+    assert (failed["zenml_status"], failed["mlflow_status"]) == ("failed", "FAILED")
+    assert failed["pipeline"] == "failing" and failed["failed_step"] == "explode"
+
+    table = CliRunner().invoke(cli, ["runs", "linear", "--last", "1", "-m", "consumed"])
+    assert table.exit_code == 0
+    assert run.name in table.output and "FINISHED" in table.output and "4" in table.output
+    assert "failing" not in table.output
+
+
+def test_repair_settles_runs_a_dead_process_left_running(zenml_stack, embedded_client):
+    nested = linear.with_options(settings={"experiment_tracker": {"nested": True}})(count=1)
+    with pytest.raises(RuntimeError):
+        failing()
+    broken_fail = Client().get_pipeline("failing").last_run
+    parent_ok, parent_failed = parent_of(nested.id), parent_of(broken_fail.id)
+    children = embedded_client.search_runs(
+        [embedded_client.get_run(parent_ok).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_ok}'",
+    )
+    assert len(children) == 2
+    # What a killed process leaves behind: runs still RUNNING, no failed-step tag.
+    for run_id in (parent_ok, parent_failed, children[0].info.run_id):
+        embedded_client.update_run(run_id, status="RUNNING")
+    embedded_client.delete_tag(parent_failed, "zenml.failed_step")
+
+    before = runs("--last", "2")
+    assert [row["mlflow_status"] for row in before] == ["RUNNING", "RUNNING"]
+    repaired = CliRunner().invoke(cli, ["runs", "--last", "2", "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+    assert (
+        f"repaired {broken_fail.name}: {broken_fail.name} ({parent_failed}): RUNNING -> FAILED"
+        in repaired.output
+    )
+    assert f"({children[0].info.run_id}): RUNNING -> FINISHED" in repaired.output
+    assert f"({parent_ok}): RUNNING -> FINISHED" in repaired.output
+
+    assert embedded_client.get_run(parent_ok).info.status == "FINISHED"
+    assert embedded_client.get_run(children[0].info.run_id).info.status == "FINISHED"
+    failed_parent = embedded_client.get_run(parent_failed)
+    assert failed_parent.info.status == "FAILED"
+    assert failed_parent.data.tags["zenml.failed_step"] == "explode"
+    again = CliRunner().invoke(cli, ["runs", "--last", "2", "--repair", "-o", "json"])
+    assert [row["repaired"] for row in json.loads(again.output)] == [[], []]

@@ -1,0 +1,220 @@
+"""`zenml-mlflow server` and `check` as real subprocesses against one basic-auth server."""
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from base64 import b64encode
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from zenml.client import Client
+
+from cli.server import DataDir, ServerState
+from tests.cli.conftest import StartedServer, tracker, zenml_mlflow
+from tests.support.proxy import Proxy
+from tests.support.servers import free_port
+from tests.support.tls import self_signed_certificate
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def checks(zenml_stack, basic_auth_server: StartedServer, session_dir: Path):
+    """Run `zenml-mlflow check` on four trackers at once: good, wrong password, TLS twice."""
+    client = Client()
+    client.create_secret(
+        "cli_good", values={"user": "admin", "pw": basic_auth_server.admin_password}
+    )
+    client.create_secret("cli_wrong", values={"user": "admin", "pw": "not-the-password"})
+    good = {"tracking_username": "{{cli_good.user}}", "tracking_password": "{{cli_good.pw}}"}
+    key, cert = self_signed_certificate(session_dir / "tls")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with Proxy(basic_auth_server.url) as proxy:
+        proxy._server.socket = context.wrap_socket(proxy._server.socket, server_side=True)
+        tls_url = proxy.url.replace("http://", "https://")
+        names = [
+            tracker("check_good", tracking_uri=basic_auth_server.url, **good),
+            tracker(
+                "check_wrong",
+                tracking_uri=basic_auth_server.url,
+                tracking_username="{{cli_wrong.user}}",
+                tracking_password="{{cli_wrong.pw}}",
+            ),
+            tracker("check_tls", tracking_uri=tls_url, **good),
+            tracker("check_tls_insecure", tracking_uri=tls_url, tracking_insecure_tls=True, **good),
+        ]
+        with ThreadPoolExecutor(len(names)) as pool:
+            results = pool.map(lambda name: zenml_mlflow("check", name, "--timeout", "60"), names)
+            return dict(zip(names, results, strict=True))
+
+
+def test_start_replaced_the_stale_pid_file_and_keeps_the_password_private(basic_auth_server):
+    out = basic_auth_server.started.stdout
+    assert "removed a stale PID file" in out
+    assert f"MLflow server running at {basic_auth_server.url}" in out
+    assert f"password in {basic_auth_server.data_dir / 'admin-password'}" in out
+    assert (basic_auth_server.data_dir / "admin-password").stat().st_mode & 0o777 == 0o600
+    pid = int((basic_auth_server.data_dir / "server.pid").read_text())
+    assert f"(pid {pid})" in out
+
+
+def test_status_reports_a_healthy_server_as_json(basic_auth_server):
+    status = zenml_mlflow(
+        "server", "status", "--data-dir", str(basic_auth_server.data_dir), "-o", "json"
+    )
+    assert status.returncode == 0, status.stderr
+    summary = json.loads(status.stdout)
+    assert summary["running"] and summary["healthy"] and summary["basic_auth"]
+    assert summary["url"] == basic_auth_server.url
+
+
+def test_second_start_is_refused(basic_auth_server):
+    again = zenml_mlflow(
+        "server", "start", "--data-dir", str(basic_auth_server.data_dir), "--port", str(free_port())
+    )
+    assert again.returncode == 1
+    assert (
+        again.stderr.startswith("Error: the MLflow server of") and "already running" in again.stderr
+    )
+    assert again.stderr.count("\n") == 1
+
+
+def test_busy_port_is_refused_before_anything_starts(basic_auth_server, tmp_path):
+    busy = zenml_mlflow(
+        "server", "start", "--data-dir", str(tmp_path), "--port", str(basic_auth_server.port)
+    )
+    assert busy.returncode == 1
+    assert f"port {basic_auth_server.port} on 127.0.0.1 is already in use" in busy.stderr
+    assert not (tmp_path / "server.pid").exists()
+
+
+def test_start_gives_up_after_its_timeout_and_leaves_nothing_running(tmp_path):
+    import psutil
+
+    slow = zenml_mlflow(
+        "server", "start", "--data-dir", str(tmp_path), "--port", str(free_port()), "--timeout", "1"
+    )
+    assert slow.returncode == 1
+    assert "did not answer" in slow.stderr and "within 1 s and was stopped" in slow.stderr
+    assert not (tmp_path / "server.pid").exists()
+    time.sleep(1)
+    assert not [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(tmp_path) in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+def test_a_server_that_exits_shows_the_end_of_its_log(tmp_path):
+    broken = zenml_mlflow(
+        "server", "start", "--data-dir", str(tmp_path), "--port", str(free_port()),
+        "--backend-store-uri", "bogus://nowhere",
+    )  # fmt: skip
+    assert broken.returncode == 1
+    assert "got unsupported URI 'bogus://nowhere'" in broken.stderr
+    assert broken.stderr.splitlines()[-1] == (
+        f"Error: the MLflow server exited with code 1: its log is above and in {tmp_path}/server.log."
+    )
+    assert not (tmp_path / "server.pid").exists()
+
+
+def test_stop_never_ends_a_process_it_did_not_start(tmp_path):
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        DataDir(tmp_path).write_state(ServerState(stranger.pid, 1.0, "", "", "", False, ""))
+        stop = zenml_mlflow("server", "stop", "--data-dir", str(tmp_path))
+        assert stop.returncode == 0 and "nothing was stopped" in stop.stdout
+        assert stranger.poll() is None
+        assert not (tmp_path / "server.pid").exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_logs_show_the_server_output(basic_auth_server):
+    logs = zenml_mlflow(
+        "server", "logs", "--data-dir", str(basic_auth_server.data_dir), "-n", "400"
+    )
+    assert logs.returncode == 0
+    assert "Uvicorn running on" in logs.stdout
+
+
+def test_check_passes_on_a_reachable_server_and_leaves_no_probe_run(checks, basic_auth_server):
+    good = checks["check_good"]
+    assert good.returncode == 0, good.stdout + good.stderr
+    lines = good.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [
+        "✓ secrets", "✓ connect", "✓ server", "✓ auth", "✓ probe"
+    ]  # fmt: skip
+    assert "MLflow 3.17.2" in lines[2] and " ms" in lines[4]
+    assert lines[-1] == "experiment tracker 'check_good' is usable."
+    experiment = api(
+        basic_auth_server, "experiments/get-by-name?experiment_name=zenml-mlflow-check"
+    )
+    found = api(
+        basic_auth_server,
+        "runs/search",
+        {"experiment_ids": [experiment["experiment"]["experiment_id"]]},
+    )
+    assert found.get("runs", []) == []
+
+
+def api(server: StartedServer, path: str, body: dict | None = None) -> dict:
+    """Call the MLflow REST API as the admin user."""
+    token = b64encode(f"admin:{server.admin_password}".encode()).decode()
+    request = urllib.request.Request(
+        f"{server.url}/api/2.0/mlflow/{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
+
+
+def test_check_names_the_credentials_on_a_wrong_password(checks):
+    wrong = checks["check_wrong"]
+    assert wrong.returncode == 1
+    last = wrong.stdout.splitlines()[-1]
+    assert last.startswith("✗ auth: authentication to http://127.0.0.1:")
+    assert "HTTP 401" in last and "tracking_username/tracking_password" in last
+    assert wrong.stderr == "Error: experiment tracker 'check_wrong' is not usable.\n"
+
+
+def test_check_explains_a_self_signed_certificate(checks):
+    strict = checks["check_tls"]
+    assert strict.returncode == 1
+    last = strict.stdout.splitlines()[-1]
+    assert last.startswith("✗ tls: TLS verification of https://127.0.0.1:")
+    assert "tracking_insecure_tls=True" in last
+    insecure = checks["check_tls_insecure"]
+    assert insecure.returncode == 0, insecure.stdout + insecure.stderr
+    assert "✓ tls: certificate NOT verified (tracking_insecure_tls=True)" in insecure.stdout
+
+
+def test_stop_ends_the_server_and_its_workers(basic_auth_server, checks):
+    import psutil
+
+    pid = int((basic_auth_server.data_dir / "server.pid").read_text())
+    group = [p for p in psutil.process_iter() if _group(p) == pid]
+    assert group
+    stop = zenml_mlflow("server", "stop", "--data-dir", str(basic_auth_server.data_dir))
+    assert stop.returncode == 0 and f"(pid {pid})" in stop.stdout
+    deadline = time.monotonic() + 10
+    while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in group):
+        assert time.monotonic() < deadline, "server processes outlived stop"
+        time.sleep(0.2)
+    status = zenml_mlflow("server", "status", "--data-dir", str(basic_auth_server.data_dir))
+    assert status.returncode == 1 and "is not running" in status.stderr
+
+
+def _group(process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except (ProcessLookupError, PermissionError):
+        return None

@@ -1,0 +1,113 @@
+"""Step links open their MLflow run in a real headless Chromium: on a `zenml-mlflow server`, and
+on the embedded store served by `zenml-mlflow ui`. Screenshots land in test-artifacts/."""
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from zenml.client import Client
+from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
+
+from examples.quickstart.pipeline import quickstart
+from tests.integration.conftest import TRACKER
+from tests.support.servers import free_port, stop, wait_for_health
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+BIN = Path(sys.executable).parent / "zenml-mlflow"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class QuickstartRun:
+    name: str
+    link: str
+
+
+def quickstart_link() -> QuickstartRun:
+    """Run the quickstart and return its name and the evaluate step's link from ZenML."""
+    # A few epochs: the pipeline is the quickstart's, its length does not matter here.
+    short = quickstart.with_options(steps={"train": {"parameters": {"epochs": 5}}})
+    run = Client().get_pipeline_run(short().id)
+    assert run.status == "completed"
+    return QuickstartRun(
+        run.name, str(run.steps["evaluate"].run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(zenml_stack: str, session_dir: Path) -> Iterator[dict[str, tuple[QuickstartRun, str]]]:
+    """The quickstart on a `zenml-mlflow server` and on the embedded store; both served."""
+    data_dir, server_port, ui_port = session_dir / "e2e-server", free_port(), free_port()
+    # Both servers start at once while the embedded run goes on: each takes a minute here.
+    starting = subprocess.Popen(
+        [str(BIN), "server", "start", "--data-dir", str(data_dir), "--port", str(server_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    ui_log = session_dir / "e2e-ui.log"
+    with ui_log.open("wb") as out:
+        ui = subprocess.Popen(
+            [str(BIN), "ui", TRACKER, "--port", str(ui_port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        embedded = quickstart_link()
+        assert starting.wait(timeout=300) == 0, starting.stdout.read() if starting.stdout else ""
+        server_url = f"http://127.0.0.1:{server_port}"
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("MLFLOW_TRACKING_URI", server_url)  # the tracker's documented fallback
+            on_server = quickstart_link()
+        ui_url = f"http://127.0.0.1:{ui_port}"
+        wait_for_health(ui_url, ui, ui_log, seconds=300)
+        yield {"server": (on_server, server_url), "embedded": (embedded, ui_url)}
+    finally:
+        stop(ui)
+        subprocess.run([str(BIN), "server", "stop", "--data-dir", str(data_dir)], check=False)
+
+
+def open_in_chromium(link: str, expected: list[str], screenshot: Path) -> None:
+    """Open `link` headless, wait until every expected text shows, and save a screenshot."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(link)
+            try:
+                for text in expected:
+                    page.get_by_text(text, exact=True).first.wait_for(timeout=90_000)
+            finally:
+                page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_step_link_opens_its_run_on_a_zenml_mlflow_server(runs):
+    run, server_url = runs["server"]
+    assert run.link.startswith(f"{server_url}/#/experiments/")
+    open_in_chromium(run.link, [run.name, "test_accuracy"], ARTIFACTS / "server-run.png")
+
+
+def test_step_link_opens_its_run_in_zenml_mlflow_ui(runs):
+    run, ui_url = runs["embedded"]
+    assert run.link.startswith("http://127.0.0.1:5000/#/experiments/")
+    # `zenml-mlflow ui --port` serves on a free port here; the link's path is what matters.
+    link = run.link.replace("http://127.0.0.1:5000", ui_url)
+    open_in_chromium(link, [run.name, "test_accuracy"], ARTIFACTS / "embedded-run.png")

@@ -1,0 +1,76 @@
+"""Steps of one pipeline run in separate processes, at the same time, share one parent run."""
+
+import time
+import uuid
+
+import pytest
+from mlflow import MlflowClient
+from zenml.client import Client
+
+from tests.integration.distributed.conftest import snapshot_of
+from tests.integration.distributed.pipelines import POINTS, fan_out, six_steps
+from tests.integration.test_run_model import runs_of
+from tests.support.harness import run_snapshots, start_step
+
+pytestmark = pytest.mark.integration
+
+
+def zenml_run(snapshot, orchestrator_run_id):
+    (run,) = [
+        r for r in Client().list_pipeline_runs(snapshot_id=snapshot.id, size=50).items
+        if r.orchestrator_run_id == orchestrator_run_id
+    ]  # fmt: skip
+    return Client().get_pipeline_run(run.id)
+
+
+def test_fan_out_of_six_processes_and_a_join(cluster):
+    snapshot = snapshot_of(fan_out, cluster)
+    run_id = str(uuid.uuid4())
+    codes = run_snapshots([(snapshot, run_id)], cluster.stack_id, cluster.logs)
+    assert codes == {(run_id, name): 0 for name in snapshot.step_configurations}, cluster.logs
+    run = zenml_run(snapshot, run_id)
+    assert run.status == "completed"
+    client = MlflowClient(cluster.server.url)
+    parents, children = runs_of(client, run.id)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert set(children) == set(snapshot.step_configurations) and len(children) == 7
+    assert all(child.info.status == "FINISHED" for child in children.values())
+    for i in range(6):
+        history = client.get_metric_history(children[f"part_{i}"].info.run_id, f"part_{i}")
+        assert len(history) == POINTS
+    assert str(run.run_metadata["mlflow_parent_run_id"]) == parents[0].info.run_id
+
+    # Re-running a step of the same ZenML run (a restarted pod) reuses the parent run.
+    rerun = start_step(
+        str(snapshot.id), "join", run_id, cluster.stack_id, cluster.logs / "rerun.log"
+    )
+    assert rerun.wait(timeout=300) == 0
+    parents_after, _ = runs_of(client, run.id)
+    assert [p.info.run_id for p in parents_after] == [parents[0].info.run_id]
+
+
+@pytest.mark.load
+def test_load_eight_pipelines_of_six_steps(cluster, capsys):
+    snapshot = snapshot_of(six_steps, cluster)
+    runs = [(snapshot, str(uuid.uuid4())) for _ in range(8)]
+    cluster.proxy.reset()
+    started = time.monotonic()
+    codes = run_snapshots(runs, cluster.stack_id, cluster.logs, parallel=8)
+    wall = time.monotonic() - started
+    assert len(codes) == 48 and set(codes.values()) == {0}
+    client = MlflowClient(cluster.server.url)
+    for _, run_id in runs:
+        run = zenml_run(snapshot, run_id)
+        parents, children = runs_of(client, run.id)
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert len(children) == 6 and all(c.info.status == "FINISHED" for c in children.values())
+        for i in range(5):
+            assert (
+                len(client.get_metric_history(children[f"part_{i}"].info.run_id, f"part_{i}"))
+                == POINTS
+            )
+    with capsys.disabled():
+        print(
+            f"\nload: 8 pipelines x 6 step processes in {wall:.0f} s, "
+            f"{cluster.proxy.total} tracking requests ({cluster.proxy.total / 48:.1f} per step)"
+        )

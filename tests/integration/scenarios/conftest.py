@@ -1,0 +1,104 @@
+"""Real tracking servers for the deployment scenarios, started together once per session."""
+
+import base64
+import json
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.servers import MlflowServer
+from tests.support.tls import self_signed_certificate
+
+ADMIN_PASSWORD = "admin-pw-for-tests-only"
+ALICE_PASSWORD = "alice-pw-for-tests-only"
+
+
+@dataclass
+class Servers:
+    plain: MlflowServer
+    auth: MlflowServer
+    tls: MlflowServer
+    certificate: Path
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def api(server: MlflowServer, path: str, body: dict[str, Any], auth: tuple[str, str]) -> Any:
+    """POST to the server's REST API as `auth`."""
+    request = urllib.request.Request(
+        f"{server.url}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": _basic(*auth)},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read() or b"{}")
+
+
+@pytest.fixture(scope="session")
+def servers(session_dir: Path) -> Iterator[Servers]:
+    """A plain server, a basic-auth server (user alice) and an HTTPS server, booted in parallel."""
+    root = session_dir / "servers"
+    auth_dir = root / "auth"
+    auth_dir.mkdir(parents=True)
+    (auth_dir / "basic_auth.ini").write_text(
+        "[mlflow]\ndefault_permission = READ\n"
+        f"database_uri = sqlite:///{auth_dir}/basic_auth.db\nadmin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    key, cert = self_signed_certificate(root / "tls-cert")
+    plain = MlflowServer(root / "plain")
+    auth = MlflowServer(
+        auth_dir,
+        app_name="basic-auth",
+        env={
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_dir / "basic_auth.ini"),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-secret-key",
+        },
+    )
+    tls = MlflowServer(root / "tls", ssl=(key, cert))
+    started = [server.launch() for server in (plain, auth, tls)]
+    try:
+        for server in started:
+            server.wait()
+        alice = {"username": "alice", "password": ALICE_PASSWORD}
+        api(auth, "/api/2.0/mlflow/users/create", alice, ("admin", ADMIN_PASSWORD))
+        yield Servers(plain=plain, auth=auth, tls=tls, certificate=cert)
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def tracker_stack(zenml_stack: str) -> Iterator[Callable[..., str]]:
+    """Register an mlflow_plus tracker with a config in its own stack and activate it."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    created: list[str] = []
+
+    def make(name: str, **config: Any) -> str:
+        tracker = client.create_stack_component(
+            name=name, flavor="mlflow_plus",
+            component_type=StackComponentType.EXPERIMENT_TRACKER, configuration=config,
+        )  # fmt: skip
+        default = client.get_stack("default")
+        components = {kind: [c[0].id] for kind, c in default.components.items()}
+        components[StackComponentType.EXPERIMENT_TRACKER] = [tracker.id]
+        client.create_stack(name=f"stack_{name}", components=components)
+        client.activate_stack(f"stack_{name}")
+        created.append(name)
+        return name
+
+    yield make
+    client.activate_stack(zenml_stack)
+    for name in created:
+        client.delete_stack(f"stack_{name}", recursive=False)
+        client.delete_stack_component(name, StackComponentType.EXPERIMENT_TRACKER)

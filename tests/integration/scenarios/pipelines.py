@@ -1,0 +1,50 @@
+"""A pipeline that logs metrics, a param, an artifact and a model, for every scenario."""
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+from zenml import pipeline, step
+
+
+@step(experiment_tracker=True)
+def log_things(points: int = 5) -> int:
+    for i in range(points):
+        mlflow.log_metric("m", float(i), step=i)
+    mlflow.log_param("p", "v")
+    with tempfile.TemporaryDirectory() as directory:
+        notes = Path(directory) / "notes.txt"
+        notes.write_text("proxied artifact")
+        mlflow.log_artifact(str(notes))
+    return points
+
+
+@step(experiment_tracker=True)
+def log_metrics(points: int = 5) -> None:
+    for i in range(points):
+        mlflow.log_metric("m", float(i), step=i)
+
+
+@step(experiment_tracker=True)
+def log_model() -> None:
+    from sklearn.linear_model import LinearRegression
+
+    mlflow.sklearn.log_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), name="model")
+
+
+@pipeline(enable_cache=False)
+def scenario(points: int = 5) -> None:
+    log_things(points=points)
+
+
+@pipeline(enable_cache=False)
+def metrics_only(points: int = 5) -> None:
+    # Artifacts are left out: a local server stands in for Databricks, whose artifacts live in
+    # its own storage rather than behind the tracking API.
+    log_metrics(points=points)
+
+
+@pipeline(enable_cache=False)
+def scenario_with_model() -> None:
+    log_things()
+    log_model()

@@ -1,0 +1,176 @@
+"""The scenarios against real servers: no auth, basic auth, bearer token, TLS, Databricks."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from zenml.client import Client
+from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
+from zenml.enums import StackComponentType
+
+from tests.integration.scenarios.conftest import ADMIN_PASSWORD, ALICE_PASSWORD
+from tests.integration.scenarios.pipelines import metrics_only, scenario, scenario_with_model
+from tests.integration.test_run_model import runs_of
+from tests.support.proxy import Proxy
+
+pytestmark = pytest.mark.integration
+
+
+@contextmanager
+def as_user(user: str, password: str):
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user, password
+    try:
+        yield
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_USERNAME")
+        os.environ.pop("MLFLOW_TRACKING_PASSWORD")
+
+
+def step_failure(pipeline_name: str, step: str = "log_things") -> str:
+    """Return the message ZenML recorded for the failed step of the pipeline's last run."""
+    run = Client().get_pipeline(pipeline_name).last_run
+    assert run.status == "failed"
+    info = run.steps[step].exception_info
+    assert info is not None and info.message
+    return info.message
+
+
+def test_server_without_auth_with_proxied_artifacts_and_models(servers, tracker_stack):
+    tracker_stack("plus_plain", tracking_uri=servers.plain.url)
+    run = Client().get_pipeline_run(scenario_with_model().id)
+    client = MlflowClient(servers.plain.url)
+    (parent,), _ = runs_of(client, run.id)
+    assert parent.info.status == "FINISHED"
+    assert len(client.get_metric_history(parent.info.run_id, "m")) == 5
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["notes.txt"]
+    assert parent.info.artifact_uri.startswith("mlflow-artifacts:")  # served by the server
+    (model,) = client.search_logged_models([parent.info.experiment_id])
+    assert model.source_run_id == parent.info.run_id and model.name == "model"
+    assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(model.model_id)}
+    link = str(run.steps["log_things"].run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
+    exp, run_id = parent.info.experiment_id, parent.info.run_id
+    assert link == f"{servers.plain.url}/#/experiments/{exp}/runs/{run_id}"
+
+
+def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_stack, capfd):
+    client = Client()
+    client.create_secret("mlflow_auth", values={"username": "alice", "password": ALICE_PASSWORD})
+    try:
+        tracker_stack(
+            "plus_auth",
+            tracking_uri=servers.auth.url,
+            tracking_username="{{mlflow_auth.username}}",
+            tracking_password="{{mlflow_auth.password}}",
+        )
+        run = Client().get_pipeline_run(scenario().id)
+        with as_user("admin", ADMIN_PASSWORD):
+            (parent,), _ = runs_of(MlflowClient(servers.auth.url), run.id)
+        assert parent.info.status == "FINISHED" and parent.data.params == {
+            "p": "v",
+            "log_things.points": "5",
+        }
+
+        stored = client.get_stack_component(StackComponentType.EXPERIMENT_TRACKER, "plus_auth")
+        describe = subprocess.run(
+            [str(Path(sys.executable).parent / "zenml"), "experiment-tracker", "describe", "plus_auth"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        places = {
+            "stored config": json.dumps(stored.configuration),
+            "zenml describe": describe.stdout + describe.stderr,
+            "step metadata": json.dumps({k: str(v) for k, v in run.steps["log_things"].run_metadata.items()}),
+            "pipeline metadata": json.dumps({k: str(v) for k, v in run.run_metadata.items()}),
+            "mlflow tags and params": json.dumps([parent.data.tags, parent.data.params]),
+            "environment": json.dumps(dict(os.environ)),
+            "logs": "".join(capfd.readouterr()),
+        }  # fmt: skip
+        assert "{{mlflow_auth.password}}" in places["stored config"]
+        assert [place for place, text in places.items() if ALICE_PASSWORD in text] == []
+
+        # Rotation: a wrong password in the secret fails the next step fast, with the fix.
+        client.update_secret("mlflow_auth", add_or_update_values={"password": "wrong"})
+        started = time.monotonic()
+        with pytest.raises(RuntimeError):
+            scenario()
+        assert time.monotonic() - started < 60
+        assert step_failure("scenario") == (
+            f"authentication to {servers.auth.url} failed (HTTP 401): "
+            "check tracking_username/tracking_password."
+        )
+        client.update_secret("mlflow_auth", add_or_update_values={"password": ALICE_PASSWORD})
+        assert scenario().status == "completed"  # no re-registration needed
+    finally:
+        client.delete_secret("mlflow_auth")
+
+
+def test_a_missing_secret_names_the_secret_and_the_field(servers, tracker_stack, monkeypatch):
+    tracker_stack(
+        "plus_nosecret", tracking_uri=servers.plain.url, tracking_token="{{no_such_secret.token}}"
+    )
+    # ZenML itself refuses to submit the run, naming the secret.
+    with pytest.raises(Exception, match="no_such_secret.token"):
+        scenario()
+    # When the secret disappears after submission (a remote orchestrator starts the step later),
+    # the step fails at its start, naming the secret and the field.
+    monkeypatch.setenv("ZENML_SECRET_VALIDATION_LEVEL", "NONE")
+    with pytest.raises(RuntimeError):
+        scenario()
+    message = step_failure("scenario")
+    assert message.startswith(
+        "tracking_token refers to the ZenML secret 'no_such_secret', key 'token'"
+    )
+    assert "zenml secret create no_such_secret" in message
+
+
+def test_bearer_token_behind_a_gateway(servers, tracker_stack):
+    with Proxy(servers.plain.url, token="tok-123") as gateway:
+        tracker_stack("plus_token", tracking_uri=gateway.url, tracking_token="tok-123")
+        run = scenario()
+        assert run.status == "completed"
+        assert gateway.rejected == 0 and gateway.total > 0
+        (parent,), _ = runs_of(MlflowClient(servers.plain.url), run.id)
+        assert parent.info.status == "FINISHED"
+
+
+def test_tls_verification_bundle_and_insecure_mode(servers, tracker_stack, caplog):
+    url = servers.tls.url
+    tracker_stack("plus_tls_default", tracking_uri=url)
+    with pytest.raises(RuntimeError):
+        scenario()
+    message = step_failure("scenario")
+    assert message.startswith(f"TLS verification of {url} failed")
+    assert "tracking_ca_bundle" in message and "tracking_insecure_tls" in message
+
+    tracker_stack("plus_tls_bundle", tracking_uri=url, tracking_ca_bundle=str(servers.certificate))
+    assert scenario().status == "completed"
+
+    tracker_stack("plus_tls_insecure", tracking_uri=url, tracking_insecure_tls=True)
+    with caplog.at_level("WARNING"):
+        assert scenario().status == "completed"
+        assert scenario().status == "completed"
+    warnings = [
+        r for r in caplog.records if "verification" in r.getMessage() and "off" in r.getMessage()
+    ]
+    assert len(warnings) == 1
+
+
+def test_databricks_speaks_to_a_local_server(servers, tracker_stack):
+    host = servers.plain.url
+    tracker_stack("plus_databricks", tracking_uri="databricks", databricks_host=host + "/",
+                  tracking_token="dapi-dummy")  # fmt: skip
+    run = Client().get_pipeline_run(metrics_only(points=3).id)
+    client = MlflowClient(host)
+    experiment = client.get_experiment_by_name("/Shared/metrics_only")
+    assert experiment is not None
+    (parent,), _ = runs_of(client, run.id)
+    assert parent.info.experiment_id == experiment.experiment_id
+    assert len(client.get_metric_history(parent.info.run_id, "m")) == 3
+    link = str(run.steps["log_metrics"].run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
+    assert link == f"{host}/ml/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}"
+    assert "DATABRICKS_TOKEN" not in os.environ and "DATABRICKS_HOST" not in os.environ

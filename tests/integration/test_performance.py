@@ -1,0 +1,92 @@
+"""Round trips per step against a real server, and no lost point reported as logged."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+from zenml.client import Client
+
+from benchmarks.pipelines import LINEAR_STEPS, bench_linear
+from benchmarks.probe import Probe
+from cli.main import cli
+from tests.integration.pipelines import outage
+from tests.support.proxy import Proxy
+from tests.support.servers import MlflowServer
+from tracker_flavor.batching import DELIVERED_KEY, UNDELIVERED_KEY
+from tracker_flavor.tracker import MLflowPlusExperimentTracker
+
+pytestmark = pytest.mark.integration
+
+# The server's job runners are not needed here and only cost CPU.
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+@contextmanager
+def active_stack(name: str, *config: str) -> Iterator[None]:
+    """Register an mlflow_plus tracker and stack `name` with `config`, and make it active."""
+    args = ["install", "--stack", name, "--tracker", name]
+    for pair in config:
+        args += ["--config", pair]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    try:
+        yield
+    finally:
+        Client().activate_stack("embedded")
+
+
+@pytest.fixture(scope="module")
+def proxied(zenml_stack, session_dir) -> Iterator[tuple[MlflowServer, Proxy]]:
+    server = MlflowServer(session_dir / "servers" / "performance", env=SERVER_ENV).start()
+    try:
+        with Proxy(server.url) as proxy, active_stack("perf", f"tracking_uri={proxy.url}"):
+            yield server, proxy
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(("nested", "limit"), [(False, 3), (True, 4)])
+def test_requests_per_step_stay_within_the_targets(proxied, process_snapshot, nested, limit):
+    server, proxy = proxied
+    pipeline = bench_linear.with_options(settings={"experiment_tracker": {"nested": nested}})
+    with Probe(lambda: proxy.total).instrumented(MLflowPlusExperimentTracker) as probe:
+        with probe.run() as steps:
+            run = pipeline()
+    assert len(steps) == LINEAR_STEPS
+    assert all(sample.requests <= limit for sample in steps[1:-1]), steps
+    assert steps[-1].requests <= limit + 1, steps  # the last step also settles the parent run
+    assert steps[0].requests <= limit + 3, steps
+    # Every step's metric arrived.
+    client = MlflowClient(server.url)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("bench_linear").experiment_id],
+        filter_string=f"tags.`zenml.pipeline_run_id` = '{run.id}'",
+    )
+    points = sum(len(client.get_metric_history(r.info.run_id, "value")) for r in runs)
+    assert points == LINEAR_STEPS
+
+
+def test_a_server_lost_mid_step_fails_the_step_with_the_count_of_lost_points(
+    zenml_stack, session_dir, process_snapshot, caplog
+):
+    workdir = session_dir / "servers" / "outage"
+    server = MlflowServer(workdir, env=SERVER_ENV).start()
+    assert server.process is not None
+    try:
+        config = (f"tracking_uri={server.url}", "max_retries=0", "connect_timeout_seconds=5")
+        with active_stack("outage", *config), pytest.raises(RuntimeError):
+            outage(server_pid=server.process.pid, delivered=1200, lost=800)
+    finally:
+        server.stop()
+    run = Client().get_pipeline("outage").last_run
+    step = run.steps["log_through_outage"]
+    assert step.status == "failed"
+    assert step.run_metadata[DELIVERED_KEY] == 1200
+    assert step.run_metadata[UNDELIVERED_KEY] == 800
+    assert "800 of 2000 points" in caplog.text  # ZenML logs why the step failed
+    # What the tracker reported as delivered is on the server (read from its database).
+    stored = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    history = stored.get_metric_history(step.run_metadata["mlflow_run_id"], "outage")
+    assert sorted(point.step for point in history) == list(range(1200))
