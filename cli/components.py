@@ -7,6 +7,8 @@ import click
 from tracker_flavor import FLAVOR_NAME
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from zenml.models import ComponentResponse
 
     from tracker_flavor.tracker import MLflowPlusExperimentTracker
@@ -52,3 +54,15 @@ def load_tracker(name: str | None) -> "MLflowPlusExperimentTracker":
     tracker = StackComponent.from_model(component)
     assert isinstance(tracker, MLflowPlusExperimentTracker)
     return tracker
+
+
+def create_stack_with_tracker(stack_name: str, tracker_id: "UUID") -> None:
+    """Register a stack made of the default stack's components plus this experiment tracker."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    default = client.get_stack("default")
+    components = {kind: [models[0].id] for kind, models in default.components.items()}
+    components[StackComponentType.EXPERIMENT_TRACKER] = [tracker_id]
+    client.create_stack(name=stack_name, components=components)

@@ -2,6 +2,7 @@
 
 import click
 
+from cli.components import create_stack_with_tracker
 from tracker_flavor import FLAVOR_NAME
 
 FLAVOR_SOURCE = "tracker_flavor.flavor.MLflowPlusFlavor"
@@ -92,10 +93,7 @@ def install(
         client.update_stack(stack.id, component_updates={tracker_type: [tracker.id]})
         click.echo(f"stack {stack_name}: experiment tracker set to {tracker_name}")
     except KeyError:
-        default = client.get_stack("default")
-        components = {kind: [c[0].id] for kind, c in default.components.items()}
-        components[tracker_type] = [tracker.id]
-        client.create_stack(name=stack_name, components=components)
+        create_stack_with_tracker(stack_name, tracker.id)
         click.echo(f"registered stack {stack_name} with experiment tracker {tracker_name}")
     if activate:
         client.activate_stack(stack_name)

@@ -31,13 +31,16 @@ def pipeline_outcome(
         return "RUNNING", None
     store = Client().zen_store
     latest: dict[str, ExecutionStatus] = {}
+    versions: dict[str, int] = {}
     page_number = 1
     while True:
         page = store.list_run_steps(
             StepRunFilter(pipeline_run_id=run_id, exclude_retried=True, page=page_number, size=500)
         )
         for step in page.items:
-            latest[step.name] = step.status
+            # A step launched again (a restarted pod) has a newer attempt: that one counts.
+            if step.version >= versions.get(step.name, 0):
+                latest[step.name], versions[step.name] = step.status, step.version
         if page_number >= page.total_pages:
             break
         page_number += 1

@@ -56,7 +56,15 @@ RUN_ID_KEY = "mlflow_run_id"
 TRACKING_URI_KEY = "mlflow_tracking_uri"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
-_warned: set[str] = set()
+_warned: set[tuple[str, str]] = set()
+
+
+def _first(uri: str, warning: str) -> bool:
+    """Tell whether this process has not yet given this warning for this URI (and now has)."""
+    if (uri, warning) in _warned:
+        return False
+    _warned.add((uri, warning))
+    return True
 
 
 @dataclass(frozen=True)
@@ -217,17 +225,14 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
 
     def _warn_once(self, uri: str) -> None:
         """Warn, once per process and URI, about connections that are not protected."""
-        if uri in _warned:
-            return
-        _warned.add(uri)
         parts = urlsplit(uri)
-        if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and _first(uri, "http"):
             logger.warning(
                 "MLflow tracking server %s is reached over plain http: credentials and data "
                 "travel unencrypted. Use https:// where the network is not trusted.",
                 strip_credentials(uri),
             )
-        if self.config.tracking_insecure_tls and is_remote_uri(uri):
+        if self.config.tracking_insecure_tls and is_remote_uri(uri) and _first(uri, "tls"):
             logger.warning(
                 "TLS certificate verification of %s is off (tracking_insecure_tls=True).",
                 strip_credentials(uri),

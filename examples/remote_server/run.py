@@ -5,6 +5,7 @@ import argparse
 from zenml.client import Client
 from zenml.enums import StackComponentType
 
+from cli.components import create_stack_with_tracker
 from examples.quickstart.pipeline import quickstart
 from examples.quickstart.run import main as run_quickstart
 
@@ -27,10 +28,7 @@ def use_server(tracking_uri: str, extra: list[str]) -> None:
             name=TRACKER, flavor="mlflow_plus",
             component_type=StackComponentType.EXPERIMENT_TRACKER, configuration=config,
         )  # fmt: skip
-        default = client.get_stack("default")
-        components = {kind: [c[0].id] for kind, c in default.components.items()}
-        components[StackComponentType.EXPERIMENT_TRACKER] = [tracker.id]
-        client.create_stack(name=stack_name, components=components)
+        create_stack_with_tracker(stack_name, tracker.id)
     client.activate_stack(stack_name)
 
 

@@ -9,20 +9,23 @@ from tests.integration.test_run_model import runs_of
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("nested", [True, False])
-def test_eight_mapped_steps_on_the_thread_pool(
-    nested, zenml_stack, embedded_client, process_snapshot, monkeypatch
+@pytest.mark.parametrize(
+    ("nested", "count", "workers"),
+    [(True, 8, "10"), (True, 16, "8"), (False, 16, "8")],  # 10: ZenML's default pool size
+)
+def test_mapped_steps_on_the_thread_pool(
+    nested, count, workers, zenml_stack, embedded_client, process_snapshot, monkeypatch
 ):
-    monkeypatch.setenv("ZENML_DYNAMIC_PIPELINE_WORKER_COUNT", "8")
+    monkeypatch.setenv("ZENML_DYNAMIC_PIPELINE_WORKER_COUNT", workers)
     pipeline = fan_out.with_options(settings={"experiment_tracker": {"nested": nested}})
-    run = Client().get_pipeline_run(pipeline(count=8).id)
+    run = Client().get_pipeline_run(pipeline(count=count).id)
     assert run.status == "completed"
     parents, children = runs_of(embedded_client, run.id)
     assert len(parents) == 1
     parent = parents[0]
     assert wait_for_status(embedded_client, parent.info.run_id, "FINISHED") == "FINISHED"
     square_steps = sorted(name for name in run.steps if name.startswith("map:square"))
-    assert len(square_steps) == 8
+    assert len(square_steps) == count
     if nested:
         assert set(children) == {"items", "total", *square_steps}
         assert all(child.info.status == "FINISHED" for child in children.values())
@@ -32,12 +35,12 @@ def test_eight_mapped_steps_on_the_thread_pool(
         assert not children
         logged = set(parent.data.metrics)
         run_ids = {name: parent.info.run_id for name in square_steps}
-    assert {f"square_{x}" for x in range(8)} <= logged and "total" in logged
+    assert {f"square_{x}" for x in range(count)} <= logged and "total" in logged
     for name in square_steps:
         metadata = run.steps[name].run_metadata
         assert metadata["mlflow_run_id"] == run_ids[name]
         assert metadata["mlflow_parent_run_id"] == parent.info.run_id
-    for x in range(8):
+    for x in range(count):
         points = [
             m
             for rid in set(run_ids.values())

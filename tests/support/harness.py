@@ -51,6 +51,7 @@ def start_step(
 ) -> subprocess.Popen[bytes]:
     """Start one step of the snapshot as its own process, as a pod would."""
     env = {**os.environ, RUN_ID_VARIABLE: run_id, "ZENML_ACTIVE_STACK_ID": stack_id}
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
             step_command(snapshot_id, step), cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT

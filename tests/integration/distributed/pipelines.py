@@ -2,6 +2,7 @@
 
 import mlflow
 from zenml import pipeline, step
+from zenml.config.retry_config import StepRetryConfig
 
 POINTS = 20
 
@@ -29,3 +30,20 @@ def fan_out() -> None:
 def six_steps() -> None:
     parts = [part(index=i, id=f"part_{i}") for i in range(5)]
     join(*parts)
+
+
+@step(experiment_tracker=True, retry=StepRetryConfig(max_retries=1, delay=0))
+def gate(value: int, marker: str) -> int:
+    """Hang while `marker` holds 'hang' (to be killed), else pass."""
+    import time
+    from pathlib import Path
+
+    mlflow.log_metric("gate_started", 1.0)
+    while Path(marker).read_text() == "hang":
+        time.sleep(0.5)
+    return value
+
+
+@pipeline(enable_cache=False, settings={"experiment_tracker": {"nested": True}})
+def gated(marker: str) -> None:
+    gate(part(index=0), marker=marker)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from cli.components import create_stack_with_tracker
 from tests.support.servers import MlflowServer
 from tests.support.tls import self_signed_certificate
 
@@ -89,10 +90,7 @@ def tracker_stack(zenml_stack: str) -> Iterator[Callable[..., str]]:
             name=name, flavor="mlflow_plus",
             component_type=StackComponentType.EXPERIMENT_TRACKER, configuration=config,
         )  # fmt: skip
-        default = client.get_stack("default")
-        components = {kind: [c[0].id] for kind, c in default.components.items()}
-        components[StackComponentType.EXPERIMENT_TRACKER] = [tracker.id]
-        client.create_stack(name=f"stack_{name}", components=components)
+        create_stack_with_tracker(f"stack_{name}", tracker.id)
         client.activate_stack(f"stack_{name}")
         created.append(name)
         return name

@@ -32,13 +32,16 @@ def as_user(user: str, password: str):
         os.environ.pop("MLFLOW_TRACKING_PASSWORD")
 
 
-def step_failure(pipeline_name: str, step: str = "log_things") -> str:
-    """Return the message ZenML recorded for the failed step of the pipeline's last run."""
-    run = Client().get_pipeline(pipeline_name).last_run
-    assert run.status == "failed"
-    info = run.steps[step].exception_info
-    assert info is not None and info.message
-    return info.message
+def step_failure(caplog, pipeline_name: str = "scenario") -> str:
+    """Return what ZenML logged about the failed step of the pipeline's last run, tracebacks too."""
+    assert Client().get_pipeline(pipeline_name).last_run.status == "failed"
+    text = []
+    for record in caplog.records:
+        text.append(record.getMessage())
+        if record.exc_info and record.exc_info[1] is not None:
+            text.append(f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}")
+    caplog.clear()
+    return "\n".join(text)
 
 
 def test_server_without_auth_with_proxied_artifacts_and_models(servers, tracker_stack):
@@ -58,7 +61,7 @@ def test_server_without_auth_with_proxied_artifacts_and_models(servers, tracker_
     assert link == f"{servers.plain.url}/#/experiments/{exp}/runs/{run_id}"
 
 
-def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_stack, capfd):
+def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_stack, capfd, caplog):
     client = Client()
     client.create_secret("mlflow_auth", values={"username": "alice", "password": ALICE_PASSWORD})
     try:
@@ -88,7 +91,7 @@ def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_sta
             "pipeline metadata": json.dumps({k: str(v) for k, v in run.run_metadata.items()}),
             "mlflow tags and params": json.dumps([parent.data.tags, parent.data.params]),
             "environment": json.dumps(dict(os.environ)),
-            "logs": "".join(capfd.readouterr()),
+            "logs": "".join(capfd.readouterr()) + "\n".join(r.getMessage() for r in caplog.records),
         }  # fmt: skip
         assert "{{mlflow_auth.password}}" in places["stored config"]
         assert [place for place, text in places.items() if ALICE_PASSWORD in text] == []
@@ -99,9 +102,9 @@ def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_sta
         with pytest.raises(RuntimeError):
             scenario()
         assert time.monotonic() - started < 60
-        assert step_failure("scenario") == (
-            f"authentication to {servers.auth.url} failed (HTTP 401): "
-            "check tracking_username/tracking_password."
+        assert (
+            f"TrackingServerError: authentication to {servers.auth.url} failed (HTTP 401): "
+            "check tracking_username/tracking_password." in step_failure(caplog)
         )
         client.update_secret("mlflow_auth", add_or_update_values={"password": ALICE_PASSWORD})
         assert scenario().status == "completed"  # no re-registration needed
@@ -109,7 +112,9 @@ def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_sta
         client.delete_secret("mlflow_auth")
 
 
-def test_a_missing_secret_names_the_secret_and_the_field(servers, tracker_stack, monkeypatch):
+def test_a_missing_secret_names_the_secret_and_the_field(
+    servers, tracker_stack, monkeypatch, caplog
+):
     tracker_stack(
         "plus_nosecret", tracking_uri=servers.plain.url, tracking_token="{{no_such_secret.token}}"
     )
@@ -121,9 +126,10 @@ def test_a_missing_secret_names_the_secret_and_the_field(servers, tracker_stack,
     monkeypatch.setenv("ZENML_SECRET_VALIDATION_LEVEL", "NONE")
     with pytest.raises(RuntimeError):
         scenario()
-    message = step_failure("scenario")
-    assert message.startswith(
-        "tracking_token refers to the ZenML secret 'no_such_secret', key 'token'"
+    message = step_failure(caplog)
+    assert (
+        "SecretReferenceError: tracking_token refers to the ZenML secret 'no_such_secret', key 'token'"
+        in message
     )
     assert "zenml secret create no_such_secret" in message
 
@@ -143,8 +149,8 @@ def test_tls_verification_bundle_and_insecure_mode(servers, tracker_stack, caplo
     tracker_stack("plus_tls_default", tracking_uri=url)
     with pytest.raises(RuntimeError):
         scenario()
-    message = step_failure("scenario")
-    assert message.startswith(f"TLS verification of {url} failed")
+    message = step_failure(caplog)
+    assert f"TrackingServerError: TLS verification of {url} failed" in message
     assert "tracking_ca_bundle" in message and "tracking_insecure_tls" in message
 
     tracker_stack("plus_tls_bundle", tracking_uri=url, tracking_ca_bundle=str(servers.certificate))
