@@ -4,13 +4,13 @@ import os
 import tempfile
 from pathlib import Path
 
-# Before anything imports ZenML: a throw-away global config and ZenML repository, quiet and
-# offline. Step sources are resolved against the project root, and a `.zen` that `make demo`
-# left there is not touched (processes of different sessions would race on its config file).
+# Before anything imports ZenML: a throw-away global config, quiet and offline. No ZenML
+# repository: step sources resolve against the project root, the active stack lives in the
+# session's global config, and a `.zen` that `make demo` left in the project is ignored (step
+# processes running at once would race on a repository's config file).
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="zenml-mlflow-tests-"))
-(_SESSION_DIR / "repo" / ".zen").mkdir(parents=True)
 os.environ["ZENML_CONFIG_PATH"] = str(_SESSION_DIR / "zenml")
-os.environ["ZENML_REPOSITORY_PATH"] = str(_SESSION_DIR / "repo")
+os.environ["ZENML_REPOSITORY_PATH"] = str(_SESSION_DIR / "no-repository")
 os.environ["ZENML_CUSTOM_SOURCE_ROOT"] = str(Path(__file__).resolve().parents[1])
 os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
 os.environ["ZENML_LOGGING_VERBOSITY"] = "WARN"
