@@ -2,7 +2,7 @@
 
 from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
-from zenml.pipelines import Pipeline
+from zenml.pipelines.pipeline_definition import Pipeline
 
 from examples.quickstart.pipeline import quickstart
 

@@ -1,0 +1,31 @@
+"""The examples run as the README says: the quickstart prints a link per step."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from examples.quickstart.run import main as run_quickstart
+
+pytestmark = pytest.mark.integration
+
+
+def test_quickstart_prints_each_steps_mlflow_link(zenml_stack, capsys):
+    run_quickstart()
+    out = capsys.readouterr().out
+    links = re.findall(r"^\s+(load_data|train|evaluate|pipeline)\s+(\S+)$", out, re.MULTILINE)
+    assert [name for name, _ in links] == ["load_data", "train", "evaluate", "pipeline"]
+    assert all(
+        re.fullmatch(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/\w+", u) for _, u in links
+    )
+    assert "make ui" in out
+
+
+def test_remote_server_example_starts_and_documents_its_options():
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.remote_server.run", "--help"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--tracking-uri" in result.stdout and "--config" in result.stdout
