@@ -64,6 +64,7 @@ def runs(zenml_stack: str, session_dir: Path) -> Iterator[dict[str, tuple[Quicks
             [str(BIN), "ui", TRACKER, "--port", str(ui_port)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # stop() ends the server's whole process group
         )
     try:
         embedded = quickstart_link()
