@@ -64,6 +64,7 @@ def describe(
 
     from tracker_flavor import reconcile
     from tracker_flavor.environment import process_environment
+    from tracker_flavor.status import failed_step
     from tracker_flavor.tracker import TRACKING_URI_KEY
 
     row = RunRow(
@@ -71,7 +72,7 @@ def describe(
         pipeline=pipeline_run.pipeline.name if pipeline_run.pipeline else "",
         created=pipeline_run.created.strftime("%Y-%m-%d %H:%M:%S"),
         zenml_status=pipeline_run.status.value,
-        failed_step=reconcile.failed_step(pipeline_run) or "",
+        failed_step=failed_step(pipeline_run) or "",
         metrics=dict.fromkeys(metrics),
     )
     metadata = pipeline_run.run_metadata

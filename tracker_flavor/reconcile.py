@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
 from tracker_flavor import runs, tags
+from tracker_flavor.status import failed_step
 from tracker_flavor.tracker import EXPERIMENT_ID_KEY, PARENT_RUN_ID_KEY
 
 if TYPE_CHECKING:
@@ -35,12 +36,6 @@ def final_status(status: "ExecutionStatus") -> FinalStatus | None:
     if not status.is_finished:
         return None
     return "FINISHED" if status.is_successful else "FAILED"
-
-
-def failed_step(pipeline_run: "PipelineRunResponse") -> str | None:
-    """Return the first (by name) failed step of a ZenML run, as the tracker tags it."""
-    failed = sorted(name for name, step in pipeline_run.steps.items() if step.status == "failed")
-    return failed[0] if failed else None
 
 
 def parent_run_id(pipeline_run: "PipelineRunResponse", client: "MlflowClient") -> str | None:

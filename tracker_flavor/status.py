@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
 if TYPE_CHECKING:
-    from zenml.models import PipelineSnapshotResponse
+    from zenml.models import PipelineRunResponse, PipelineSnapshotResponse
 
 Outcome = Literal["RUNNING", "FINISHED", "FAILED"]
 
@@ -56,3 +56,9 @@ def pipeline_outcome(
     if expected <= set(latest) and all(latest[name].is_finished for name in expected):
         return "FINISHED", None
     return "RUNNING", None
+
+
+def failed_step(pipeline_run: "PipelineRunResponse") -> str | None:
+    """Return the first (by name) failed step of a ZenML run, as the tracker tags it."""
+    failed = sorted(name for name, step in pipeline_run.steps.items() if step.status == "failed")
+    return failed[0] if failed else None

@@ -31,6 +31,7 @@ from tracker_flavor.errors import TrackingServerError, explain
 from tracker_flavor.finalizer import run_finalizer
 from tracker_flavor.params import step_params
 from tracker_flavor.settings import MLflowPlusSettings
+from tracker_flavor.status import failed_step as first_failed_step
 from tracker_flavor.status import pipeline_outcome
 from tracker_flavor.uris import (
     DEFAULT_UI_URL,
@@ -508,13 +509,13 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         self, step: StepRun, variables: dict[str, str], run_id: UUID, succeeded: bool
     ) -> None:
         """Settle the parent run after ZenML finished the pipeline run (see finalizer)."""
-        failed_step = None
-        if not succeeded:
-            run = Client().zen_store.get_run(run_id, hydrate=True)
-            failed = sorted(name for name, s in run.steps.items() if s.status == "failed")
-            failed_step = failed[0] if failed else None
+        failed = (
+            None
+            if succeeded
+            else first_failed_step(Client().zen_store.get_run(run_id, hydrate=True))
+        )
         with self.connected(step.tracking_uri, variables) as client:
-            self._settle_parent(client, step, "FINISHED" if succeeded else "FAILED", failed_step)
+            self._settle_parent(client, step, "FINISHED" if succeeded else "FAILED", failed)
 
     def get_pipeline_run_metadata(self, run_id: UUID) -> dict[str, "MetadataType"]:
         """Create the parent run when ZenML creates the pipeline run, and return its link."""
