@@ -51,5 +51,6 @@ def ui(component: str | None, port: int | None, print_command: bool) -> None:
     if print_command:
         click.echo(" ".join(command))
         return
-    click.echo(f"MLflow UI for {uri} on http://{command[6]}:{command[8]} (Ctrl+C to stop)")
+    address = f"http://{command[6]}:{command[8]}"
+    click.echo(f"MLflow UI for {strip_credentials(uri)} on {address} (Ctrl+C to stop)")
     os.execv(command[0], command)

@@ -69,6 +69,14 @@ class MLflowPlusSettings(BaseSettings):
                     else "to use the ZenML run name."
                 )
             )
+        if value is not None and info.field_name == "experiment_name":
+            from mlflow.utils.validation import MAX_EXPERIMENT_NAME_LENGTH
+
+            if len(value) > MAX_EXPERIMENT_NAME_LENGTH:
+                raise ValueError(
+                    f"experiment_name is {len(value)} characters long; MLflow allows at most "
+                    f"{MAX_EXPERIMENT_NAME_LENGTH}: give a shorter name."
+                )
         return value
 
     @field_validator("tags", mode="before")

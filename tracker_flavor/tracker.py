@@ -41,6 +41,7 @@ from tracker_flavor.uris import (
     normalize_host,
     run_url,
     strip_credentials,
+    uri_scheme,
 )
 
 if TYPE_CHECKING:
@@ -193,6 +194,9 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             if username and password:
                 variables["MLFLOW_TRACKING_USERNAME"] = username
                 variables["MLFLOW_TRACKING_PASSWORD"] = password
+        if uri_scheme(uri) == "file":
+            # MLflow 3 refuses its file store unless asked for it; a file: URI is that request.
+            variables["MLFLOW_ALLOW_FILE_STORE"] = "true"
         if config.tracking_insecure_tls:
             variables["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
         for field, name in (

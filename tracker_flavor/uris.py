@@ -1,6 +1,8 @@
 """Tracking URI helpers: validation, credential stripping and run deep links."""
 
-from urllib.parse import urlsplit, urlunsplit
+import os
+import re
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 DATABRICKS_URI = "databricks"
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
@@ -37,17 +39,57 @@ def check_tracking_uri(uri: str) -> None:
     if is_databricks_uri(uri):
         return
     scheme = uri_scheme(uri)
+    shown = strip_credentials(uri)
     if scheme not in VALID_SCHEMES:
         raise ValueError(
-            f"tracking_uri {strip_credentials(uri)!r} has "
+            f"tracking_uri {shown!r} has "
             + (f"the unknown scheme {scheme!r}" if scheme else "no scheme")
             + ": use http(s)://HOST:PORT for a tracking server, 'databricks' for Databricks, "
             "or sqlite:///, postgresql://, mysql://, file:/// for a store, or leave it unset "
             "for the embedded store."
         )
-    if scheme in HTTP_SCHEMES and not urlsplit(uri).hostname:
+    parts = urlsplit(uri)
+    _check_credentials(parts, scheme, shown)
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        port = parts.netloc.rsplit(":", 1)[-1]
         raise ValueError(
-            f"tracking_uri {strip_credentials(uri)!r} has no host: use http(s)://HOST:PORT."
+            f"tracking_uri {shown!r} has the port {port!r}, which is not a port number "
+            "(1-65535): correct the port."
+        ) from None
+    if scheme in HTTP_SCHEMES and not parts.hostname:
+        raise ValueError(f"tracking_uri {shown!r} has no host: use http(s)://HOST:PORT.")
+    if scheme == "sqlite":
+        _check_sqlite_directory(parts, shown)
+
+
+def _check_credentials(parts: SplitResult, scheme: str, shown: str) -> None:
+    """Refuse credentials written into the URI, where `describe` and error messages show them."""
+    if scheme in HTTP_SCHEMES and (parts.username or parts.password):
+        raise ValueError(
+            f"tracking_uri {shown!r} carries credentials (user:password@): remove them from "
+            "the URI, store them in a ZenML secret (`zenml secret create mlflow "
+            "--username=... --password=...`) and set tracking_username='{{mlflow.username}}' "
+            "and tracking_password='{{mlflow.password}}'."
+        )
+    if parts.password:
+        raise ValueError(
+            f"tracking_uri {shown!r} carries a password (user:password@): store the whole URI "
+            "in a ZenML secret (`zenml secret create mlflow_db --uri=...`) and set "
+            "tracking_uri='{{mlflow_db.uri}}'."
+        )
+
+
+def _check_sqlite_directory(parts: SplitResult, shown: str) -> None:
+    """Refuse a SQLite file in a directory that does not exist (MLflow would create it)."""
+    path = parts.path[1:]  # sqlite:///relative.db, sqlite:////absolute.db
+    directory = os.path.dirname(path)
+    if path and path != ":memory:" and directory and not os.path.isdir(directory):
+        raise ValueError(
+            f"tracking_uri {shown!r} names a SQLite file in {directory}, which does not exist "
+            "on this machine: create the directory, or correct the path (an absolute path "
+            "takes four slashes: sqlite:////path/to/mlflow.db)."
         )
 
 
@@ -57,6 +99,14 @@ def strip_credentials(uri: str) -> str:
     if not parts.netloc or "@" not in parts.netloc:
         return uri
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact_credentials(text: str) -> str:
+    """Return `text` with the `user:password@` of every URI in it removed (for messages)."""
+    return _USERINFO.sub("", text)
 
 
 def normalize_host(host: str) -> str:

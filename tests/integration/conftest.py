@@ -1,7 +1,7 @@
 """Fixtures for integration tests: a real ZenML store with the flavor and stacks registered."""
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +54,31 @@ def process_snapshot() -> Iterator[dict[str, Any]]:
     before = state()
     yield before
     assert state() == before
+
+
+@pytest.fixture
+def tracker_stack(zenml_stack: str) -> Iterator[Callable[..., str]]:
+    """Register an mlflow_plus tracker with a config in its own stack and activate it."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    from cli.components import create_stack_with_tracker
+
+    client = Client()
+    created: list[str] = []
+
+    def make(name: str, **config: Any) -> str:
+        tracker = client.create_stack_component(
+            name=name, flavor="mlflow_plus",
+            component_type=StackComponentType.EXPERIMENT_TRACKER, configuration=config,
+        )  # fmt: skip
+        create_stack_with_tracker(f"stack_{name}", tracker.id)
+        client.activate_stack(f"stack_{name}")
+        created.append(name)
+        return name
+
+    yield make
+    client.activate_stack(zenml_stack)
+    for name in created:
+        client.delete_stack(f"stack_{name}", recursive=False)
+        client.delete_stack_component(name, StackComponentType.EXPERIMENT_TRACKER)

@@ -9,6 +9,7 @@ from zenml.client import Client
 from zenml.config.retry_config import StepRetryConfig
 
 from tests.integration.pipelines import fitting, linear, retried
+from tests.integration.scenarios.pipelines import scenario
 from tests.integration.test_run_model import runs_of
 
 pytestmark = pytest.mark.integration
@@ -66,6 +67,23 @@ def test_mlflow_tracking_uri_of_the_process_is_used_when_the_config_has_none(
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     metadata = Client().get_pipeline_run(run.id).steps["produce"].run_metadata
     assert metadata["mlflow_tracking_uri"] == uri
+
+
+def test_a_file_store_uri_works_on_mlflow_3(zenml_stack, tracker_stack, session_dir):
+    uri = (session_dir / f"file-store-{uuid.uuid4().hex[:6]}").as_uri()
+    tracker_stack("plus_file", tracking_uri=uri, nested=True)
+    run = scenario()
+    assert run.status == "completed"
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ  # allowed for the steps only
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"  # for this test's own reading client
+    try:
+        parents, children = runs_of(MlflowClient(uri), run.id)
+    finally:
+        del os.environ["MLFLOW_ALLOW_FILE_STORE"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    (child,) = children.values()
+    assert child.info.status == "FINISHED" and child.data.metrics == {"m": 4.0}
+    assert child.data.params == {"p": "v", "points": "5"}
 
 
 def test_a_retried_step_gets_a_child_run_per_attempt(

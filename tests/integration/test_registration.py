@@ -49,8 +49,38 @@ def test_register_through_zenml_cli_and_reject_bad_input(zenml_stack):
 
 
 @pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        (
+            "https://alice:pw-in-uri-123@mlflow.example.com",
+            "tracking_password='{{mlflow.password}}'",
+        ),
+        ("sqlite:////does/not/exist/x.db", "/does/not/exist, which does not exist"),
+    ],
+)
+def test_register_refuses_credentials_in_the_uri_and_a_missing_sqlite_directory(
+    zenml_stack, uri, message
+):
+    refused = zenml(
+        "experiment-tracker",
+        "register",
+        "plus_uri",
+        "--flavor=mlflow_plus",
+        f"--tracking_uri={uri}",
+    )
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and message in output
+    assert "pw-in-uri-123" not in output
+    with pytest.raises(KeyError):
+        Client().get_stack_component(StackComponentType.EXPERIMENT_TRACKER, "plus_uri")
+    assert not Path("/does").exists()
+
+
+@pytest.mark.parametrize(
     ("config", "message"),
     [
+        ({"tracking_uri": "http://127.0.0.1:99999"}, "port '99999', which is not a port number"),
+        ({"experiment_name": "x" * 10_000}, "experiment_name is 10000 characters long"),
         ({"tracking_uri": "mlflow.internal:5000"}, "tracking_uri 'mlflow.internal:5000' has"),
         ({"databricks_host": "https://adb.net"}, "set tracking_uri=databricks"),
         ({"experiment_name": ""}, "experiment_name must not be empty"),

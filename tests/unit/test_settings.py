@@ -27,3 +27,9 @@ def test_blank_names_are_rejected(field):
 def test_non_string_tags_are_rejected_with_the_fix():
     with pytest.raises(ValidationError, match=r"'epochs' \(int\).*quote them"):
         MLflowPlusSettings(tags={"epochs": 10, "team": "a"})
+
+
+def test_experiment_name_longer_than_mlflow_allows_is_rejected():
+    MLflowPlusSettings(experiment_name="x" * 500)
+    with pytest.raises(ValidationError, match="experiment_name is 10000 characters long; MLflow"):
+        MLflowPlusSettings(experiment_name="x" * 10_000)

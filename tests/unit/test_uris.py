@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from tracker_flavor.uris import (
@@ -5,6 +7,7 @@ from tracker_flavor.uris import (
     is_databricks_uri,
     is_remote_uri,
     normalize_host,
+    redact_credentials,
     run_url,
     strip_credentials,
 )
@@ -19,7 +22,9 @@ pytestmark = pytest.mark.unit
         "https://mlflow.example.com/prefix",
         "databricks",
         "sqlite:////tmp/mlflow.db",
-        "postgresql+psycopg2://u:p@db/mlflow",
+        "postgresql+psycopg2://mlflow@db/mlflow",
+        "sqlite:///relative.db",
+        "sqlite:///:memory:",
         "file:///tmp/mlruns",
     ],
 )
@@ -34,12 +39,22 @@ def test_valid_tracking_uris(uri):
         ("127.0.0.1:5000", "no scheme"),
         ("mlflow.example.com", "no scheme"),
         ("http:///path", "no host"),
+        ("http://127.0.0.1:99999", "port '99999', which is not a port number"),
+        ("postgresql://db:http/mlflow", "port 'http', which is not a port number"),
+        ("https://bob:s3cret@mlflow.example.com", "tracking_password='{{mlflow.password}}'"),
+        ("https://bob@mlflow.example.com", "tracking_username='{{mlflow.username}}'"),
+        ("postgresql://u:s3cret@db/mlflow", "tracking_uri='{{mlflow_db.uri}}'"),
+        ("sqlite:////does/not/exist/x.db", "in /does/not/exist, which does not exist"),
     ],
 )
 def test_invalid_tracking_uris_name_the_field_and_the_fix(uri, message):
-    with pytest.raises(ValueError, match=message) as error:
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
         check_tracking_uri(uri)
-    assert "tracking_uri" in str(error.value)
+    assert "tracking_uri" in str(error.value) and "s3cret" not in str(error.value)
+
+
+def test_sqlite_file_in_an_existing_directory_is_accepted(tmp_path):
+    check_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
 
 
 def test_credentials_are_stripped():
@@ -47,6 +62,13 @@ def test_credentials_are_stripped():
     assert strip_credentials("postgresql://u:pw@db/m") == "postgresql://db/m"
     assert strip_credentials("http://host:5000") == "http://host:5000"
     assert "s3cret" not in strip_credentials("http://bob:s3cret@h")
+
+
+def test_credentials_are_redacted_from_messages():
+    message = "API request to https://bob:s3cret@host:5000/api/2.0/x failed; see http://h/y"
+    assert redact_credentials(message) == (
+        "API request to https://host:5000/api/2.0/x failed; see http://h/y"
+    )
 
 
 def test_kinds_of_uri():

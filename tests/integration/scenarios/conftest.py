@@ -3,14 +3,13 @@
 import base64
 import json
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cli.components import create_stack_with_tracker
 from tests.support.servers import MlflowServer
 from tests.support.tls import self_signed_certificate
 
@@ -74,29 +73,3 @@ def servers(session_dir: Path) -> Iterator[Servers]:
     finally:
         for server in started:
             server.stop()
-
-
-@pytest.fixture
-def tracker_stack(zenml_stack: str) -> Iterator[Callable[..., str]]:
-    """Register an mlflow_plus tracker with a config in its own stack and activate it."""
-    from zenml.client import Client
-    from zenml.enums import StackComponentType
-
-    client = Client()
-    created: list[str] = []
-
-    def make(name: str, **config: Any) -> str:
-        tracker = client.create_stack_component(
-            name=name, flavor="mlflow_plus",
-            component_type=StackComponentType.EXPERIMENT_TRACKER, configuration=config,
-        )  # fmt: skip
-        create_stack_with_tracker(f"stack_{name}", tracker.id)
-        client.activate_stack(f"stack_{name}")
-        created.append(name)
-        return name
-
-    yield make
-    client.activate_stack(zenml_stack)
-    for name in created:
-        client.delete_stack(f"stack_{name}", recursive=False)
-        client.delete_stack_component(name, StackComponentType.EXPERIMENT_TRACKER)
