@@ -25,6 +25,7 @@ from zenml.utils import settings_utils
 
 from tracker_flavor import active_run, batching, runs, secrets, tags
 from tracker_flavor.config import MLflowPlusConfig
+from tracker_flavor.detached import RunSettler, detached_client
 from tracker_flavor.embedded import embedded_artifact_location, embedded_tracking_uri
 from tracker_flavor.environment import process_environment
 from tracker_flavor.errors import TrackingServerError, explain
@@ -246,8 +247,14 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
     @contextmanager
     def _explaining(self, uri: str) -> Iterator[MlflowClient]:
         """Yield a client for `uri`; turn a server failure into a one-line TrackingServerError."""
-        try:
+        with self._explained(uri):
             yield MlflowClient(tracking_uri=uri)
+
+    @contextmanager
+    def _explained(self, uri: str) -> Iterator[None]:
+        """Turn a failure of the server at `uri` into a one-line TrackingServerError."""
+        try:
+            yield
         except Exception as error:
             if message := explain(error, uri, self.config):
                 raise TrackingServerError(message) from None
@@ -489,16 +496,15 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             info.run_id, info.snapshot, info.pipeline_step_name, step_failed
         )
         if outcome == "RUNNING":
-            variables = self.client_variables(step.tracking_uri)
             run_finalizer.watch(
                 info.run_id,
-                lambda succeeded: self._settle_after_run(step, variables, info.run_id, succeeded),
+                lambda succeeded: self._settle_after_run(step, info.run_id, succeeded),
             )
             return
         self._settle_parent(client, step, outcome, failed_step)
 
     def _settle_parent(
-        self, client: MlflowClient, step: StepRun, outcome: str, failed_step: str | None
+        self, client: RunSettler, step: StepRun, outcome: str, failed_step: str | None
     ) -> None:
         """Give the parent run its final status, unless this process already gave it."""
         key = (step.tracking_uri, step.parent_id)
@@ -509,16 +515,20 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         client.set_terminated(step.parent_id, outcome)
         self._parent_status[key] = outcome
 
-    def _settle_after_run(
-        self, step: StepRun, variables: dict[str, str], run_id: UUID, succeeded: bool
-    ) -> None:
-        """Settle the parent run after ZenML finished the pipeline run (see finalizer)."""
+    def _settle_after_run(self, step: StepRun, run_id: UUID, succeeded: bool) -> None:
+        """Settle the parent run after ZenML finished the pipeline run (see finalizer).
+
+        Steps may be running meanwhile, so the client carries the credentials read now (a
+        rotated secret counts) instead of putting them into the process environment.
+        """
         failed = (
             None
             if succeeded
             else first_failed_step(Client().zen_store.get_run(run_id, hydrate=True))
         )
-        with self.connected(step.tracking_uri, variables) as client:
+        uri = step.tracking_uri
+        with self._explained(uri):
+            client = detached_client(uri, self.client_variables(uri))
             self._settle_parent(client, step, "FINISHED" if succeeded else "FAILED", failed)
 
     def get_pipeline_run_metadata(self, run_id: UUID) -> dict[str, "MetadataType"]:

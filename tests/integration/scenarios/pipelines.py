@@ -48,3 +48,9 @@ def metrics_only(points: int = 5) -> None:
 def scenario_with_model() -> None:
     log_things()
     log_model()
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def dynamic_metrics(points: int = 3) -> None:
+    # A dynamic pipeline's parent run is settled by the finalizer thread after the run returns.
+    log_metrics(points=points)
