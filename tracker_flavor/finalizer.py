@@ -1,40 +1,47 @@
-"""Settle parent runs when ZenML reports the pipeline run over, for runs no step can close.
+"""Settle MLflow runs once ZenML has the final word on a pipeline run or a step.
 
 A step closes its parent run itself when it can tell it is the last one (static pipelines). A
 dynamic pipeline's steps are not known in advance, and a static pipeline whose last steps were
 cached or skipped has no step left to do it; for those, the process that ran their steps watches
-the ZenML run in a daemon thread, and once more at exit.
+the ZenML run in a daemon thread, and once more at exit. A step can also fail after the tracker
+ended its runs (ZenML saves the outputs afterwards), so the final status of each step that
+ended well is watched the same way.
 """
 
 import atexit
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
 from zenml.logger import get_logger
+
+if TYPE_CHECKING:
+    from zenml.enums import ExecutionStatus
 
 logger = get_logger(__name__)
 
 POLL_SECONDS = 0.5
 
-Settle = Callable[[bool], None]
-"""Called once with whether the ZenML run succeeded."""
+Settle = Callable[["ExecutionStatus"], None]
+"""Called once with the final status of the ZenML run or step."""
+Kind = Literal["run", "step"]
 
 
 class RunFinalizer:
     """Watch ZenML pipeline runs and call their settle callbacks when they finish."""
 
     def __init__(self) -> None:
-        self._pending: dict[UUID, Settle] = {}
+        self._pending: dict[UUID, tuple[Kind, Settle]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         atexit.register(self.check)
 
-    def watch(self, run_id: UUID, settle: Settle) -> None:
-        """Call `settle` once the ZenML run `run_id` has finished."""
+    def watch(self, run_id: UUID, settle: Settle, kind: Kind = "run") -> None:
+        """Call `settle` once the ZenML run (or step run) `run_id` has finished."""
         with self._lock:
-            self._pending[run_id] = settle
+            self._pending[run_id] = (kind, settle)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._loop, name="mlflow-plus-finalizer", daemon=True
@@ -42,20 +49,26 @@ class RunFinalizer:
                 self._thread.start()
 
     def check(self) -> None:
-        """Settle every watched run that ZenML reports finished."""
+        """Settle every watched run and step that ZenML reports finished."""
         from zenml.client import Client
 
         with self._lock:
             pending = list(self._pending.items())
-        for run_id, settle in pending:
+        if not pending:
+            return
+        store = Client().zen_store
+        for run_id, (kind, settle) in pending:
             try:
-                status = Client().zen_store.get_run(run_id, hydrate=False).status
+                if kind == "run":
+                    status = store.get_run(run_id, hydrate=False).status
+                else:
+                    status = store.get_run_step(run_id, hydrate=False).status
                 if not status.is_finished:
                     continue
                 with self._lock:
                     if self._pending.pop(run_id, None) is None:
                         continue
-                settle(status.is_successful)
+                settle(status)
             except Exception as error:  # a watcher must never take the process down
                 logger.warning("Could not settle the MLflow run of ZenML run %s: %s", run_id, error)
                 with self._lock:

@@ -1,8 +1,8 @@
 """Give MLflow runs the final status ZenML recorded, for runs whose process died before it could.
 
-A step closes its runs itself, and a watcher settles the parent when the pipeline run ends (see
-finalizer.py); a process killed on the way leaves runs RUNNING. Reconciling afterwards sets the
-parent run, and every step's child run still RUNNING, to the status ZenML has for them.
+A step closes its runs itself, and a watcher settles them when ZenML has the final word (see
+finalizer.py); a process killed on the way leaves runs RUNNING, or FINISHED for a step that failed
+afterwards. Reconciling sets the parent run, and every step's child run, to ZenML's status.
 """
 
 from dataclasses import dataclass
@@ -62,8 +62,7 @@ def reconcile_run(pipeline_run: "PipelineRunResponse", client: "MlflowClient") -
     repairs = []
     children = client.search_runs(
         [parent.info.experiment_id],
-        filter_string=f"tags.`{runs.MLFLOW_PARENT_RUN_ID}` = '{parent_id}' "
-        "AND attributes.status = 'RUNNING'",
+        filter_string=f"tags.`{runs.MLFLOW_PARENT_RUN_ID}` = '{parent_id}'",
         max_results=1000,
     )
     store = Client().zen_store
@@ -71,10 +70,13 @@ def reconcile_run(pipeline_run: "PipelineRunResponse", client: "MlflowClient") -
         step_run_id = child.data.tags.get(tags.STEP_RUN_ID)
         if step_run_id is None:
             continue
+        # Left RUNNING by a killed process, or FINISHED by a step that failed after its cleanup.
         status = final_status(store.get_run_step(UUID(step_run_id), hydrate=False).status)
-        if status is not None:
+        if status is not None and status != child.info.status:
             client.set_terminated(child.info.run_id, status)
-            repairs.append(Repair(child.info.run_id, child.info.run_name, "RUNNING", status))
+            repairs.append(
+                Repair(child.info.run_id, child.info.run_name, child.info.status, status)
+            )
     failed = failed_step(pipeline_run) if outcome == "FAILED" else None
     if failed and parent.data.tags.get(tags.FAILED_STEP) != failed:
         client.set_tag(parent_id, tags.FAILED_STEP, failed)

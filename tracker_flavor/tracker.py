@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from zenml.artifact_stores import LocalArtifactStore
 from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
-from zenml.enums import MetadataResourceTypes
+from zenml.enums import ExecutionStatus, MetadataResourceTypes
 from zenml.experiment_trackers.base_experiment_tracker import BaseExperimentTracker
 from zenml.logger import get_logger
 from zenml.metadata.metadata_types import Uri
@@ -495,10 +495,17 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         outcome, failed_step = pipeline_outcome(
             info.run_id, info.snapshot, info.pipeline_step_name, step_failed
         )
+        if not step_failed:
+            # ZenML saves the outputs after this hook: the step may still fail.
+            run_finalizer.watch(
+                info.step_run_id,
+                lambda final: self._settle_after_step(step, info.pipeline_step_name, final),
+                kind="step",
+            )
         if outcome == "RUNNING":
             run_finalizer.watch(
                 info.run_id,
-                lambda succeeded: self._settle_after_run(step, info.run_id, succeeded),
+                lambda final: self._settle_after_run(step, info.run_id, final.is_successful),
             )
             return
         self._settle_parent(client, step, outcome, failed_step)
@@ -514,6 +521,18 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             client.set_tag(step.parent_id, tags.FAILED_STEP, failed_step, synchronous=True)
         client.set_terminated(step.parent_id, outcome)
         self._parent_status[key] = outcome
+
+    def _settle_after_step(self, step: StepRun, step_name: str, final: "ExecutionStatus") -> None:
+        """Fail the runs of a step that ZenML failed after its cleanup (saving its outputs)."""
+        if final.is_successful:
+            return
+        uri = step.tracking_uri
+        with self._explained(uri):
+            client = detached_client(uri, self.client_variables(uri))
+            if step.nested:
+                client.set_terminated(step.run_id, "FAILED")
+            if final != ExecutionStatus.RETRIED:  # else a later attempt decides
+                self._settle_parent(client, step, "FAILED", step_name)
 
     def _settle_after_run(self, step: StepRun, run_id: UUID, succeeded: bool) -> None:
         """Settle the parent run after ZenML finished the pipeline run (see finalizer).

@@ -2,7 +2,8 @@
 
 import mlflow
 from zenml import pipeline, step
-from zenml.enums import ExecutionMode
+from zenml.enums import ArtifactType, ExecutionMode
+from zenml.materializers.base_materializer import BaseMaterializer
 
 TRACKER = "mlflow_plus"
 
@@ -122,3 +123,27 @@ def log_through_outage(server_pid: int, delivered: int, lost: int) -> int:
 @pipeline(enable_cache=False)
 def outage(server_pid: int, delivered: int = 1200, lost: int = 800) -> None:
     log_through_outage(server_pid=server_pid, delivered=delivered, lost=lost)
+
+
+class Unsaveable:
+    """A step output that ZenML cannot store."""
+
+
+class FailingMaterializer(BaseMaterializer):
+    ASSOCIATED_TYPES = (Unsaveable,)
+    ASSOCIATED_ARTIFACT_TYPE = ArtifactType.DATA
+
+    def save(self, data: Unsaveable) -> None:
+        raise OSError("disk full")
+
+
+@step(experiment_tracker=TRACKER, output_materializers=FailingMaterializer)
+def unsaveable() -> Unsaveable:
+    # Fails after the tracker's cleanup hook: ZenML stores outputs afterwards.
+    mlflow.log_metric("computed", 1.0)
+    return Unsaveable()
+
+
+@pipeline(enable_cache=False)
+def output_not_saved() -> None:
+    unsaveable()

@@ -4,7 +4,7 @@ import pytest
 from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
-from tests.integration.pipelines import failing, linear, partly_failing
+from tests.integration.pipelines import failing, linear, output_not_saved, partly_failing
 from tracker_flavor import tags
 
 pytestmark = pytest.mark.integration
@@ -132,6 +132,36 @@ def test_continue_on_failure_ends_the_parent_failed_after_the_other_steps(
     assert parents[0].data.tags[tags.FAILED_STEP] == "explode"
     assert children["consume"].info.status == "FINISHED"
     assert children["explode"].info.status == "FAILED"
+
+
+def test_a_step_failing_after_the_cleanup_hook_fails_its_runs_and_repair_agrees(
+    zenml_stack, embedded_client, process_snapshot
+):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from tests.integration.test_dynamic import wait_for_status
+
+    pipeline = output_not_saved.with_options(settings={"experiment_tracker": {"nested": True}})
+    with pytest.raises(RuntimeError, match="unsaveable"):
+        pipeline()
+    run = Client().get_pipeline("output_not_saved").last_run
+    assert run.status == "failed" and run.steps["unsaveable"].status == "failed"
+    (parent,), children = runs_of(embedded_client, run.id)
+    child = children["unsaveable"]
+    # ZenML failed the step after the tracker had ended its runs; the finalizer follows ZenML.
+    assert wait_for_status(embedded_client, child.info.run_id, "FAILED") == "FAILED"
+    assert wait_for_status(embedded_client, parent.info.run_id, "FAILED") == "FAILED"
+    assert embedded_client.get_run(parent.info.run_id).data.tags[tags.FAILED_STEP] == "unsaveable"
+    assert child.data.metrics == {"computed": 1.0}
+
+    # A process that died before its finalizer ran leaves both FINISHED: the repair fixes both.
+    for run_id in (parent.info.run_id, child.info.run_id):
+        embedded_client.set_terminated(run_id, "FINISHED")
+    result = CliRunner().invoke(cli, ["runs", "output_not_saved", "-n", "1", "--repair"])
+    assert result.exit_code == 0, result.output
+    assert embedded_client.get_run(child.info.run_id).info.status == "FAILED"
+    assert embedded_client.get_run(parent.info.run_id).info.status == "FAILED"
 
 
 def test_runs_with_the_same_name_get_their_own_parents(zenml_stack, embedded_client):
