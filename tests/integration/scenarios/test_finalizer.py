@@ -17,16 +17,13 @@ from tracker_flavor.environment import process_environment
 pytestmark = pytest.mark.integration
 
 
-def watch_environment(seconds: float) -> set[str]:
-    """Sample the MLflow credential variables of the process in a tight loop."""
+def watch_environment(seconds: float, *names: str) -> set[str]:
+    """Sample credential variables of the process in a tight loop; return those that appeared."""
+    names = names or ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME")
     seen: set[str] = set()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        seen |= {
-            name
-            for name in ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_USERNAME")
-            if name in os.environ
-        }
+        seen |= {name for name in names if name in os.environ}
     return seen
 
 
@@ -62,3 +59,22 @@ def test_the_finalizer_settles_while_another_tracking_uri_is_active(
         assert wait_for_status(mlflow, parent.info.run_id, "FINISHED") == "FINISHED"
     finally:
         process_environment.leave()
+
+
+def test_the_finalizer_reaches_databricks_with_its_own_credentials(servers, tracker_stack):
+    from tests.support.proxy import Proxy
+
+    # The gateway stands in for the workspace: it wants the token on every request.
+    with Proxy(servers.plain.url, token="dapi-final") as workspace:
+        tracker_stack(
+            "plus_final_databricks", tracking_uri="databricks", databricks_host=workspace.url,
+            tracking_token="dapi-final",
+        )  # fmt: skip
+        run = dynamic_metrics()
+        assert watch_environment(1.0, "DATABRICKS_TOKEN", "DATABRICKS_HOST") == set()
+        mlflow = MlflowClient(servers.plain.url)
+        (parent,), _ = runs_of(mlflow, run.id)
+        # Settled through the gateway, which refuses requests without the token (it also
+        # counts the Databricks SDK's unauthenticated /.well-known probes of the steps).
+        assert wait_for_status(mlflow, parent.info.run_id, "FINISHED") == "FINISHED"
+        assert workspace.requests["/api/2.0/mlflow/runs/update"] >= 1
