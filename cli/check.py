@@ -15,7 +15,13 @@ import click
 from cli.components import load_tracker
 from cli.output import output_option, print_json
 from tracker_flavor.errors import explain
-from tracker_flavor.uris import is_databricks_uri, is_http_uri, normalize_host, strip_credentials
+from tracker_flavor.uris import (
+    is_databricks_uri,
+    is_http_uri,
+    normalize_host,
+    redact_credentials,
+    strip_credentials,
+)
 
 if TYPE_CHECKING:
     from tracker_flavor.tracker import MLflowPlusExperimentTracker
@@ -47,7 +53,12 @@ class Deadline:
 
 def _failure(error: BaseException, uri: str, tracker: "MLflowPlusExperimentTracker") -> str:
     """Return the one-line explanation of a failed check."""
-    return explain(error, uri, tracker.config) or str(error).strip().splitlines()[0]
+    return explain(error, uri, tracker.config) or _first_line(error)
+
+
+def _first_line(error: BaseException) -> str:
+    """Return the first line of an error's message, without credentials in URIs."""
+    return redact_credentials(str(error)).strip().splitlines()[0]
 
 
 def _timed(action: Callable[[], object]) -> float:
@@ -219,7 +230,7 @@ def run_checks(tracker: "MLflowPlusExperimentTracker", seconds: float) -> Iterat
             for result in diagnose(tracker, deadline):
                 results.put(result)
         except Exception as error:
-            results.put(Result(deadline.current, False, str(error).strip().splitlines()[0]))
+            results.put(Result(deadline.current, False, _first_line(error)))
         results.put(None)
 
     # A daemon thread: a server that hangs cannot keep the command past its deadline.

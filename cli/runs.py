@@ -8,6 +8,7 @@ import click
 from cli.components import load_tracker
 from cli.output import output_option, print_json, print_table
 from tracker_flavor.errors import explain
+from tracker_flavor.uris import redact_credentials
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -97,7 +98,8 @@ def describe(
             row.metrics.update(_metrics(client, parent, metrics))
     except Exception as error:
         row.mlflow_status = "unreachable"
-        click.echo(f"warning: run {pipeline_run.name}: {explain(error, uri) or error}", err=True)
+        reason = explain(error, uri) or redact_credentials(str(error))
+        click.echo(f"warning: run {pipeline_run.name}: {reason}", err=True)
     finally:
         process_environment.leave()
     return row

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from tracker_flavor.uris import redact_credentials, strip_credentials
+from tracker_flavor.uris import redact_credentials
 
 if TYPE_CHECKING:
     from mlflow.entities import Metric, Param, RunTag
@@ -63,10 +63,11 @@ class Ledger:
         if not self.undelivered:
             return None
         return DeliveryError(
-            f"{self.undelivered} of {self.submitted} points (metric values, params, tags) logged "
-            f"in this step were not delivered to MLflow run {self.run_id} at "
-            f"{strip_credentials(self.uri)}: "
-            f"{self.error or 'the store did not acknowledge them'}"
+            redact_credentials(  # both the URI and MLflow's message may carry user:password@
+                f"{self.undelivered} of {self.submitted} points (metric values, params, tags) "
+                f"logged in this step were not delivered to MLflow run {self.run_id} at "
+                f"{self.uri}: {self.error or 'the store did not acknowledge them'}"
+            )
         )
 
 
@@ -276,7 +277,7 @@ class BatchingQueue:
                     if error is None:
                         chunk.ledger.delivered += chunk.size
                     elif chunk.ledger.error is None:
-                        chunk.ledger.error = redact_credentials(str(error)) or type(error).__name__
+                        chunk.ledger.error = str(error) or type(error).__name__
             self._in_flight[run_id] -= 1
             self._cond.notify_all()
         for chunk in sending:

@@ -16,6 +16,8 @@ from uuid import UUID
 
 from zenml.logger import get_logger
 
+from tracker_flavor.uris import redact_credentials
+
 if TYPE_CHECKING:
     from zenml.enums import ExecutionStatus
 
@@ -70,7 +72,12 @@ class RunFinalizer:
                         continue
                 settle(status)
             except Exception as error:  # a watcher must never take the process down
-                logger.warning("Could not settle the MLflow run of ZenML run %s: %s", run_id, error)
+                logger.warning(
+                    "Could not settle the MLflow run of ZenML %s %s: %s",
+                    kind,
+                    run_id,
+                    redact_credentials(str(error)),
+                )
                 with self._lock:
                     self._pending.pop(run_id, None)
 

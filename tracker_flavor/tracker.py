@@ -40,6 +40,7 @@ from tracker_flavor.uris import (
     is_http_uri,
     is_remote_uri,
     normalize_host,
+    redact_credentials,
     run_url,
     strip_credentials,
     uri_scheme,
@@ -258,6 +259,8 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         except Exception as error:
             if message := explain(error, uri, self.config):
                 raise TrackingServerError(message) from None
+            if (text := str(error)) != (clean := redact_credentials(text)):
+                raise TrackingServerError(clean) from None  # MLflow's message names the URI
             raise
 
     @contextmanager
