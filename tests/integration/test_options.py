@@ -36,6 +36,19 @@ def test_an_unknown_setting_stops_the_pipeline_before_anything_is_logged(
     assert after == before
 
 
+def test_an_over_long_experiment_name_stops_the_pipeline_at_its_start(zenml_stack):
+    def runs() -> int:
+        return Client().list_pipeline_runs(pipeline_name="linear", size=1).total
+
+    before = runs()
+    pipeline = linear.with_options(
+        settings={"experiment_tracker": {"experiment_name": "x" * 10_000}}
+    )
+    with pytest.raises(Exception, match="experiment_name is 10000 characters long"):
+        pipeline()
+    assert runs() == before  # refused before ZenML created a run, let alone a step
+
+
 def test_parameters_are_not_logged_when_switched_off(zenml_stack, embedded_client):
     pipeline = linear.with_options(settings={"experiment_tracker": {"log_step_parameters": False}})
     parents, _ = runs_of(embedded_client, pipeline().id)
