@@ -44,8 +44,8 @@ def tracker_requests() -> Iterator[None]:
         _tracker_requests.depth -= 1
 
 
-def unverified_host_warned(uri: str) -> None:
-    """Stop urllib3's per-request warning about `uri`'s host, which the tracker gave once.
+def skip_unverified_warnings(uri: str) -> None:
+    """Stop urllib3's per-request warning about `uri`'s host: the tracker warns once itself.
 
     Warning filters are process-wide, and `warnings.catch_warnings` swaps the whole filter list,
     which is not safe while steps run on several threads. A filter keyed on the host leaves the

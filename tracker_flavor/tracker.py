@@ -193,6 +193,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
                 variables["MLFLOW_TRACKING_PASSWORD"] = password
         if config.tracking_insecure_tls:
             variables["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
+            quiet.skip_unverified_warnings(uri)  # `_warn_once` warns instead, once
         for field, name in (
             ("tracking_ca_bundle", "MLFLOW_TRACKING_SERVER_CERT_PATH"),
             ("tracking_client_cert", "MLFLOW_TRACKING_CLIENT_CERT_PATH"),
@@ -231,10 +232,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
                 "travel unencrypted. Use https:// where the network is not trusted.",
                 strip_credentials(uri),
             )
-        if not (self.config.tracking_insecure_tls and is_remote_uri(uri)):
-            return
-        quiet.unverified_host_warned(uri)
-        if _first(uri, "tls"):
+        if self.config.tracking_insecure_tls and is_remote_uri(uri) and _first(uri, "tls"):
             logger.warning(
                 "TLS certificate verification of %s is off (tracking_insecure_tls=True).",
                 strip_credentials(uri),

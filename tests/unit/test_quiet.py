@@ -5,7 +5,7 @@ import warnings
 import pytest
 from urllib3.exceptions import InsecureRequestWarning
 
-from tracker_flavor.quiet import tracker_requests, unverified_host_warned
+from tracker_flavor.quiet import skip_unverified_warnings, tracker_requests
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +44,7 @@ def unverified(host: str) -> None:
 def test_the_unverified_warning_is_left_out_for_the_trackers_host_only():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # as urllib3 sets it for its security warnings
-        unverified_host_warned("https://mlflow.internal:8443/prefix")
+        skip_unverified_warnings("https://mlflow.internal:8443/prefix")
         unverified("mlflow.internal")
         unverified("mlflow.internal.evil.com")
         unverified("other.example.com")

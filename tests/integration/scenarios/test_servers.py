@@ -104,7 +104,7 @@ def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_sta
             scenario()
         assert time.monotonic() - started < 60
         assert (
-            f"TrackingServerError: authentication to {servers.auth.url} failed (HTTP 401): "
+            f"Failed to run step `log_things`: authentication to {servers.auth.url} failed (HTTP 401): "
             "check tracking_username/tracking_password." in step_failure(caplog)
         )
         client.update_secret("mlflow_auth", add_or_update_values={"password": ALICE_PASSWORD})
@@ -151,7 +151,7 @@ def test_tls_verification_bundle_and_insecure_mode(servers, tracker_stack, caplo
     with pytest.raises(RuntimeError):
         scenario()
     message = step_failure(caplog)
-    assert f"TrackingServerError: TLS verification of {url} failed" in message
+    assert f"Failed to run step `log_things`: TLS verification of {url} failed" in message
     assert "tracking_ca_bundle" in message and "tracking_insecure_tls" in message
 
     tracker_stack("plus_tls_bundle", tracking_uri=url, tracking_ca_bundle=str(servers.certificate))
