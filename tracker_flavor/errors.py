@@ -2,8 +2,10 @@
 
 import logging
 import re
+import sys
 import time
 from collections.abc import Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -17,6 +19,31 @@ if TYPE_CHECKING:
 
 class TrackingServerError(RuntimeError):
     """The MLflow tracking server could not be used; the message says why and what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        _print_uncaught_as_one_line()
+
+
+def _print_uncaught_as_one_line() -> None:
+    """Make the process print an uncaught TrackingServerError as its one line.
+
+    A step run as its own process (Kubernetes, Kubeflow, Airflow pods) ends with the step's
+    exception uncaught, which ZenML's rich traceback hook prints as some 150 lines of ZenML's
+    frames around it. Installed when the error is made, so it wraps the hook ZenML installed.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_tracking_server_error", False):
+        return
+
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        if isinstance(error, TrackingServerError):
+            print(f"{kind.__name__}: {error}", file=sys.stderr)
+        else:
+            previous(kind, error, tb)
+
+    hook._tracking_server_error = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
 
 
 class _WithoutTraceback(logging.Filter):

@@ -1,5 +1,6 @@
 import logging
 import ssl
+import sys
 import uuid
 
 import pytest
@@ -109,3 +110,15 @@ def test_zenml_logs_a_failed_step_as_its_one_line_without_the_traceback(name, ca
     ours, users = caplog.records
     assert ours.exc_info is None and ours.getMessage() == "Step train failed."
     assert users.exc_info is not None  # a user's own error keeps its traceback
+
+
+def test_an_uncaught_tracking_server_error_is_printed_as_one_line(monkeypatch, capsys):
+    printed: list[BaseException] = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, error, tb: printed.append(error))
+    error = TrackingServerError("http://x did not answer")
+    TrackingServerError("made twice, installed once")
+    sys.excepthook(TrackingServerError, error, None)
+    other = ValueError("user code")
+    sys.excepthook(ValueError, other, None)
+    assert capsys.readouterr().err == "TrackingServerError: http://x did not answer\n"
+    assert printed == [other]  # everything else goes to the hook that was there
