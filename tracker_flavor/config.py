@@ -72,7 +72,9 @@ class MLflowPlusConfig(BaseExperimentTrackerConfig, MLflowPlusSettings):
     connect_timeout_seconds: int = Field(
         10,
         ge=1,
-        description="Seconds to wait for the tracking server to answer one request.",
+        description="Seconds each attempt of a request waits for the tracking server to accept "
+        "the connection and to answer; with retries and their backoff a server that never "
+        "answers fails a step after (max_retries + 1) x this + backoff: 32 s by default.",
     )
     max_retries: int = Field(
         2,

@@ -1,9 +1,16 @@
 """Turn the exceptions of an unreachable or refusing tracking server into one actionable line."""
 
+import logging
 import re
+import sys
+import time
 from collections.abc import Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+from uuid import UUID
 
+from tracker_flavor.timeouts import RequestLimits
 from tracker_flavor.uris import strip_credentials
 
 if TYPE_CHECKING:
@@ -12,6 +19,73 @@ if TYPE_CHECKING:
 
 class TrackingServerError(RuntimeError):
     """The MLflow tracking server could not be used; the message says why and what to do."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        _print_uncaught_as_one_line()
+
+
+def _print_uncaught_as_one_line() -> None:
+    """Make the process print an uncaught TrackingServerError as its one line.
+
+    A step run as its own process (Kubernetes, Kubeflow, Airflow pods) ends with the step's
+    exception uncaught, which ZenML's rich traceback hook prints as some 150 lines of ZenML's
+    frames around it. Installed when the error is made, so it wraps the hook ZenML installed.
+    """
+    previous = sys.excepthook
+    if getattr(previous, "_tracking_server_error", False):
+        return
+
+    def hook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        if isinstance(error, TrackingServerError):
+            print(f"{kind.__name__}: {error}", file=sys.stderr)
+        else:
+            previous(kind, error, tb)
+
+    hook._tracking_server_error = True  # type: ignore[attr-defined]
+    sys.excepthook = hook
+
+
+class _WithoutTraceback(logging.Filter):
+    """Log a TrackingServerError as its one line: its traceback shows only ZenML's frames."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TrackingServerError):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+# The ZenML loggers that log a failed step with its traceback (`logger.exception`); ZenML has
+# logged the step's error message on its own line just before.
+STEP_FAILURE_LOGGERS = (
+    "zenml.orchestrators.local.local_orchestrator",
+    "zenml.orchestrators.dag_runner",
+    "zenml.execution.pipeline.dynamic.runner",
+)
+_WITHOUT_TRACEBACK = _WithoutTraceback()
+for _name in STEP_FAILURE_LOGGERS:
+    logging.getLogger(_name).addFilter(_WITHOUT_TRACEBACK)
+
+# Failures of a pipeline run's first request, with the time until which its first step raises
+# them (see `defer`).
+_deferred: dict[UUID, tuple[str, float]] = {}
+
+
+def defer(run_id: UUID, error: TrackingServerError, fresh_seconds: float) -> None:
+    """Keep a pipeline run's failure for its first step, instead of reporting it twice.
+
+    ZenML asks for the run's metadata just before it starts the run's first step in the same
+    process, and only warns when that fails: the step would wait for the server all over again
+    and then print the same line. A step starting later than `fresh_seconds` tries for itself.
+    """
+    _deferred[run_id] = (str(error), time.monotonic() + fresh_seconds)
+
+
+def raise_deferred(run_id: UUID) -> None:
+    """Raise the failure `defer` kept for this pipeline run, once, while it is fresh."""
+    message, fresh_until = _deferred.pop(run_id, ("", 0.0))
+    if time.monotonic() < fresh_until:
+        raise TrackingServerError(message)
 
 
 _STATUS = re.compile(r"error code (\d{3})|too many (\d{3}) error responses")
@@ -45,20 +119,42 @@ def _credential_fields(config: "MLflowPlusConfig | None") -> str:
     return "/".join(methods[0].split("+"))
 
 
-def explain(error: BaseException, uri: str, config: "MLflowPlusConfig | None" = None) -> str | None:
-    """Return a one-line explanation of why `uri` could not be used, or None if it is not that."""
+_TIMEOUTS = {
+    "ConnectTimeout", "ConnectTimeoutError", "ReadTimeout", "ReadTimeoutError", "Timeout",
+    "TimeoutError",
+}  # fmt: skip
+# OpenSSL's words when the server answers a TLS handshake in plain text.
+_PLAIN_HTTP_ANSWER = re.compile(
+    r"wrong version number|record layer failure|packet length too long|unknown protocol", re.I
+)
+
+
+def explain(
+    error: BaseException,
+    uri: str,
+    config: "MLflowPlusConfig | None" = None,
+    limits: RequestLimits | None = None,
+) -> str | None:
+    """Return a one-line explanation of why `uri` could not be used, or None if it is not that.
+
+    `limits` are those of the requests that failed; a timeout message states their real bound.
+    """
     where = strip_credentials(uri)
     errors = list(_chain(error))
     names = {type(e).__name__ for e in errors}
     text = " ".join(str(e) for e in errors)
     status = _status(errors)
-    timeout = config.connect_timeout_seconds if config else None
     if status == 401:
         return f"authentication to {where} failed (HTTP 401): check {_credential_fields(config)}."
     if status == 403:
         return (
             f"{where} refused access (HTTP 403): the credentials are valid but lack permission "
             "on this experiment; grant it on the server or use another experiment_name."
+        )
+    if urlsplit(uri).scheme.lower() == "https" and (match := _PLAIN_HTTP_ANSWER.search(text)):
+        return (
+            f"{where} speaks plain http, not https (the TLS handshake got a plain-text answer: "
+            f"{match[0].lower()}): use http:// in tracking_uri, or enable TLS on the server."
         )
     if "SSLError" in names or "CERTIFICATE_VERIFY_FAILED" in text:
         return (
@@ -73,11 +169,16 @@ def explain(error: BaseException, uri: str, config: "MLflowPlusConfig | None" = 
             f"could not connect to {where}: connection refused. Is the server running there? "
             "(`zenml-mlflow server start` starts a local one.)"
         )
-    if names & {"ConnectTimeout", "ReadTimeout", "Timeout", "TimeoutError"}:
-        limit = f" within {timeout} s" if timeout else ""
+    if names & _TIMEOUTS:
+        within = f" within {limits.describe()}" if limits else ""
+        if names & {"ConnectTimeout", "ConnectTimeoutError"}:
+            return (
+                f"{where} did not accept a connection{within}: check host, port and the network "
+                "path (a firewall drops it?), or raise connect_timeout_seconds."
+            )
         return (
-            f"{where} did not answer{limit}: check the network path, or raise "
-            "connect_timeout_seconds."
+            f"{where} accepted the connection but did not answer{within}: see the server's log "
+            "(hung or overloaded?) and any proxy on the way, or raise connect_timeout_seconds."
         )
     if status is not None and status >= 500:
         return (

@@ -23,7 +23,7 @@ from zenml.models import RunMetadataResource
 from zenml.stack import StackValidator
 from zenml.utils import settings_utils
 
-from tracker_flavor import active_run, batching, runs, secrets, tags
+from tracker_flavor import active_run, batching, errors, quiet, runs, secrets, tags
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.detached import RunSettler, detached_client
 from tracker_flavor.embedded import embedded_artifact_location, embedded_tracking_uri
@@ -34,6 +34,7 @@ from tracker_flavor.params import step_params
 from tracker_flavor.settings import MLflowPlusSettings
 from tracker_flavor.status import failed_step as first_failed_step
 from tracker_flavor.status import pipeline_outcome
+from tracker_flavor.timeouts import RequestLimits
 from tracker_flavor.uris import (
     DEFAULT_UI_URL,
     is_databricks_uri,
@@ -159,10 +160,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         config = self.config
         value = self._value
         variables = {
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(config.connect_timeout_seconds),
-            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(config.max_retries),
-            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-            "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+            **RequestLimits.of(config).variables(),
             # Else every set_terminated fetches the run again only to print its URL.
             "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         }
@@ -201,6 +199,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             variables["MLFLOW_ALLOW_FILE_STORE"] = "true"
         if config.tracking_insecure_tls:
             variables["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
+            quiet.skip_unverified_warnings(uri)  # `_warn_once` warns instead, once
         for field, name in (
             ("tracking_ca_bundle", "MLFLOW_TRACKING_SERVER_CERT_PATH"),
             ("tracking_client_cert", "MLFLOW_TRACKING_CLIENT_CERT_PATH"),
@@ -255,9 +254,10 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
     def _explained(self, uri: str) -> Iterator[None]:
         """Turn a failure of the server at `uri` into a one-line TrackingServerError."""
         try:
-            yield
+            with quiet.tracker_requests():
+                yield
         except Exception as error:
-            if message := explain(error, uri, self.config):
+            if message := explain(error, uri, self.config, RequestLimits.of(self.config)):
                 raise TrackingServerError(message) from None
             if (text := str(error)) != (clean := redact_credentials(text)):
                 raise TrackingServerError(clean) from None  # MLflow's message names the URI
@@ -277,6 +277,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
 
     def prepare_step_run(self, info: "StepRunInfo") -> None:
         """Resolve the pipeline run's parent run, open the step's run and make it active."""
+        errors.raise_deferred(info.run_id)
         settings = cast(MLflowPlusSettings, self.get_settings(info))
         uri, artifact_location = self.tracking_store()
         variables = self.client_variables(uri)
@@ -564,8 +565,14 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             return {}
         settings = cast(MLflowPlusSettings, self.get_settings(snapshot))
         uri, artifact_location = self.tracking_store()
-        with self.connected(uri, self.client_variables(uri)) as client:
-            parent_id, exp_id, _ = self._parent_run(client, uri, artifact_location, run, settings)
+        try:
+            with self.connected(uri, self.client_variables(uri)) as client:
+                parent_id, exp_id, _ = self._parent_run(
+                    client, uri, artifact_location, run, settings
+                )
+        except TrackingServerError as error:
+            errors.defer(run_id, error, RequestLimits.of(self.config).bound_seconds())
+            return {}
         return self._parent_metadata(uri, exp_id, parent_id)
 
 

@@ -1,9 +1,12 @@
 """Each way a server can fail gives its own one-line message, fast, naming the URI and the fix."""
 
 import os
+import re
+import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
@@ -11,6 +14,7 @@ from mlflow import MlflowClient
 from zenml.enums import StackComponentType
 
 from tests.integration.scenarios.conftest import ADMIN_PASSWORD, ALICE_PASSWORD, Servers, api
+from tests.integration.scenarios.pipelines import scenario
 from tests.support.proxy import Proxy
 from tests.support.servers import free_port
 from tracker_flavor.config import MLflowPlusConfig
@@ -67,6 +71,11 @@ def test_every_failure_has_its_own_actionable_line(servers: Servers, session_dir
                 lambda client: client.create_run(locked),
             ),
             "tls": failure(tracker(tracking_uri=servers.tls.url), search),
+            "plain http as https": failure(
+                tracker(tracking_uri=servers.plain.url.replace("http:", "https:"),
+                        tracking_insecure_tls=True),
+                search,
+            ),
             "5xx": failure(tracker(tracking_uri=broken.url, max_retries=1), search),
         }  # fmt: skip
     assert messages["wrong uri"].startswith(f"{servers.plain.url}/not-mlflow answered HTTP 404")
@@ -78,8 +87,53 @@ def test_every_failure_has_its_own_actionable_line(servers: Servers, session_dir
     )
     assert messages["403"].startswith(f"{servers.auth.url} refused access (HTTP 403)")
     assert messages["tls"].startswith(f"TLS verification of {servers.tls.url} failed")
+    assert messages["plain http as https"] == (
+        f"{servers.plain.url.replace('http:', 'https:')} speaks plain http, not https (the TLS "
+        "handshake got a plain-text answer: wrong version number): use http:// in tracking_uri, "
+        "or enable TLS on the server."
+    )
     assert messages["5xx"].startswith(f"the MLflow server at {broken.url} failed (HTTP 503)")
     assert len(set(messages.values())) == len(messages)
     for message in messages.values():
         assert "\n" not in message and ALICE_PASSWORD not in message
     assert {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")} == env_before
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A server that accepts connections and never answers: a hung server or a stuck proxy."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    for connection in accepted:
+        connection.close()
+
+
+def test_a_server_that_never_answers_fails_the_step_in_the_stated_time_with_one_line(
+    black_hole, tracker_stack, caplog
+):
+    tracker_stack("plus_black_hole", tracking_uri=black_hole)  # 10 s per attempt, 2 retries
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="failure in step"):
+        scenario()
+    elapsed = time.monotonic() - started
+    # What ZenML's console and step logs print: every record, with its traceback if any.
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    line = f"{black_hole} accepted the connection but did not answer within "
+    assert logged.count(line) == 1, logged
+    stated = float(re.search(re.escape(line) + r"(\d+) s", logged)[1])  # type: ignore[index]
+    assert stated == 3 * 10 + 2
+    # ZenML's own start and end of a run take seconds; waiting twice (64 s) must not pass.
+    assert elapsed < stated + 25, elapsed
+    assert "Retrying (" not in logged, logged
+    assert [record.getMessage() for record in caplog.records if record.exc_info] == []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from urllib3.exceptions import InsecureRequestWarning
 from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 from zenml.enums import StackComponentType
@@ -103,7 +104,7 @@ def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_sta
             scenario()
         assert time.monotonic() - started < 60
         assert (
-            f"TrackingServerError: authentication to {servers.auth.url} failed (HTTP 401): "
+            f"Failed to run step `log_things`: authentication to {servers.auth.url} failed (HTTP 401): "
             "check tracking_username/tracking_password." in step_failure(caplog)
         )
         client.update_secret("mlflow_auth", add_or_update_values={"password": ALICE_PASSWORD})
@@ -144,19 +145,20 @@ def test_bearer_token_behind_a_gateway(servers, tracker_stack):
         assert parent.info.status == "FINISHED"
 
 
-def test_tls_verification_bundle_and_insecure_mode(servers, tracker_stack, caplog):
+def test_tls_verification_bundle_and_insecure_mode(servers, tracker_stack, caplog, recwarn):
     url = servers.tls.url
     tracker_stack("plus_tls_default", tracking_uri=url)
     with pytest.raises(RuntimeError):
         scenario()
     message = step_failure(caplog)
-    assert f"TrackingServerError: TLS verification of {url} failed" in message
+    assert f"Failed to run step `log_things`: TLS verification of {url} failed" in message
     assert "tracking_ca_bundle" in message and "tracking_insecure_tls" in message
 
     tracker_stack("plus_tls_bundle", tracking_uri=url, tracking_ca_bundle=str(servers.certificate))
     assert scenario().status == "completed"
 
     tracker_stack("plus_tls_insecure", tracking_uri=url, tracking_insecure_tls=True)
+    recwarn.clear()
     with caplog.at_level("WARNING"):
         assert scenario().status == "completed"
         assert scenario().status == "completed"
@@ -164,6 +166,8 @@ def test_tls_verification_bundle_and_insecure_mode(servers, tracker_stack, caplo
         r for r in caplog.records if "verification" in r.getMessage() and "off" in r.getMessage()
     ]
     assert len(warnings) == 1
+    # ... and not urllib3's own for every request.
+    assert [w for w in recwarn if issubclass(w.category, InsecureRequestWarning)] == []
 
 
 def test_databricks_speaks_to_a_local_server(servers, tracker_stack):
