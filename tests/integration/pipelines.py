@@ -1,5 +1,7 @@
 """Pipelines the integration tests run for real."""
 
+from collections.abc import Callable
+
 import mlflow
 from zenml import pipeline, step
 from zenml.enums import ExecutionMode
@@ -122,3 +124,54 @@ def log_through_outage(server_pid: int, delivered: int, lost: int) -> int:
 @pipeline(enable_cache=False)
 def outage(server_pid: int, delivered: int = 1200, lost: int = 800) -> None:
     log_through_outage(server_pid=server_pid, delivered=delivered, lost=lost)
+
+
+faults: dict[str, Callable[[], None]] = {}
+"""Actions a test registers for `log_through_fault` to run mid-step (same process)."""
+
+
+@step(experiment_tracker=True)
+def log_through_fault(fault: str, before: int, during: int, pause: float, after: int) -> int:
+    """Log `before` points, start the fault, log `during`, wait `pause` s, log `after`."""
+    import time
+
+    total = before + during + after
+    for i in range(total):
+        if i == before:
+            mlflow.flush_async_logging()
+            faults[fault]()
+        if i == before + during:
+            time.sleep(pause)
+        mlflow.log_metric("faulted", i, step=i)
+    if not during and not after:
+        faults[fault]()
+    return total
+
+
+@pipeline(enable_cache=False)
+def through_fault(
+    fault: str, before: int = 0, during: int = 0, pause: float = 0.0, after: int = 0
+) -> None:
+    log_through_fault(fault=fault, before=before, during=during, pause=pause, after=after)
+
+
+@step(experiment_tracker=True)
+def log_bad_values(good: int) -> int:
+    """Log good points around bad ones, in the user's own nested run and in the step's run."""
+    with mlflow.start_run(nested=True) as own:
+        for i in range(good):
+            if i == good // 2:
+                mlflow.log_metric("bad name!", 1.0, step=i)
+            mlflow.log_metric("own", i, step=i)
+        mlflow.log_param("lr", "0.1")
+        mlflow.log_param("lr", "0.2")  # MLflow refuses to change a param: only this is lost
+    mlflow.set_tag("own_run", own.info.run_id)
+    for i in range(good):
+        mlflow.log_metric("steps", i, step=i)
+        mlflow.log_metric("nan", float("nan"), step=i)  # NaN metrics are valid values
+    return good
+
+
+@pipeline(enable_cache=False)
+def bad_values(good: int = 99) -> None:
+    log_bad_values(good=good)
