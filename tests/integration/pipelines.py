@@ -131,28 +131,28 @@ faults: dict[str, Callable[[], None]] = {}
 
 
 @step(experiment_tracker=True)
-def log_through_fault(fault: str, before: int, during: int, pause: float, after: int) -> int:
-    """Log `before` points, start the fault, log `during`, wait `pause` s, log `after`."""
+def log_through_fault(fault: str, first: int, during: int, pause: float, last: int) -> int:
+    """Log `first` points, start the fault, log `during`, wait `pause` s, log `last`."""
     import time
 
-    total = before + during + after
+    total = first + during + last
     for i in range(total):
-        if i == before:
+        if i == first:
             mlflow.flush_async_logging()
             faults[fault]()
-        if i == before + during:
+        if i == first + during:
             time.sleep(pause)
         mlflow.log_metric("faulted", i, step=i)
-    if not during and not after:
+    if not during and not last:
         faults[fault]()
     return total
 
 
 @pipeline(enable_cache=False)
 def through_fault(
-    fault: str, before: int = 0, during: int = 0, pause: float = 0.0, after: int = 0
+    fault: str, first: int = 0, during: int = 0, pause: float = 0.0, last: int = 0
 ) -> None:
-    log_through_fault(fault=fault, before=before, during=during, pause=pause, after=after)
+    log_through_fault(fault=fault, first=first, during=during, pause=pause, last=last)
 
 
 @step(experiment_tracker=True)

@@ -63,10 +63,10 @@ def test_values_logged_after_a_blip_are_delivered(faulty, process_snapshot):
     step = run_fault(
         proxy,
         lambda: proxy.inject(REFUSE, seconds=3),
-        before=1000,
+        first=1000,
         during=1500,
         pause=3.5,
-        after=1500,
+        last=1500,
     )
     assert proxy.faulted[REFUSE] >= 1
     assert_exact(server, step, 4000)
@@ -77,10 +77,10 @@ def test_frozen_requests_that_land_later_are_counted_once(faulty, process_snapsh
     step = run_fault(
         proxy,
         lambda: proxy.inject(FREEZE, seconds=4),
-        before=500,
+        first=500,
         during=1500,
         pause=5,
-        after=500,
+        last=500,
     )
     assert proxy.faulted[FREEZE] >= 1
     assert_exact(server, step, 2500)
