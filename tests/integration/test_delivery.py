@@ -42,7 +42,8 @@ def stored_points(server: MlflowServer, run_id: str, key: str) -> list[int]:
 def run_fault(proxy: Proxy, action, nested: bool = False, **counts: float):
     """Run `through_fault` with `action` mid-step; return the step's ZenML response."""
     pipelines.faults["current"] = action
-    pipeline = through_fault.with_options(settings={"experiment_tracker": {"nested": nested}})
+    settings = {"nested": nested, "log_step_parameters": False}  # count only the step's points
+    pipeline = through_fault.with_options(settings={"experiment_tracker": settings})
     try:
         run = pipeline(fault="current", **counts)
     finally:
@@ -97,9 +98,9 @@ def test_lost_responses_are_resent_and_the_step_succeeds(faulty, process_snapsho
 
 def test_server_errors_are_retried(faulty, process_snapshot):
     server, proxy = faulty
-    step = run_fault(proxy, lambda: proxy.inject(FAIL, count=3), during=1200)
+    step = run_fault(proxy, lambda: proxy.inject(FAIL, count=3), during=1200, pause=4, last=100)
     assert proxy.faulted[FAIL] == 3
-    assert_exact(server, step, 1200)
+    assert_exact(server, step, 1300)
 
 
 def test_one_bad_value_costs_only_itself_also_in_the_users_own_run(
