@@ -175,3 +175,22 @@ def log_bad_values(good: int) -> int:
 @pipeline(enable_cache=False)
 def bad_values(good: int = 99) -> None:
     log_bad_values(good=good)
+
+
+@step(experiment_tracker=True)
+def square_with_a_bad_value(x: int) -> int:
+    """Log ten points; the step for 3 also logs an invalid metric name and a changed param."""
+    for i in range(10):
+        mlflow.log_metric(f"square_{x}", x * x + i, step=i)
+        if x == 3 and i == 5:
+            mlflow.log_metric("bad name!", 1.0)
+            mlflow.log_param("shared", "first")
+            mlflow.log_param("shared", "changed")
+    return x * x
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def fan_out_with_a_bad_value(count: int = 8) -> None:
+    tracked = {"experiment_tracker": True}
+    squares = square_with_a_bad_value.map(items.with_options(**tracked)(count=count))
+    total.with_options(**tracked)(squares)

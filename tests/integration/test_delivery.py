@@ -7,7 +7,7 @@ from mlflow import MlflowClient
 from zenml.client import Client
 
 from tests.integration import pipelines
-from tests.integration.pipelines import bad_values, through_fault
+from tests.integration.pipelines import bad_values, fan_out_with_a_bad_value, through_fault
 from tests.integration.test_performance import SERVER_ENV, active_stack
 from tests.support.proxy import DROP, FAIL, FREEZE, REFUSE, Proxy
 from tests.support.servers import MlflowServer
@@ -123,3 +123,19 @@ def test_one_bad_value_costs_only_itself_also_in_the_users_own_run(
     assert step.run_metadata[REJECTED_KEY] == 2
     assert caplog.text.count("'bad name!'") == 1  # one warning naming the key, not one per value
     assert "'lr'" in caplog.text
+
+
+def test_one_mapped_steps_bad_value_does_not_fail_the_others(faulty, process_snapshot, monkeypatch):
+    server, _ = faulty
+    monkeypatch.setenv("ZENML_DYNAMIC_PIPELINE_WORKER_COUNT", "8")
+    run = Client().get_pipeline_run(fan_out_with_a_bad_value(count=8).id)
+    assert run.status == "completed"
+    mapped = {name: step for name, step in run.steps.items() if name.startswith("map:")}
+    assert len(mapped) == 8
+    parent_id = next(iter(mapped.values())).run_metadata["mlflow_run_id"]
+    for x in range(8):
+        assert stored_points(server, parent_id, f"square_{x}") == list(range(10))
+    rejected = sorted(step.run_metadata[REJECTED_KEY] for step in mapped.values())
+    assert rejected == [0] * 7 + [2]  # counted on the step that logged them, only
+    assert sum(step.run_metadata[DELIVERED_KEY] for step in mapped.values()) == 8 * 10 + 1
+    assert all(step.run_metadata[UNDELIVERED_KEY] == 0 for step in mapped.values())
