@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -150,16 +151,23 @@ def run_in(store, name="r"):
     return store.create_run("0", "u", 0, [], name).info.run_id
 
 
+@contextmanager
+def step_queue(send, run_id, *, window=0.01, final_wait=5.0):
+    """Yield a queue sending with `send` and an open ledger; deliver and stop afterwards."""
+    queue = BatchingQueue(send, window=window, backoff=FAST)
+    ledger = Ledger(run_id, "sqlite", final_wait=final_wait)
+    queue.open(ledger)
+    yield queue, ledger
+    queue.close(ledger)
+    queue.stop()
+
+
 def test_values_logged_after_failed_batches_are_delivered_in_order(sqlite_store):
     run_id = run_in(sqlite_store)
     send = Flaky(sqlite_store, lambda n: lost_answer() if n <= 3 else None)
-    queue = BatchingQueue(send, window=0.01, backoff=FAST)
-    ledger = Ledger(run_id, "sqlite", final_wait=5)
-    queue.open(ledger)
-    for index in range(3000):
-        queue.log_batch_async(run_id, [], [], [metric(index)])
-    queue.close(ledger)
-    queue.stop()
+    with step_queue(send, run_id) as (queue, ledger):
+        for index in range(3000):
+            queue.log_batch_async(run_id, [], [], [metric(index)])
 
     assert ledger.delivered == ledger.submitted == 3000 and ledger.failure() is None
     sent = [step for size, steps in send.calls[3:] for step in steps]
@@ -168,7 +176,7 @@ def test_values_logged_after_failed_batches_are_delivered_in_order(sqlite_store)
     assert sorted(point.step for point in history) == list(range(3000))
 
 
-def test_the_backoff_doubles_up_to_its_cap_and_resets_after_a_success(sqlite_store):
+def test_the_backoff_doubles_up_to_its_cap(sqlite_store):
     run_id = run_in(sqlite_store)
     times: list[float] = []
 
@@ -218,17 +226,13 @@ def test_a_store_that_stays_down_leaves_every_value_on_the_ledger_after_the_fina
 def test_requests_whose_answers_were_lost_are_resent_and_stored_once(sqlite_store):
     run_id = run_in(sqlite_store)
     send = Flaky(sqlite_store, lambda n: lost_answer() if n <= 2 else None, land=True)
-    queue = BatchingQueue(send, window=10, backoff=FAST)
-    ledger = Ledger(run_id, "sqlite", final_wait=5)
-    queue.open(ledger)
-    queue.log_batch_async(
-        run_id,
-        [Param("lr", "0.1")],
-        [RunTag("t", "v")],
-        [metric(index) for index in range(10)],
-    )
-    queue.close(ledger)
-    queue.stop()
+    with step_queue(send, run_id, window=10) as (queue, ledger):
+        queue.log_batch_async(
+            run_id,
+            [Param("lr", "0.1")],
+            [RunTag("t", "v")],
+            [metric(index) for index in range(10)],
+        )
 
     assert len(send.calls) == 3  # the same request, twice landed without an answer, then answered
     assert ledger.delivered == ledger.submitted == 12 and ledger.failure() is None
@@ -240,17 +244,15 @@ def test_requests_whose_answers_were_lost_are_resent_and_stored_once(sqlite_stor
 def test_invalid_values_are_refused_alone_with_one_warning_per_key(sqlite_store, caplog):
     run_id = run_in(sqlite_store)
     send = Flaky(sqlite_store, lambda n: None)
-    queue = BatchingQueue(send, window=0.01, backoff=FAST)
-    ledger = Ledger(run_id, "sqlite", final_wait=5)
-    queue.open(ledger)
-    stamp = int(time.time() * 1000)
-    for index in range(500):
-        queue.log_batch_async(run_id, [], [], [metric(index), Metric("bad name!", 1, stamp, index)])
-    operations = queue.log_batch_async(
-        run_id, [Param("ok", "1"), Param("../up", "2")], [RunTag("", "x")], []
-    )
-    queue.close(ledger)
-    queue.stop()
+    with step_queue(send, run_id) as (queue, ledger):
+        stamp = int(time.time() * 1000)
+        for index in range(500):
+            queue.log_batch_async(
+                run_id, [], [], [metric(index), Metric("bad name!", 1, stamp, index)]
+            )
+        operations = queue.log_batch_async(
+            run_id, [Param("ok", "1"), Param("../up", "2")], [RunTag("", "x")], []
+        )
 
     assert ledger.rejected == 502 and ledger.delivered == 501 and ledger.failure() is None
     assert len(sqlite_store.get_metric_history(run_id, "loss")) == 500
@@ -266,16 +268,12 @@ def test_a_value_the_store_refuses_is_isolated_and_the_batch_delivered(sqlite_st
     run_id = run_in(sqlite_store)
     sqlite_store.log_batch(run_id, [], [Param("lr", "0.1")], [])
     send = Flaky(sqlite_store, lambda n: None)
-    queue = BatchingQueue(send, window=10, backoff=FAST)
-    ledger = Ledger(run_id, "sqlite", final_wait=5)
-    queue.open(ledger)
-    for index in range(400):
-        queue.log_batch_async(run_id, [], [], [metric(index)])
-    queue.log_batch_async(run_id, [Param("lr", "0.2"), Param("other", "1")], [], [])
-    for index in range(400, 900):
-        queue.log_batch_async(run_id, [], [], [metric(index)])
-    queue.close(ledger)
-    queue.stop()
+    with step_queue(send, run_id, window=10) as (queue, ledger):
+        for index in range(400):
+            queue.log_batch_async(run_id, [], [], [metric(index)])
+        queue.log_batch_async(run_id, [Param("lr", "0.2"), Param("other", "1")], [], [])
+        for index in range(400, 900):
+            queue.log_batch_async(run_id, [], [], [metric(index)])
 
     assert ledger.rejected == 1 and ledger.delivered == 901 and ledger.failure() is None
     assert len(sqlite_store.get_metric_history(run_id, "loss")) == 900
@@ -287,13 +285,9 @@ def test_a_value_the_store_refuses_is_isolated_and_the_batch_delivered(sqlite_st
 def test_the_same_param_twice_travels_in_two_requests(sqlite_store):
     run_id = run_in(sqlite_store)
     send = Flaky(sqlite_store, lambda n: None)
-    queue = BatchingQueue(send, window=0.01, backoff=FAST)
-    ledger = Ledger(run_id, "sqlite", final_wait=5)
-    queue.open(ledger)
-    queue.log_batch_async(run_id, [Param("a", "1")], [], [])
-    queue.log_batch_async(run_id, [Param("a", "1")], [], [])
-    queue.close(ledger)
-    queue.stop()
+    with step_queue(send, run_id) as (queue, ledger):
+        queue.log_batch_async(run_id, [Param("a", "1")], [], [])
+        queue.log_batch_async(run_id, [Param("a", "1")], [], [])
 
     assert len(send.calls) == 2 and ledger.delivered == 2 and ledger.rejected == 0
 
@@ -301,14 +295,10 @@ def test_the_same_param_twice_travels_in_two_requests(sqlite_store):
 def test_large_params_and_tags_are_split_below_the_request_size_limit(sqlite_store):
     run_id = run_in(sqlite_store)
     send = Flaky(sqlite_store, lambda n: None)
-    queue = BatchingQueue(send, window=10, backoff=FAST)
-    ledger = Ledger(run_id, "sqlite", final_wait=5)
-    queue.open(ledger)
-    for index in range(100):
-        queue.log_batch_async(run_id, [Param(f"p{index}", "x" * 6000)], [], [])
-        queue.log_batch_async(run_id, [], [RunTag(f"t{index}", "y" * 8000)], [])
-    queue.close(ledger)
-    queue.stop()
+    with step_queue(send, run_id, window=10) as (queue, ledger):
+        for index in range(100):
+            queue.log_batch_async(run_id, [Param(f"p{index}", "x" * 6000)], [], [])
+            queue.log_batch_async(run_id, [], [RunTag(f"t{index}", "y" * 8000)], [])
 
     assert ledger.delivered == 200 and ledger.rejected == 0
     assert 2 <= len(send.calls) <= 3
@@ -318,17 +308,14 @@ def test_values_logged_into_any_run_count_for_the_step_that_logged_them(sqlite_s
     from tracker_flavor import batching
 
     step_run, own_run = run_in(sqlite_store, "step"), run_in(sqlite_store, "own")
-    queue = BatchingQueue(sqlite_store.log_batch, window=0.01, backoff=FAST)
-    ledger = Ledger(step_run, "sqlite", final_wait=5)
-    queue.open(ledger)
-    token = batching._current.set(ledger)
-    try:
-        queue.log_batch_async(own_run, [], [], [metric(i) for i in range(99)])
-        queue.log_batch_async(own_run, [], [], [Metric("bad name!", 1, 0, 0)])
-    finally:
-        batching._current.reset(token)
-    queue.close(ledger)
-    queue.stop()
+    with step_queue(sqlite_store.log_batch, step_run) as (queue, ledger):
+        queue.open(Ledger(run_in(sqlite_store, "another step"), "sqlite"))  # not the only step
+        token = batching._current.set(ledger)
+        try:
+            queue.log_batch_async(own_run, [], [], [metric(i) for i in range(99)])
+            queue.log_batch_async(own_run, [], [], [Metric("bad name!", 1, 0, 0)])
+        finally:
+            batching._current.reset(token)
 
     assert ledger.submitted == 100 and ledger.delivered == 99 and ledger.rejected == 1
     assert len(sqlite_store.get_metric_history(own_run, "loss")) == 99
