@@ -487,12 +487,13 @@ class BatchingQueue:
             return self._retry_at - now
         wait = float(self._window)
         for run_id, since in self._since.items():
-            if self._urgent or self._pending_values[run_id] >= MAX_VALUES or now >= since + wait:
+            due = since + self._window
+            if self._urgent or self._pending_values[run_id] >= MAX_VALUES or now >= due:
                 batch = self._take(run_id)
                 if run_id in self._since:  # others' turn next
                     self._since[run_id] = self._since.pop(run_id)
                 return run_id, batch
-            wait = min(wait, since + self._window - now)
+            wait = min(wait, due - now)
         return wait
 
     def _loop(self) -> None:
