@@ -8,6 +8,7 @@ from zenml.client import Client
 
 from tests.integration import pipelines
 from tests.integration.pipelines import bad_values, fan_out_with_a_bad_value, through_fault
+from tests.integration.test_dynamic import wait_for_status
 from tests.integration.test_performance import SERVER_ENV, active_stack
 from tests.support.proxy import DROP, FAIL, FREEZE, REFUSE, Proxy
 from tests.support.servers import MlflowServer
@@ -139,3 +140,5 @@ def test_one_mapped_steps_bad_value_does_not_fail_the_others(faulty, process_sna
     assert rejected == [0] * 7 + [2]  # counted on the step that logged them, only
     assert sum(step.run_metadata[DELIVERED_KEY] for step in mapped.values()) == 8 * 10 + 1
     assert all(step.run_metadata[UNDELIVERED_KEY] == 0 for step in mapped.values())
+    # The finalizer settles a dynamic run's parent just after the run ends.
+    assert wait_for_status(MlflowClient(server.url), parent_id, "FINISHED") == "FINISHED"
