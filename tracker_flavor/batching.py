@@ -3,21 +3,38 @@
 With async logging on, `mlflow.log_metric`/`log_param`/`set_tag` hand their values to the
 tracking store's async queue and return at once. MLflow's own queue merges small batches, and
 when a merged request fails it reports the merged-in batches as logged, so nobody can tell how
-many values were lost. While steps run, this module puts its own queue on the store instead: it
-sends values in batches of up to MLflow's limits, as soon as a batch is full or every
-`WINDOW_SECONDS`, keeps an exact account per step, and delivers everything a step logged before
-the step is reported finished. A step whose values did not all arrive fails, saying how many.
+many values were lost. While steps run, this module puts its own queue on the store instead:
+
+- Every value is checked with MLflow's own validators when it is logged; an invalid one is
+  refused alone, with one warning per key, and counted as rejected.
+- Values leave in batches of up to MLflow's limits, as soon as a batch is full or every
+  `WINDOW_SECONDS`. A batch the store refuses as invalid (a changed param, say) is split until
+  the refused values are isolated; the others are delivered.
+- A batch that fails otherwise goes back to the head of the queue and is sent again after a
+  backoff (doubling up to `MAX_BACKOFF_SECONDS`) for as long as the step runs. Re-sending is
+  safe: MLflow stores a metric once per (key, timestamp, step, value), a param once per value,
+  and a tag's latest value, so a request whose answer was lost but which did arrive counts once.
+- Each step keeps an exact account of what it logged, into any run (the user's own runs too).
+  At the end of the step the queue keeps trying for the step's final wait (the time one
+  request may take: MLflow's request timeout times its tries); what is still not delivered
+  stays on the step's ledger (`Ledger.left`), and the step fails, saying how many values and
+  how many of those were sent without an answer (they may have arrived).
 """
 
+import itertools
+import json
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+from zenml.logger import get_logger
 
 from tracker_flavor.uris import redact_credentials
 
@@ -26,15 +43,25 @@ if TYPE_CHECKING:
     from mlflow.store.tracking.abstract_store import AbstractStore
     from mlflow.utils.async_logging.run_operations import RunOperations
 
+logger = get_logger(__name__)
+
 WINDOW_SECONDS = 1.0
 """Longest time a logged value waits before it is sent."""
 MAX_VALUES = 1000
 MAX_PARAMS = 100
 MAX_TAGS = 100
-"""MLflow's limits for one `log-batch` request."""
+MAX_REQUEST_BYTES = 900_000
+"""MLflow's limits for one `log-batch` request (its body may have 1 MB; leave room for JSON)."""
+FIRST_BACKOFF_SECONDS = 0.5
+MAX_BACKOFF_SECONDS = 8.0
+"""Wait after a failed request before the next one; doubles with each failure in a row."""
+FINAL_WAIT_SECONDS = 30.0
+"""How long a step's end waits for its values when MLflow's request limits are not known."""
 
 DELIVERED_KEY = "mlflow_values_delivered"
 UNDELIVERED_KEY = "mlflow_values_not_delivered"
+UNCONFIRMED_KEY = "mlflow_values_unconfirmed"
+REJECTED_KEY = "mlflow_values_rejected"
 
 LogBatch = Callable[..., None]
 
@@ -43,82 +70,231 @@ class DeliveryError(RuntimeError):
     """Values a step logged did not reach the MLflow store."""
 
 
-@dataclass
-class Ledger:
-    """One step's account of the values its code logged into one MLflow run."""
+@dataclass(eq=False)
+class _Call:
+    """One logging call: MLflow's handle on its delivery resolves when all its chunks settle."""
 
-    run_id: str
-    uri: str
-    submitted: int = 0
-    delivered: int = 0
-    error: str | None = None
+    done: Future[None] = field(default_factory=Future)
+    pieces: int = 0
+    error: Exception | None = None
 
-    @property
-    def undelivered(self) -> int:
-        """Return how many submitted values have not reached the store."""
-        return self.submitted - self.delivered
-
-    def failure(self) -> DeliveryError | None:
-        """Return the error that fails the step, if any value was not delivered."""
-        if not self.undelivered:
-            return None
-        return DeliveryError(
-            redact_credentials(  # both the URI and MLflow's message may carry user:password@
-                f"{self.undelivered} of {self.submitted} points (metric values, params, tags) "
-                f"logged in this step were not delivered to MLflow run {self.run_id} at "
-                f"{self.uri}: {self.error or 'the store did not acknowledge them'}"
-            )
-        )
+    def settle(self, error: Exception | None = None) -> None:
+        """Record one chunk's outcome; resolve the handle when it was the last one."""
+        self.error = self.error or error
+        self.pieces -= 1
+        if self.pieces <= 0:
+            if self.error is None:
+                self.done.set_result(None)
+            else:
+                self.done.set_exception(self.error)
 
 
 @dataclass(eq=False)
-class _Chunk:
-    """Values of one logging call (or a slice of a large one) that travel together."""
+class Chunk:
+    """Values of one logging call (or a slice of it) for one run that travel together."""
 
     run_id: str
-    ledger: Ledger | None
+    ledger: "Ledger | None"
+    call: _Call
     metrics: list["Metric"] = field(default_factory=list)
     params: list["Param"] = field(default_factory=list)
     tags: list["RunTag"] = field(default_factory=list)
-    done: Future[None] = field(default_factory=Future)
+    sent: bool = False
+    """Whether a request carrying the chunk may have reached the store (its answer was lost)."""
+    group: int = 0
+    """Non-zero for a part of a refused request: it travels only with its own group."""
 
     @property
     def size(self) -> int:
         """Return the number of values in the chunk."""
         return len(self.metrics) + len(self.params) + len(self.tags)
 
+    @property
+    def bytes(self) -> int:
+        """Return about how much of a request body the chunk takes."""
+        strings = [(p.key, p.value) for p in self.params] + [(t.key, t.value) for t in self.tags]
+        return sum(80 + len(m.key) for m in self.metrics) + sum(
+            40 + len(json.dumps(key)) + len(json.dumps(value)) for key, value in strings
+        )
+
+    def halves(self) -> tuple["Chunk", "Chunk"]:
+        """Split the chunk's values in two chunks of the same call (size > 1)."""
+        values: list[tuple[str, Any]] = [("metrics", v) for v in self.metrics]
+        values += [("params", v) for v in self.params] + [("tags", v) for v in self.tags]
+        middle = len(values) // 2
+        parts = []
+        for part in (values[:middle], values[middle:]):
+            chunk = Chunk(self.run_id, self.ledger, self.call, sent=self.sent)
+            for kind, value in part:
+                getattr(chunk, kind).append(value)
+            parts.append(chunk)
+        self.call.pieces += 1
+        return parts[0], parts[1]
+
+
+@dataclass(eq=False)
+class Ledger:
+    """One step's account of the values its code logged, into its run or any other."""
+
+    run_id: str
+    uri: str
+    final_wait: float = FINAL_WAIT_SECONDS
+    """Seconds the step's end keeps trying to deliver what is left."""
+    submitted: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    error: str | None = None
+    left: list[Chunk] = field(default_factory=list)
+    """What was not delivered by the step's end, in order, with every value."""
+    queued: int = 0
+    closed: bool = False
+
+    @property
+    def undelivered(self) -> int:
+        """Return how many valid values have not reached the store (yet)."""
+        return self.submitted - self.delivered - self.rejected
+
+    @property
+    def unconfirmed(self) -> int:
+        """Return how many undelivered values were sent without an answer (they may be stored)."""
+        return sum(chunk.size for chunk in self.left if chunk.sent)
+
+    def failure(self) -> DeliveryError | None:
+        """Return the error that fails the step, if any value was not delivered."""
+        if not self.undelivered:
+            return None
+        unknown = (
+            f" ({self.unconfirmed} of them were sent without an answer and may have arrived)"
+            if self.unconfirmed
+            else ""
+        )
+        return DeliveryError(
+            redact_credentials(  # both the URI and MLflow's message may carry user:password@
+                f"{self.undelivered} of {self.submitted} points (metric values, params, tags) "
+                f"logged in this step were not delivered to MLflow run {self.run_id} at "
+                f"{self.uri}{unknown}: {self.error or 'the store did not acknowledge them'}"
+            )
+        )
+
+    def metadata(self) -> dict[str, int]:
+        """Return the account as step metadata."""
+        return {
+            DELIVERED_KEY: self.delivered,
+            UNDELIVERED_KEY: self.undelivered,
+            UNCONFIRMED_KEY: self.unconfirmed,
+            REJECTED_KEY: self.rejected,
+        }
+
 
 def _chunks(
     run_id: str,
     ledger: Ledger | None,
+    call: _Call,
     metrics: list["Metric"],
     params: list["Param"],
     tags: list["RunTag"],
-) -> list[_Chunk]:
+) -> list[Chunk]:
     """Split one logging call into chunks that each fit in a single request."""
     chunks = []
     for start in range(0, max(len(metrics), len(params), len(tags), 1), MAX_PARAMS):
-        chunks.append(
-            _Chunk(
-                run_id,
-                ledger,
-                metrics[start : start + MAX_PARAMS],
-                params[start : start + MAX_PARAMS],
-                tags[start : start + MAX_PARAMS],
-            )
+        chunk = Chunk(
+            run_id,
+            ledger,
+            call,
+            metrics[start : start + MAX_PARAMS],
+            params[start : start + MAX_PARAMS],
+            tags[start : start + MAX_PARAMS],
         )
-    return [chunk for chunk in chunks if chunk.size]
+        if chunk.size:
+            chunks.append(chunk)
+    call.pieces = len(chunks)
+    return chunks
+
+
+def _refused(error: Exception) -> bool:
+    """Tell whether the store refused a request for its values (sending it again cannot help)."""
+    return getattr(error, "error_code", None) == "INVALID_PARAMETER_VALUE"
+
+
+def _may_have_arrived(error: BaseException) -> bool:
+    """Tell whether a failed request may have reached the store: all but failed connections."""
+    from urllib3.exceptions import ConnectTimeoutError
+
+    seen: set[int] = set()
+    todo: list[Any] = [error]
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (ConnectTimeoutError, ConnectionRefusedError)):
+            return False  # includes urllib3's NewConnectionError: nothing was sent
+        todo += [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        todo += list(current.args)
+    return True
+
+
+def _validated(
+    metrics: Iterable["Metric"], params: Iterable["Param"], tags: Iterable["RunTag"]
+) -> tuple[list["Metric"], list["Param"], list["RunTag"], list[tuple[str, str, Exception]]]:
+    """Check values with MLflow's validators; return the valid ones and (kind, key, error)s."""
+    from mlflow.entities import Param, RunTag
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_metric, _validate_param, _validate_tag
+
+    good_metrics: list[Metric] = []
+    good_params: list[Param] = []
+    good_tags: list[RunTag] = []
+    bad: list[tuple[str, str, Exception]] = []
+    for metric in metrics:
+        try:
+            _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)  # type: ignore[no-untyped-call]
+            good_metrics.append(metric)
+        except MlflowException as error:
+            bad.append(("metric", metric.key, error))
+    for param in params:
+        try:  # the validators return long values truncated, as MLflow stores them
+            checked = _validate_param(param.key, str(param.value))  # type: ignore[no-untyped-call]
+            good_params.append(Param(checked.key, checked.value))
+        except MlflowException as error:
+            bad.append(("param", param.key, error))
+    for tag in tags:
+        try:
+            checked = _validate_tag(tag.key, str(tag.value))  # type: ignore[no-untyped-call]
+            good_tags.append(RunTag(checked.key, checked.value))
+        except MlflowException as error:
+            bad.append(("tag", tag.key, error))
+    return good_metrics, good_params, good_tags, bad
 
 
 class BatchingQueue:
-    """Stands in for MLflow's AsyncLoggingQueue on one tracking store while steps run."""
+    """Stands in for MLflow's AsyncLoggingQueue on one tracking store while steps run.
 
-    def __init__(self, log_batch: LogBatch) -> None:
+    One thread sends every request, so at most one is under way; `window` and `backoff`
+    (first and longest wait after a failure) are parameters for tests.
+    """
+
+    def __init__(
+        self,
+        log_batch: LogBatch,
+        *,
+        window: float = WINDOW_SECONDS,
+        backoff: tuple[float, float] = (FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS),
+    ) -> None:
         self._log_batch = log_batch
-        self._pending: dict[str, deque[_Chunk]] = {}
+        self._window = window
+        self._first_backoff, self._max_backoff = backoff
+        self._backoff = self._first_backoff
+        self._retry_at = 0.0
+        self._pending: dict[str, deque[Chunk]] = {}
         self._pending_values: dict[str, int] = {}
-        self._in_flight: dict[str, int] = {}
-        self._ledgers: dict[str, Ledger] = {}
+        self._since: dict[str, float] = {}
+        self._sending: list[Chunk] = []
+        self._urgent = 0
+        self._ledgers: list[Ledger] = []
+        self._final_wait = FINAL_WAIT_SECONDS
+        self._warned: set[tuple[str, str]] = set()
+        self._groups = itertools.count(1)
         self._cond = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="mlflow-plus-batching", daemon=True)
@@ -144,150 +320,300 @@ class BatchingQueue:
         tags: list["RunTag"],
         metrics: list["Metric"],
     ) -> "RunOperations":
-        """Queue values for `run_id`; return MLflow's handle on their delivery."""
+        """Queue the valid values for `run_id`; return MLflow's handle on their delivery."""
         from mlflow.utils.async_logging.run_operations import RunOperations
 
-        ledger = _current.get()
-        if ledger is None or ledger.run_id != run_id:
-            ledger = self._ledgers.get(run_id)
-        chunks = _chunks(run_id, ledger, list(metrics), list(params), list(tags))
+        good_metrics, good_params, good_tags, bad = _validated(metrics, params, tags)
+        call = _Call()
         with self._cond:
+            ledger = self._ledger_for(run_id)
+            chunks = _chunks(run_id, ledger, call, good_metrics, good_params, good_tags)
+            for kind, key, error in bad:
+                self._reject(ledger, kind, key, error)
+                call.error = call.error or error
+            if ledger is not None:
+                ledger.submitted += len(bad)
             for chunk in chunks:
-                if chunk.ledger is not None:
-                    chunk.ledger.submitted += chunk.size
-                self._pending.setdefault(run_id, deque()).append(chunk)
-                self._pending_values[run_id] = self._pending_values.get(run_id, 0) + chunk.size
+                self._queue(chunk)
+            if not chunks:
+                call.pieces = 1
+                call.settle()
             if self._pending_values.get(run_id, 0) >= MAX_VALUES:
                 self._cond.notify_all()
-        return RunOperations([chunk.done for chunk in chunks])  # type: ignore[no-untyped-call]
+        return RunOperations([call.done])  # type: ignore[no-untyped-call]
 
     def flush(self) -> None:
-        """Deliver everything queued for every run (`mlflow.flush_async_logging`)."""
-        with self._cond:
-            run_ids = list(self._pending)
-        for run_id in run_ids:
-            self.deliver(run_id)
+        """Wait until everything queued is delivered, or the final wait passed (it stays queued)."""
+        deadline = time.monotonic() + self._final_wait
+        self._wait_until(lambda: not self._pending and not self._sending, deadline)
 
     def end_async_logging(self) -> None:
-        """Deliver everything queued (MLflow ends async logging this way)."""
-        self.flush()
+        """Send everything queued now (MLflow ends async logging this way when a run ends)."""
+        with self._cond:
+            for run_id in self._since:
+                self._since[run_id] = float("-inf")
+            self._cond.notify_all()
 
     def shut_down_async_logging(self) -> None:
-        """Deliver everything queued (MLflow shuts async logging down this way)."""
-        self.flush()
+        """Send everything queued now (MLflow shuts async logging down this way)."""
+        self.end_async_logging()
 
     # The tracker's side.
 
     def open(self, ledger: Ledger) -> None:
-        """Attribute values logged into `ledger.run_id` from other threads to `ledger`."""
+        """Account what is logged from now on (in this context, or into its run) to `ledger`."""
         with self._cond:
-            self._ledgers[ledger.run_id] = ledger
+            self._ledgers.append(ledger)
+            self._final_wait = ledger.final_wait
 
     def close(self, ledger: Ledger) -> None:
-        """Deliver what is queued for the ledger's run and stop attributing values to it."""
-        self.deliver(ledger.run_id)
+        """Deliver the ledger's values (see `settle`) and stop accounting values to it."""
+        self.settle(ledger)
         with self._cond:
-            if self._ledgers.get(ledger.run_id) is ledger:
-                del self._ledgers[ledger.run_id]
+            if ledger in self._ledgers:
+                self._ledgers.remove(ledger)
 
-    def deliver(self, run_id: str) -> None:
-        """Send everything queued for `run_id` now and wait for requests already under way."""
-        while self._send_one(run_id):
-            pass
+    def settle(self, ledger: Ledger) -> None:
+        """Deliver the ledger's values within its final wait; keep what is left on the ledger."""
+        self._wait_until(lambda: not ledger.queued, time.monotonic() + ledger.final_wait)
         with self._cond:
-            self._cond.wait_for(lambda: not self._in_flight.get(run_id))
+            # A request under way settles first: failed, its chunks are back at the head.
+            self._cond.wait_for(lambda: all(chunk.ledger is not ledger for chunk in self._sending))
+            ledger.closed = True
+            for chunks in self._pending.values():
+                for chunk in [chunk for chunk in chunks if chunk.ledger is ledger]:
+                    chunks.remove(chunk)
+                    self._forget(chunk)
+                    self._leave(chunk)
+            for run_id in [run_id for run_id, chunks in self._pending.items() if not chunks]:
+                self._drop_run(run_id)
 
     def stop(self) -> None:
-        """Deliver everything queued and end the sending thread."""
+        """Deliver what is queued within the final wait and end the sending thread."""
         self.flush()
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
         self._thread.join()
+        with self._cond:
+            lost = [chunk for chunks in self._pending.values() for chunk in chunks]
+            for chunk in lost:
+                self._leave(chunk)
+            self._pending.clear()
+        if lost:
+            logger.warning(
+                "%d values logged to MLflow outside of any step were not delivered.",
+                sum(chunk.size for chunk in lost),
+            )
+
+    # Internals; methods named "call with the lock held" expect self._cond held.
+
+    def _ledger_for(self, run_id: str) -> Ledger | None:
+        """Return the open ledger that values logged now into `run_id` belong to (lock held).
+
+        The step's context knows it whatever the run (the user's own runs too); from threads
+        the user started, the step whose run it is, or the only step running, does.
+        """
+        current = _current.get()
+        if current is not None and current in self._ledgers and not current.closed:
+            return current
+        open_ledgers = [ledger for ledger in self._ledgers if not ledger.closed]
+        for ledger in reversed(open_ledgers):
+            if ledger.run_id == run_id:
+                return ledger
+        return open_ledgers[0] if len(open_ledgers) == 1 else None
+
+    def _queue(self, chunk: Chunk) -> None:
+        """Append a new chunk to its run's queue and account it (lock held)."""
+        if chunk.ledger is not None:
+            chunk.ledger.submitted += chunk.size
+            chunk.ledger.queued += 1
+        self._pending.setdefault(chunk.run_id, deque()).append(chunk)
+        self._pending_values[chunk.run_id] = self._pending_values.get(chunk.run_id, 0) + chunk.size
+        self._since.setdefault(chunk.run_id, time.monotonic())
+
+    def _requeue(self, run_id: str, chunks: list[Chunk]) -> None:
+        """Put chunks back at the head of their run's queue, due at once (lock held)."""
+        pending = self._pending.setdefault(run_id, deque())
+        pending.extendleft(reversed(chunks))
+        self._pending_values[run_id] = self._pending_values.get(run_id, 0) + sum(
+            chunk.size for chunk in chunks
+        )
+        self._since[run_id] = float("-inf")
+
+    def _forget(self, chunk: Chunk) -> None:
+        """Take a removed chunk's values off its run's pending count (lock held)."""
+        self._pending_values[chunk.run_id] -= chunk.size
+
+    def _drop_run(self, run_id: str) -> None:
+        """Forget a run with nothing pending (lock held)."""
+        self._pending.pop(run_id, None)
+        self._pending_values.pop(run_id, None)
+        self._since.pop(run_id, None)
+
+    def _leave(self, chunk: Chunk) -> None:
+        """Give up on a chunk at the end of its step: it stays on the ledger (lock held)."""
+        error = DeliveryError("not delivered before the step ended")
+        if chunk.ledger is not None:
+            chunk.ledger.left.append(chunk)
+            chunk.ledger.queued -= 1
+        chunk.call.settle(error)
+
+    def _reject(self, ledger: Ledger | None, kind: str, key: str, error: Exception) -> None:
+        """Account one value the store refuses, warning once per key (lock held)."""
+        if ledger is not None:
+            ledger.rejected += 1
+        if (kind, key) not in self._warned:
+            self._warned.add((kind, key))
+            logger.warning(
+                "MLflow refuses the %s %r logged in this step, which is not logged (the step's "
+                "other values are): %s",
+                kind,
+                key,
+                getattr(error, "message", None) or error,
+            )
+
+    def _wait_until(self, done: Callable[[], bool], deadline: float) -> None:
+        """Have everything sent without waiting for the window; wait for `done` or `deadline`."""
+        with self._cond:
+            self._urgent += 1
+            self._cond.notify_all()
+            try:
+                while not done() and (remaining := deadline - time.monotonic()) > 0:
+                    self._cond.wait(remaining)
+            finally:
+                self._urgent -= 1
+
+    def _next(self) -> tuple[str, list[Chunk]] | float:
+        """Return the next run and batch to send, or how long to wait for one (lock held)."""
+        now = time.monotonic()
+        if now < self._retry_at:
+            return self._retry_at - now
+        wait = float(self._window)
+        for run_id, since in self._since.items():
+            due = since + self._window
+            if self._urgent or self._pending_values[run_id] >= MAX_VALUES or now >= due:
+                batch = self._take(run_id)
+                if run_id in self._since:  # others' turn next
+                    self._since[run_id] = self._since.pop(run_id)
+                return run_id, batch
+            wait = min(wait, due - now)
+        return wait
 
     def _loop(self) -> None:
-        """Send full batches at once and everything else every WINDOW_SECONDS."""
+        """Send full batches at once, the rest within the window, failed ones after a backoff."""
         while True:
             with self._cond:
-                self._cond.wait_for(
-                    lambda: self._stopped or self._has_full_batch(), timeout=WINDOW_SECONDS
-                )
-                if self._stopped:
-                    return
-                run_ids = list(self._pending)
-            for run_id in run_ids:
-                self._send_one(run_id)
+                while True:
+                    if self._stopped:
+                        return
+                    next_ = self._next()
+                    if isinstance(next_, tuple):
+                        break
+                    self._cond.wait(next_)
+                run_id, batch = next_
+                self._sending = batch
+            self._send(run_id, batch)
 
-    def _has_full_batch(self) -> bool:
-        """Tell whether some run has a full batch waiting (call with the lock held)."""
-        return any(count >= MAX_VALUES for count in self._pending_values.values())
-
-    def _take(self, run_id: str) -> list[_Chunk]:
-        """Take the next request's worth of chunks of `run_id` (call with the lock held)."""
-        chunks = self._pending.get(run_id, deque())
-        taken: list[_Chunk] = []
-        values = params = tags = 0
+    def _take(self, run_id: str) -> list[Chunk]:
+        """Take the next request's worth of chunks of `run_id` (lock held)."""
+        chunks = self._pending[run_id]
+        taken: list[Chunk] = []
+        values = tags = size = 0
+        keys: set[str] = set()
         while chunks:
             chunk = chunks[0]
             if taken and (
-                values + chunk.size > MAX_VALUES
-                or params + len(chunk.params) > MAX_PARAMS
+                chunk.group != taken[0].group
+                or values + chunk.size > MAX_VALUES
+                or len(keys) + len(chunk.params) > MAX_PARAMS
                 or tags + len(chunk.tags) > MAX_TAGS
+                or size + chunk.bytes > MAX_REQUEST_BYTES
+                or not keys.isdisjoint(param.key for param in chunk.params)
             ):
                 break
             taken.append(chunks.popleft())
-            values, params, tags = (
-                values + chunk.size,
-                params + len(chunk.params),
-                tags + len(chunk.tags),
-            )
+            values, tags, size = values + chunk.size, tags + len(chunk.tags), size + chunk.bytes
+            keys.update(param.key for param in chunk.params)
         if chunks:
             self._pending_values[run_id] -= values
         else:
-            self._pending.pop(run_id, None)
-            self._pending_values.pop(run_id, None)
+            self._drop_run(run_id)
         return taken
 
-    def _send_one(self, run_id: str) -> bool:
-        """Send one request's worth of `run_id`'s values; return whether there was any."""
-        with self._cond:
-            taken = self._take(run_id)
-            if not taken:
-                return False
-            self._in_flight[run_id] = self._in_flight.get(run_id, 0) + 1
-        # A step whose values already failed to arrive fails anyway: don't wait on the store.
-        sending: list[_Chunk] = []
-        doomed: list[_Chunk] = []
-        for chunk in taken:
-            (doomed if chunk.ledger and chunk.ledger.error else sending).append(chunk)
+    def _send(self, run_id: str, batch: list[Chunk]) -> None:
+        """Send one batch and settle, split or requeue its chunks by the outcome."""
         error: Exception | None = None
-        if sending:
-            try:
-                self._log_batch(
-                    run_id=run_id,
-                    metrics=[m for chunk in sending for m in chunk.metrics],
-                    params=[p for chunk in sending for p in chunk.params],
-                    tags=[t for chunk in sending for t in chunk.tags],
-                )
-            except Exception as failure:  # reported through the ledgers and futures
-                error = failure
+        try:
+            self._log_batch(
+                run_id=run_id,
+                metrics=[m for chunk in batch for m in chunk.metrics],
+                params=[p for chunk in batch for p in chunk.params],
+                tags=[t for chunk in batch for t in chunk.tags],
+            )
+        except Exception as failure:  # settled through the ledgers and futures
+            error = failure
         with self._cond:
-            for chunk in sending:
-                if chunk.ledger is not None:
-                    if error is None:
-                        chunk.ledger.delivered += chunk.size
-                    elif chunk.ledger.error is None:
-                        chunk.ledger.error = str(error) or type(error).__name__
-            self._in_flight[run_id] -= 1
-            self._cond.notify_all()
-        for chunk in sending:
+            self._sending = []
             if error is None:
-                chunk.done.set_result(None)
+                self._backoff = self._first_backoff
+                for chunk in batch:
+                    if chunk.ledger is not None:
+                        chunk.ledger.delivered += chunk.size
+                        chunk.ledger.queued -= 1
+                    chunk.call.settle()
+            elif _refused(error):
+                self._isolate(run_id, batch, error)
             else:
-                chunk.done.set_exception(error)
-        for chunk in doomed:
-            chunk.done.set_exception(DeliveryError("not sent: an earlier batch of the step failed"))
-        return True
+                self._retry(run_id, batch, error)
+            self._cond.notify_all()
+
+    def _isolate(self, run_id: str, batch: list[Chunk], error: Exception) -> None:
+        """Split a refused batch to find the refused values; reject a lone one (lock held)."""
+        if len(batch) == 1 and batch[0].size == 1:
+            chunk = batch[0]
+            kind, key = next(
+                (kind, value.key)
+                for kind, values in (
+                    ("metric", chunk.metrics),
+                    ("param", chunk.params),
+                    ("tag", chunk.tags),
+                )
+                for value in values
+            )
+            self._reject(chunk.ledger, kind, key, error)
+            if chunk.ledger is not None:
+                chunk.ledger.queued -= 1
+            chunk.call.settle(error)
+            return
+        if len(batch) == 1:
+            first, second = batch[0].halves()
+            if first.ledger is not None:
+                first.ledger.queued += 1
+            halves = [[first], [second]]
+        else:
+            sizes = list(itertools.accumulate(chunk.size for chunk in batch))
+            middle = min(
+                len(batch) - 1,
+                next(i for i, count in enumerate(sizes, start=1) if 2 * count >= sizes[-1]),
+            )
+            halves = [batch[:middle], batch[middle:]]
+        for half in halves:
+            group = next(self._groups)
+            for chunk in half:
+                chunk.group = group
+        self._requeue(run_id, halves[0] + halves[1])
+
+    def _retry(self, run_id: str, batch: list[Chunk], error: Exception) -> None:
+        """Put a failed batch back at the head of the queue and back off (lock held)."""
+        arrived = _may_have_arrived(error)
+        for chunk in batch:
+            chunk.sent = chunk.sent or arrived
+            if chunk.ledger is not None:
+                chunk.ledger.error = str(error) or type(error).__name__
+        self._requeue(run_id, batch)
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, self._max_backoff)
 
 
 @dataclass
@@ -306,10 +632,21 @@ _open: dict[UUID, tuple[Ledger, _Installation]] = {}
 _guard = threading.Lock()
 
 
+def final_wait() -> float:
+    """Return how long one request may take with the step's MLflow settings: timeout x tries."""
+    from mlflow.environment_variables import (
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    timeout = MLFLOW_HTTP_REQUEST_TIMEOUT.get()  # type: ignore[no-untyped-call]
+    return float(timeout * (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() + 1))  # type: ignore[no-untyped-call]
+
+
 def open_ledger(
     step_run_id: UUID, uri: str, run_id: str, params: Mapping[str, str] | None = None
 ) -> None:
-    """Start accounting for what the step logs into `run_id`, queueing `params` first."""
+    """Start accounting for what the step logs, queueing `params` for `run_id` first."""
     from mlflow.entities import Param
     from mlflow.tracking._tracking_service.utils import _get_store
 
@@ -324,7 +661,7 @@ def open_ledger(
             store._async_logging_queue = installation.queue
             _installations[uri] = installation
         installation.users += 1
-        ledger = Ledger(run_id=run_id, uri=uri)
+        ledger = Ledger(run_id=run_id, uri=uri, final_wait=final_wait())
         _open[step_run_id] = (ledger, installation)
     installation.queue.open(ledger)
     _current.set(ledger)
@@ -340,8 +677,8 @@ def delivery_metadata(step_run_id: UUID) -> dict[str, int]:
     if entry is None:
         return {}
     ledger, installation = entry
-    installation.queue.deliver(ledger.run_id)
-    return {DELIVERED_KEY: ledger.delivered, UNDELIVERED_KEY: ledger.undelivered}
+    installation.queue.settle(ledger)
+    return ledger.metadata()
 
 
 def close_ledger(step_run_id: UUID) -> DeliveryError | None:

@@ -35,7 +35,7 @@ class MLflowPlusSettings(BaseSettings):
     async_logging: bool = Field(
         True,
         description="Batch what the step's code logs with mlflow.log_metric/log_param/set_tag "
-        "and deliver it before the step ends; the step fails if any value does not arrive.",
+        "and deliver it before the step ends; the step fails if any valid value does not arrive.",
     )
 
     @model_validator(mode="before")

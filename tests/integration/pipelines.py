@@ -1,5 +1,7 @@
 """Pipelines the integration tests run for real."""
 
+from collections.abc import Callable
+
 import mlflow
 from zenml import pipeline, step
 from zenml.enums import ArtifactType, ExecutionMode
@@ -147,3 +149,73 @@ def unsaveable() -> Unsaveable:
 @pipeline(enable_cache=False)
 def output_not_saved() -> None:
     unsaveable()
+
+
+faults: dict[str, Callable[[], None]] = {}
+"""Actions a test registers for `log_through_fault` to run mid-step (same process)."""
+
+
+@step(experiment_tracker=True)
+def log_through_fault(fault: str, first: int, during: int, pause: float, last: int) -> int:
+    """Log `first` points, start the fault, log `during`, wait `pause` s, log `last`."""
+    import time
+
+    total = first + during + last
+    for i in range(total):
+        if i == first:
+            mlflow.flush_async_logging()
+            faults[fault]()
+        if i == first + during:
+            time.sleep(pause)
+        mlflow.log_metric("faulted", i, step=i)
+    if not during and not last:
+        faults[fault]()
+    return total
+
+
+@pipeline(enable_cache=False)
+def through_fault(
+    fault: str, first: int = 0, during: int = 0, pause: float = 0.0, last: int = 0
+) -> None:
+    log_through_fault(fault=fault, first=first, during=during, pause=pause, last=last)
+
+
+@step(experiment_tracker=True)
+def log_bad_values(good: int) -> int:
+    """Log good points around bad ones, in the user's own nested run and in the step's run."""
+    with mlflow.start_run(nested=True) as own:
+        for i in range(good):
+            if i == good // 2:
+                mlflow.log_metric("bad name!", 1.0, step=i)
+            mlflow.log_metric("own", i, step=i)
+        mlflow.log_param("lr", "0.1")
+        mlflow.log_param("lr", "0.2")  # MLflow refuses to change a param: only this is lost
+    mlflow.set_tag("own_run", own.info.run_id)
+    for i in range(good):
+        mlflow.log_metric("steps", i, step=i)
+        mlflow.log_metric("nan", float("nan"), step=i)  # NaN metrics are valid values
+    return good
+
+
+@pipeline(enable_cache=False)
+def bad_values(good: int = 99) -> None:
+    log_bad_values(good=good)
+
+
+@step(experiment_tracker=True)
+def square_with_a_bad_value(x: int) -> int:
+    """Log ten points; the step for 3 also logs an invalid metric name and a changed param."""
+    for i in range(10):
+        mlflow.log_metric(f"square_{x}", x * x + i, step=i)
+        if x == 3 and i == 5:
+            mlflow.log_metric("bad name!", 1.0)
+            mlflow.log_param("shared", "first")
+            mlflow.log_param("shared", "changed")
+    return x * x
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def fan_out_with_a_bad_value(count: int = 8) -> None:
+    tracked = {"experiment_tracker": True}
+    squares = square_with_a_bad_value.map(items.with_options(**tracked)(count=count))
+    total.with_options(**tracked)(squares)

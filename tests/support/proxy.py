@@ -1,13 +1,43 @@
-"""A small reverse proxy for the tests: counts requests, adds latency, checks a bearer token."""
+"""A small reverse proxy for the tests: counts requests, adds latency, checks a bearer token,
+and injects faults (a frozen server, lost responses, 500s, a blip of refused connections)."""
 
 import http.client
+import socket
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
+LOG_BATCH = "/api/2.0/mlflow/runs/log-batch"
+
+FREEZE = "freeze"
+"""Hold requests until the fault ends, then forward them (a SIGSTOPped server resumed later)."""
+DROP = "drop"
+"""Forward the request, then close the connection without answering (a lost response)."""
+FAIL = "fail"
+"""Answer HTTP 500 without forwarding."""
+REFUSE = "refuse"
+"""Close the connection without reading or forwarding the request (a network blip)."""
+
+
+@dataclass
+class Fault:
+    """A fault applied to requests for `path` until `until` (monotonic) or `count` requests."""
+
+    kind: str
+    path: str
+    until: float | None
+    count: int | None
+    released: threading.Event
+
+    def active(self) -> bool:
+        """Tell whether the fault still applies (call with the proxy's lock held)."""
+        if self.count is not None:
+            return self.count > 0
+        return self.until is None or time.monotonic() < self.until
 
 
 class Proxy:
@@ -15,7 +45,8 @@ class Proxy:
 
     `delay` seconds are added to every request; with `token`, requests without
     `Authorization: Bearer <token>` get a 401 like a real authenticating gateway; with
-    `fail_status`, every request is answered with that status (a failing gateway).
+    `fail_status`, every request is answered with that status (a failing gateway). `inject`
+    adds a fault for a while or for a number of requests.
     """
 
     def __init__(
@@ -32,6 +63,8 @@ class Proxy:
         self.fail_status = fail_status
         self.requests: Counter[str] = Counter()
         self.rejected = 0
+        self.faulted: Counter[str] = Counter()
+        self._fault: Fault | None = None
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -52,6 +85,40 @@ class Proxy:
         with self._lock:
             return sum(self.requests.values())
 
+    def inject(
+        self,
+        kind: str,
+        *,
+        seconds: float | None = None,
+        count: int | None = None,
+        path: str = LOG_BATCH,
+    ) -> None:
+        """Apply fault `kind` to requests for `path` for `seconds`, or to the next `count`."""
+        until = None if seconds is None else time.monotonic() + seconds
+        fault = Fault(kind, path, until, count, threading.Event())
+        with self._lock:
+            self._fault = fault
+        if seconds is not None:
+            threading.Timer(seconds, fault.released.set).start()
+
+    def heal(self) -> None:
+        """End the fault; frozen requests go on to the server."""
+        with self._lock:
+            fault, self._fault = self._fault, None
+        if fault is not None:
+            fault.released.set()
+
+    def _take_fault(self, path: str) -> Fault | None:
+        """Return the fault that applies to one request for `path`, counting it."""
+        with self._lock:
+            fault = self._fault
+            if fault is None or fault.path != path or not fault.active():
+                return None
+            if fault.count is not None:
+                fault.count -= 1
+            self.faulted[fault.kind] += 1
+            return fault
+
     def reset(self) -> None:
         """Forget the counts."""
         with self._lock:
@@ -68,6 +135,11 @@ class Proxy:
                 pass
 
             def _forward(self) -> None:
+                fault = proxy._take_fault(urlsplit(self.path).path)
+                if fault is not None and fault.kind == REFUSE:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 if (
@@ -85,8 +157,11 @@ class Proxy:
                     return
                 with proxy._lock:
                     proxy.requests[urlsplit(self.path).path] += 1
-                if proxy.fail_status is not None:
-                    self.send_response(proxy.fail_status)
+                if fault is not None and fault.kind == FREEZE:
+                    fault.released.wait()
+                status = proxy.fail_status or (500 if fault and fault.kind == FAIL else None)
+                if status is not None:
+                    self.send_response(status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -99,6 +174,11 @@ class Proxy:
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 data = response.read()
+                if fault is not None and fault.kind == DROP:
+                    connection.close()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in HOP_HEADERS:

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ from tests.support.servers import free_port
 from tracker_flavor.batching import WINDOW_SECONDS, BatchingQueue, Ledger
 
 pytestmark = pytest.mark.unit
+
+FAST = (0.001, 0.004)
+"""Backoff for tests: first and longest wait after a failed request."""
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,8 +73,8 @@ def test_values_are_sent_within_the_window_without_a_flush(sqlite_store):
 def test_an_unreachable_store_is_reported_with_the_exact_count(monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     store = RestStore(lambda: MlflowHostCreds(f"http://127.0.0.1:{free_port()}"))
-    queue = BatchingQueue(store.log_batch)
-    ledger = Ledger("run1", "http://nowhere")
+    queue = BatchingQueue(store.log_batch, backoff=FAST)
+    ledger = Ledger("run1", "http://nowhere", final_wait=0.3)
     queue.open(ledger)
     operations = [queue.log_batch_async("run1", [], [], [metric(i)]) for i in range(1500)]
     queue.close(ledger)
@@ -80,6 +84,9 @@ def test_an_unreachable_store_is_reported_with_the_exact_count(monkeypatch):
     error = ledger.failure()
     assert error is not None
     assert str(error).startswith("1500 of 1500 points")
+    # Nothing reached the refusing server: none of it may have arrived; every value is kept.
+    assert ledger.unconfirmed == 0 and "may have arrived" not in str(error)
+    assert [m.step for chunk in ledger.left for m in chunk.metrics] == list(range(1500))
     with pytest.raises(MlflowException, match="async logging"):
         operations[-1].wait()
 
@@ -113,3 +120,239 @@ def test_the_tracker_module_imports_no_model_flavor_or_server_code():
         "zenml.integrations.mlflow",
     )
     assert modules_imported_by("import tracker_flavor.tracker", unneeded) == []
+
+
+class Flaky:
+    """A store's log_batch that fails some calls: `fail(call_number)` returns the error or None.
+
+    Calls that `land` write to the real store before failing (their answer is lost).
+    """
+
+    def __init__(self, store, fail, land=False):
+        self.store, self.fail, self.land = store, fail, land
+        self.calls: list[tuple[int, list[int]]] = []
+
+    def __call__(self, run_id, metrics, params, tags):
+        number = len(self.calls) + 1
+        self.calls.append((len(metrics) + len(params) + len(tags), [m.step for m in metrics]))
+        error = self.fail(number)
+        if error is None or self.land:
+            self.store.log_batch(run_id, metrics, params, tags)
+        if error is not None:
+            raise error
+
+
+def lost_answer() -> Exception:
+    """An error like MLflow's when a request was sent but no answer came back."""
+    return MlflowException("API request failed: RemoteDisconnected('Remote end closed')")
+
+
+def run_in(store, name="r"):
+    return store.create_run("0", "u", 0, [], name).info.run_id
+
+
+@contextmanager
+def step_queue(send, run_id, *, window=0.01, final_wait=5.0):
+    """Yield a queue sending with `send` and an open ledger; deliver and stop afterwards."""
+    queue = BatchingQueue(send, window=window, backoff=FAST)
+    ledger = Ledger(run_id, "sqlite", final_wait=final_wait)
+    queue.open(ledger)
+    yield queue, ledger
+    queue.close(ledger)
+    queue.stop()
+
+
+def test_values_logged_after_failed_batches_are_delivered_in_order(sqlite_store):
+    run_id = run_in(sqlite_store)
+    send = Flaky(sqlite_store, lambda n: lost_answer() if n <= 3 else None)
+    with step_queue(send, run_id) as (queue, ledger):
+        for index in range(3000):
+            queue.log_batch_async(run_id, [], [], [metric(index)])
+
+    assert ledger.delivered == ledger.submitted == 3000 and ledger.failure() is None
+    sent = [step for size, steps in send.calls[3:] for step in steps]
+    assert sent == list(range(3000))  # failed batches went back to the head of the queue
+    history = sqlite_store.get_metric_history(run_id, "loss")
+    assert sorted(point.step for point in history) == list(range(3000))
+
+
+def test_the_backoff_doubles_up_to_its_cap(sqlite_store):
+    run_id = run_in(sqlite_store)
+    times: list[float] = []
+
+    def send(run_id, metrics, params, tags):
+        times.append(time.monotonic())
+        if len(times) <= 6:
+            raise lost_answer()
+        sqlite_store.log_batch(run_id, metrics, params, tags)
+
+    queue = BatchingQueue(send, window=0.01, backoff=(0.02, 0.08))
+    ledger = Ledger(run_id, "sqlite", final_wait=5)
+    queue.open(ledger)
+    queue.log_batch_async(run_id, [], [], [metric(1)])
+    queue.close(ledger)
+    queue.stop()
+
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert len(gaps) == 6 and ledger.delivered == 1
+    for gap, wait in zip(gaps, [0.02, 0.04, 0.08, 0.08, 0.08, 0.08], strict=True):
+        assert gap >= wait
+
+
+def test_a_store_that_stays_down_leaves_every_value_on_the_ledger_after_the_final_wait(
+    sqlite_store,
+):
+    run_id = run_in(sqlite_store)
+    send = Flaky(sqlite_store, lambda n: lost_answer() if n > 1 else None)
+    queue = BatchingQueue(send, window=10, backoff=FAST)
+    ledger = Ledger(run_id, "sqlite", final_wait=0.2)
+    queue.open(ledger)
+    for index in range(1200):
+        queue.log_batch_async(run_id, [], [], [metric(index)])
+    started = time.monotonic()
+    queue.close(ledger)
+    assert time.monotonic() - started < 5  # bounded by the final wait (and one request)
+    queue.stop()
+
+    assert ledger.delivered == 1000 and ledger.undelivered == 200
+    left = [m.step for chunk in ledger.left for m in chunk.metrics]
+    assert left == list(range(1000, 1200))
+    # They were sent and not answered: the message says they may have arrived.
+    assert ledger.unconfirmed == 200
+    assert "200 of 1200 points" in str(ledger.failure())
+    assert "200 of them were sent without an answer" in str(ledger.failure())
+
+
+def test_requests_whose_answers_were_lost_are_resent_and_stored_once(sqlite_store):
+    run_id = run_in(sqlite_store)
+    send = Flaky(sqlite_store, lambda n: lost_answer() if n <= 2 else None, land=True)
+    with step_queue(send, run_id, window=10) as (queue, ledger):
+        queue.log_batch_async(
+            run_id,
+            [Param("lr", "0.1")],
+            [RunTag("t", "v")],
+            [metric(index) for index in range(10)],
+        )
+
+    assert len(send.calls) == 3  # the same request, twice landed without an answer, then answered
+    assert ledger.delivered == ledger.submitted == 12 and ledger.failure() is None
+    assert len(sqlite_store.get_metric_history(run_id, "loss")) == 10  # no duplicate rows
+    data = sqlite_store.get_run(run_id).data
+    assert data.params == {"lr": "0.1"} and data.tags["t"] == "v"
+
+
+def test_invalid_values_are_refused_alone_with_one_warning_per_key(sqlite_store, caplog):
+    run_id = run_in(sqlite_store)
+    send = Flaky(sqlite_store, lambda n: None)
+    with step_queue(send, run_id) as (queue, ledger):
+        stamp = int(time.time() * 1000)
+        for index in range(500):
+            queue.log_batch_async(
+                run_id, [], [], [metric(index), Metric("bad name!", 1, stamp, index)]
+            )
+        operations = queue.log_batch_async(
+            run_id, [Param("ok", "1"), Param("../up", "2")], [RunTag("", "x")], []
+        )
+
+    assert ledger.rejected == 502 and ledger.delivered == 501 and ledger.failure() is None
+    assert len(sqlite_store.get_metric_history(run_id, "loss")) == 500
+    assert sqlite_store.get_run(run_id).data.params == {"ok": "1"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3
+    assert sum("'bad name!'" in w for w in warnings) == 1 and any("'../up'" in w for w in warnings)
+    with pytest.raises(MlflowException):
+        operations.wait()
+
+
+def test_a_value_the_store_refuses_is_isolated_and_the_batch_delivered(sqlite_store, caplog):
+    run_id = run_in(sqlite_store)
+    sqlite_store.log_batch(run_id, [], [Param("lr", "0.1")], [])
+    send = Flaky(sqlite_store, lambda n: None)
+    with step_queue(send, run_id, window=10) as (queue, ledger):
+        for index in range(400):
+            queue.log_batch_async(run_id, [], [], [metric(index)])
+        queue.log_batch_async(run_id, [Param("lr", "0.2"), Param("other", "1")], [], [])
+        for index in range(400, 900):
+            queue.log_batch_async(run_id, [], [], [metric(index)])
+
+    assert ledger.rejected == 1 and ledger.delivered == 901 and ledger.failure() is None
+    assert len(sqlite_store.get_metric_history(run_id, "loss")) == 900
+    assert sqlite_store.get_run(run_id).data.params == {"lr": "0.1", "other": "1"}
+    assert len(send.calls) <= 2 + 2 * 10  # halving finds one value in about log2(1000) steps
+    assert "'lr'" in caplog.text
+
+
+def test_the_same_param_twice_travels_in_two_requests(sqlite_store):
+    run_id = run_in(sqlite_store)
+    send = Flaky(sqlite_store, lambda n: None)
+    with step_queue(send, run_id) as (queue, ledger):
+        queue.log_batch_async(run_id, [Param("a", "1")], [], [])
+        queue.log_batch_async(run_id, [Param("a", "1")], [], [])
+
+    assert len(send.calls) == 2 and ledger.delivered == 2 and ledger.rejected == 0
+
+
+def test_large_params_and_tags_are_split_below_the_request_size_limit(sqlite_store):
+    run_id = run_in(sqlite_store)
+    send = Flaky(sqlite_store, lambda n: None)
+    with step_queue(send, run_id, window=10) as (queue, ledger):
+        for index in range(100):
+            queue.log_batch_async(run_id, [Param(f"p{index}", "x" * 6000)], [], [])
+            queue.log_batch_async(run_id, [], [RunTag(f"t{index}", "y" * 8000)], [])
+
+    assert ledger.delivered == 200 and ledger.rejected == 0
+    assert 2 <= len(send.calls) <= 3
+
+
+def test_values_logged_into_any_run_count_for_the_step_that_logged_them(sqlite_store):
+    from tracker_flavor import batching
+
+    step_run, own_run = run_in(sqlite_store, "step"), run_in(sqlite_store, "own")
+    with step_queue(sqlite_store.log_batch, step_run) as (queue, ledger):
+        queue.open(Ledger(run_in(sqlite_store, "another step"), "sqlite"))  # not the only step
+        token = batching._current.set(ledger)
+        try:
+            queue.log_batch_async(own_run, [], [], [metric(i) for i in range(99)])
+            queue.log_batch_async(own_run, [], [], [Metric("bad name!", 1, 0, 0)])
+        finally:
+            batching._current.reset(token)
+
+    assert ledger.submitted == 100 and ledger.delivered == 99 and ledger.rejected == 1
+    assert len(sqlite_store.get_metric_history(own_run, "loss")) == 99
+
+
+def test_one_steps_refused_value_does_not_fail_the_other_steps_of_a_shared_run(sqlite_store):
+    import contextvars
+    import threading
+
+    from tracker_flavor import batching
+
+    run_id = run_in(sqlite_store)
+    sqlite_store.log_batch(run_id, [], [Param("lr", "0.1")], [])
+    queue = BatchingQueue(sqlite_store.log_batch, window=0.01, backoff=FAST)
+    ledgers = [Ledger(run_id, "sqlite", final_wait=5) for _ in range(8)]
+    for ledger in ledgers:
+        queue.open(ledger)
+
+    def step(number: int) -> None:
+        batching._current.set(ledgers[number])
+        for index in range(300):
+            stamp = int(time.time() * 1000)
+            queue.log_batch_async(run_id, [], [], [Metric(f"m{number}", index, stamp, index)])
+            if number == 3 and index == 150:
+                queue.log_batch_async(run_id, [Param("lr", "0.2")], [], [])  # refused
+        queue.close(ledgers[number])
+
+    threads = [
+        threading.Thread(target=contextvars.copy_context().run, args=(step, n)) for n in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue.stop()
+
+    assert [ledger.rejected for ledger in ledgers] == [0, 0, 0, 1, 0, 0, 0, 0]
+    assert all(ledger.delivered == 300 and ledger.failure() is None for ledger in ledgers)
+    for number in range(8):
+        assert len(sqlite_store.get_metric_history(run_id, f"m{number}")) == 300
