@@ -76,3 +76,13 @@ def test_repair_settles_runs_a_dead_process_left_running(zenml_stack, embedded_c
     assert failed_parent.data.tags["zenml.failed_step"] == "explode"
     again = CliRunner().invoke(cli, ["runs", "--last", "2", "--repair", "-o", "json"])
     assert [row["repaired"] for row in json.loads(again.output)] == [[], []]
+
+
+def test_repair_with_nothing_to_repair_says_so(zenml_stack):
+    linear(count=1)
+    result = CliRunner().invoke(cli, ["runs", "linear", "--last", "1", "--repair"])
+    assert result.exit_code == 0, result.output
+    assert "nothing to repair: MLflow has the status ZenML recorded for every run shown" in (
+        result.output
+    )
+    assert "repaired" not in result.output
