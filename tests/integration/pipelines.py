@@ -122,3 +122,19 @@ def log_through_outage(server_pid: int, delivered: int, lost: int) -> int:
 @pipeline(enable_cache=False)
 def outage(server_pid: int, delivered: int = 1200, lost: int = 800) -> None:
     log_through_outage(server_pid=server_pid, delivered=delivered, lost=lost)
+
+
+@step(experiment_tracker=TRACKER)
+def stall(started: str) -> int:
+    """Say it started (a file), then run until its process is killed."""
+    import time
+    from pathlib import Path
+
+    Path(started).write_text("started")
+    time.sleep(600)
+    return 0
+
+
+@pipeline(enable_cache=False)
+def stalled(started: str) -> None:
+    stall(started)
