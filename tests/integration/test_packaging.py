@@ -1,6 +1,7 @@
 """The wheel `uv build` makes: metadata for an index, typing markers, the license, and that it installs."""
 
 import os
+import shutil
 import subprocess
 import zipfile
 from email.parser import Parser
@@ -66,8 +67,11 @@ def test_wheel_metadata_is_ready_for_an_index(wheel):
     assert not [name for name in names if name.startswith(("tests/", "docs/", "examples/"))]
 
 
-def test_wheel_installs_into_a_fresh_environment_and_works_outside_the_checkout(wheel, tmp_path):
+def test_wheel_installs_into_a_fresh_environment_and_works_outside_the_checkout(
+    wheel, tmp_path, request
+):
     venv = tmp_path / "venv"
+    request.addfinalizer(lambda: shutil.rmtree(venv, ignore_errors=True))  # ~700 MB if copied
     uv("venv", "--quiet", str(venv), "--python", "python3")
     constraints = tmp_path / "constraints.txt"
     constraints.write_text(uv("export", "--frozen", "--no-dev", "--no-emit-project", "--quiet"))
