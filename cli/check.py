@@ -24,9 +24,12 @@ from tracker_flavor.uris import (
 )
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
     from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 PROBE_EXPERIMENT = "zenml-mlflow-check"
+PROBE_RUN = "probe"
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def _store_checks(
     tracker: "MLflowPlusExperimentTracker",
     deadline: Deadline,
 ) -> Iterator[Result]:
-    """Authenticate to the store, then create, log to and delete a probe run."""
+    """Authenticate to the store, then log to the probe run (created once, then reused)."""
     from mlflow import MlflowClient
 
     from tracker_flavor import runs
@@ -177,11 +180,11 @@ def _store_checks(
             name = f"{tracker.config.databricks_experiment_dir.rstrip('/')}/{name}"
         try:
             exp_id = runs.experiment_id(client, uri, name, artifact_location)
-            run = client.create_run(exp_id, run_name="probe")
+            run_id, latency = _probe_run(client, exp_id)
             latencies = [
-                _timed(lambda: client.log_metric(run.info.run_id, "probe", 1.0)),
-                _timed(lambda: client.get_run(run.info.run_id)),
-                _timed(lambda: client.delete_run(run.info.run_id)),
+                latency,
+                _timed(lambda: client.log_metric(run_id, PROBE_RUN, 1.0)),
+                _timed(lambda: client.get_run(run_id)),
             ]
         except Exception as error:
             yield Result("probe", False, _failure(error, uri, tracker))
@@ -189,11 +192,32 @@ def _store_checks(
         yield Result(
             "probe",
             True,
-            f"created, logged to and deleted a run in experiment {name!r} "
+            f"logged to run {PROBE_RUN!r} of experiment {name!r}, kept for the next check "
             f"(round trip {statistics.median(latencies):.0f} ms)",
         )
     finally:
         process_environment.leave()
+
+
+def _probe_run(client: "MlflowClient", exp_id: str) -> tuple[str, float]:
+    """Return the probe run's id, creating it only the first time, and the lookup's latency.
+
+    Reusing one run leaves no trail of deleted runs: MLflow's REST API cannot erase a run for
+    good, and a check that did not write could not tell a read-only store from a usable one.
+    """
+    start = time.perf_counter()
+    kept = client.search_runs(
+        [exp_id],
+        filter_string=f"attributes.run_name = '{PROBE_RUN}'",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
+    )
+    latency = (time.perf_counter() - start) * 1000
+    if kept:
+        return kept[0].info.run_id, latency
+    run_id = client.create_run(exp_id, run_name=PROBE_RUN).info.run_id
+    client.set_terminated(run_id)
+    return run_id, latency
 
 
 def diagnose(tracker: "MLflowPlusExperimentTracker", deadline: Deadline) -> Iterator[Result]:
@@ -265,8 +289,9 @@ def run_checks(tracker: "MLflowPlusExperimentTracker", seconds: float) -> Iterat
 def check(component: str | None, timeout: float, output: str) -> None:
     """Check that a tracker can reach, authenticate to and write to its MLflow store.
 
-    Checks secrets, connection, TLS, server version, authentication and a probe run; exit code 0
-    only if the tracker is usable.
+    Checks secrets, connection, TLS, server version, authentication and a probe: a value logged
+    to the run `probe` of experiment zenml-mlflow-check, created once and reused. Exit code 0 only
+    if the tracker is usable.
 
     Example: zenml-mlflow check mlflow_plus --timeout 30
     """

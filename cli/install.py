@@ -1,9 +1,14 @@
 """`zenml-mlflow install`: register the flavor, and optionally a tracker in a stack."""
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from cli.components import create_stack_with_tracker
 from tracker_flavor import FLAVOR_NAME
+
+if TYPE_CHECKING:
+    from zenml.models import ComponentResponse
 
 FLAVOR_SOURCE = "tracker_flavor.flavor.MLflowPlusFlavor"
 
@@ -17,6 +22,26 @@ def _parse_config(pairs: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--config")
         config[key] = value
     return config
+
+
+def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Describe how a tracker's config changed, one line per key; secret values never shown."""
+    from zenml.utils.secret_utils import is_secret_field
+
+    from tracker_flavor.config import MLflowPlusConfig
+
+    lines = []
+    for key in sorted(before.keys() | after.keys()):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        field = MLflowPlusConfig.model_fields.get(key)
+        if field is not None and is_secret_field(field):
+            lines.append(f"{key} changed (secret, not shown)")
+        else:
+            shown = [repr(config[key]) if key in config else "unset" for config in (before, after)]
+            lines.append(f"{key}: {shown[0]} -> {shown[1]}")
+    return lines
 
 
 @click.command()
@@ -38,7 +63,8 @@ def _parse_config(pairs: tuple[str, ...]) -> dict[str, str]:
     "config_pairs",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Tracker config for a new component, e.g. tracking_uri=http://127.0.0.1:5001.",
+    help="Tracker config, e.g. tracking_uri=http://127.0.0.1:5001; "
+    "updates the keys of an existing --tracker.",
 )
 @click.option(
     "--activate/--no-activate",
@@ -76,7 +102,10 @@ def install(
                 f"experiment tracker {tracker_name!r} exists with flavor {tracker.flavor_name!r}: "
                 "choose another --tracker name."
             )
-        click.echo(f"tracker {tracker_name} already registered")
+        if config:
+            tracker = _update_tracker(tracker, config)
+        else:
+            click.echo(f"tracker {tracker_name} already registered")
     except KeyError:
         try:
             tracker = client.create_stack_component(
@@ -98,3 +127,19 @@ def install(
     if activate:
         client.activate_stack(stack_name)
         click.echo(f"active stack: {stack_name}")
+
+
+def _update_tracker(tracker: "ComponentResponse", config: dict[str, str]) -> "ComponentResponse":
+    """Apply `--config` to an existing tracker component and print what changed."""
+    from zenml.client import Client
+
+    try:
+        updated = Client().update_stack_component(tracker.id, tracker.type, configuration=config)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    changes = config_changes(tracker.configuration, updated.configuration)
+    if not changes:
+        click.echo(f"tracker {tracker.name} already registered with this config")
+    for change in changes:
+        click.echo(f"tracker {tracker.name}: {change}")
+    return updated

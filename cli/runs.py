@@ -132,7 +132,7 @@ def run_tracker(pipeline_run: "PipelineRunResponse") -> "MLflowPlusExperimentTra
 @click.option(
     "--repair",
     is_flag=True,
-    help="Set MLflow runs left RUNNING (or wrong) to the status ZenML recorded.",
+    help="Set the MLflow runs of finished ZenML runs to the status ZenML recorded.",
 )
 @output_option
 def runs(
@@ -181,6 +181,22 @@ def runs(
             for row in rows
         ],
     )
+    if repair:
+        _report_repairs(rows)
+
+
+def _report_repairs(rows: list[RunRow]) -> None:
+    """Print what --repair changed, that nothing needed it, and the runs it had to leave."""
+    from zenml.enums import ExecutionStatus
+
     for row in rows:
         for line in row.repaired:
             click.echo(f"repaired {row.run}: {line}")
+    if not any(row.repaired for row in rows):
+        click.echo("nothing to repair: MLflow has the status ZenML recorded for every run shown")
+    for row in rows:
+        if not ExecutionStatus(row.zenml_status).is_finished:
+            click.echo(
+                f"left {row.run}: ZenML says it is {row.zenml_status}; --repair settles only "
+                "finished runs (a killed process: see Troubleshooting)"
+            )

@@ -11,3 +11,28 @@ LAST_STEP = "zenml.last_step"
 FAILED_STEP = "zenml.failed_step"
 ZENML_VERSION = "zenml"
 """The built-in flavor's marker tag (`zenml: <version>`); kept so its tooling sees our runs too."""
+
+
+def run_context(
+    pipeline_source: str | None, pipeline_name: str, username: str | None
+) -> dict[str, str]:
+    """Return the tags MLflow's UI shows as "Created by" and "Source": user, pipeline, `JOB`.
+
+    The user follows MLflow's own rule (its `DefaultRunContext`): the tracking username if there
+    is one, else the OS user.
+    """
+    import getpass
+
+    from mlflow.entities import SourceType
+    from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
+
+    if not username:
+        try:
+            username = getpass.getuser()
+        except (ImportError, KeyError, OSError):  # no user name in the environment or passwd
+            username = "unknown"
+    return {
+        MLFLOW_USER: username,
+        MLFLOW_SOURCE_NAME: pipeline_source or pipeline_name,
+        MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.JOB),
+    }

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from zenml.config.base_settings import BaseSettings
     from zenml.config.step_run_info import StepRunInfo
     from zenml.metadata.metadata_types import MetadataType
-    from zenml.models import PipelineRunResponse
+    from zenml.models import PipelineRunResponse, PipelineSnapshotResponse
 
 logger = get_logger(__name__)
 
@@ -312,6 +312,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         )
         step_name = info.pipeline_step_name
         step_tags = {
+            **_context_tags(info.snapshot, info.pipeline.name),
             **settings.tags,
             tags.PIPELINE_RUN_ID: str(info.run_id),
             tags.STEP_NAME: step_name,
@@ -369,6 +370,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         experiment_name = self._experiment_name(settings.experiment_name or pipeline_name, uri)
         exp_id = runs.experiment_id(client, uri, experiment_name, artifact_location)
         run_tags = {
+            **_context_tags(snapshot, pipeline_name),
             **settings.tags,
             tags.PIPELINE_RUN_ID: str(pipeline_run_id),
             tags.PIPELINE_NAME: pipeline_name,
@@ -574,6 +576,17 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             errors.defer(run_id, error, RequestLimits.of(self.config).bound_seconds())
             return {}
         return self._parent_metadata(uri, exp_id, parent_id)
+
+
+def _context_tags(
+    snapshot: "PipelineSnapshotResponse | None", pipeline_name: str
+) -> dict[str, str]:
+    """Return the MLflow user and source tags of a run of this pipeline snapshot."""
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    spec = snapshot.pipeline_spec if snapshot else None
+    source = spec.source.import_path if spec and spec.source else None
+    return tags.run_context(source, pipeline_name, read_mlflow_creds().username)
 
 
 def _zenml_version() -> str:

@@ -56,13 +56,24 @@ def test_check_names_a_missing_secret(zenml_stack):
 
 
 def test_check_probes_the_embedded_store_of_the_active_stack(zenml_stack, embedded_client):
-    result = CliRunner().invoke(cli, ["check"])
-    assert result.exit_code == 0, result.output
-    assert [line.split(":")[0] for line in result.output.splitlines()] == [
-        "✓ secrets", "✓ auth", "✓ probe", "experiment tracker 'mlflow_plus' is usable."
-    ]  # fmt: skip
-    experiment = embedded_client.get_experiment_by_name("zenml-mlflow-check")
-    assert embedded_client.search_runs([experiment.experiment_id]) == []
+    from mlflow.entities import ViewType
+
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["check"])
+        assert result.exit_code == 0, result.output
+        assert [line.split(":")[0] for line in result.output.splitlines()] == [
+            "✓ secrets", "✓ auth", "✓ probe", "experiment tracker 'mlflow_plus' is usable."
+        ]  # fmt: skip
+        assert "logged to run 'probe' of experiment 'zenml-mlflow-check'" in result.output
+    # Two checks leave one run, reused, and nothing deleted.
+    experiments = embedded_client.search_experiments(view_type=ViewType.ALL)
+    (experiment,) = [e for e in experiments if e.name == "zenml-mlflow-check"]
+    assert experiment.lifecycle_stage == "active"
+    (run,) = embedded_client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL)
+    assert (run.info.run_name, run.info.status, run.info.lifecycle_stage) == (
+        "probe", "FINISHED", "active"
+    )  # fmt: skip
+    assert len(embedded_client.get_metric_history(run.info.run_id, "probe")) == 2
 
 
 def test_check_of_an_unknown_tracker_says_so(zenml_stack):

@@ -1,6 +1,13 @@
 """`zenml-mlflow runs` lists real pipeline runs; `--repair` settles MLflow statuses from ZenML's."""
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -76,3 +83,57 @@ def test_repair_settles_runs_a_dead_process_left_running(zenml_stack, embedded_c
     assert failed_parent.data.tags["zenml.failed_step"] == "explode"
     again = CliRunner().invoke(cli, ["runs", "--last", "2", "--repair", "-o", "json"])
     assert [row["repaired"] for row in json.loads(again.output)] == [[], []]
+
+
+def test_repair_with_nothing_to_repair_says_so(zenml_stack):
+    linear(count=1)
+    result = CliRunner().invoke(cli, ["runs", "linear", "--last", "1", "--repair"])
+    assert result.exit_code == 0, result.output
+    assert "nothing to repair: MLflow has the status ZenML recorded for every run shown" in (
+        result.output
+    )
+    assert "repaired" not in result.output
+
+
+def test_a_killed_process_is_settled_after_the_troubleshooting_steps(
+    zenml_stack, embedded_client, tmp_path
+):
+    started = tmp_path / "started"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from tests.integration.pipelines import stalled; stalled(started={str(started)!r})",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not started.exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    run = Client().get_pipeline("stalled").last_run
+    assert run.status.value == "running"
+
+    left = CliRunner().invoke(cli, ["runs", "stalled", "--last", "1", "--repair"])
+    assert left.exit_code == 0, left.output
+    assert f"left {run.name}: ZenML says it is running" in left.output
+    assert embedded_client.get_run(parent_of(run.id)).info.status == "RUNNING"
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md").read_text()
+    section = page.split("**The step's process was killed", 1)[1]
+    snippet = re.search(r"```python\n(.*?)```", section, re.DOTALL)[1]
+    exec(snippet.replace('"RUN"', repr(run.name)), {})
+
+    settled = CliRunner().invoke(cli, ["runs", "stalled", "--last", "1", "--repair"])
+    assert settled.exit_code == 0, settled.output
+    assert f"({parent_of(run.id)}): RUNNING -> FAILED" in settled.output
+    parent = embedded_client.get_run(parent_of(run.id))
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["zenml.failed_step"] == "stall"

@@ -219,3 +219,19 @@ def fan_out_with_a_bad_value(count: int = 8) -> None:
     tracked = {"experiment_tracker": True}
     squares = square_with_a_bad_value.map(items.with_options(**tracked)(count=count))
     total.with_options(**tracked)(squares)
+
+
+@step(experiment_tracker=TRACKER)
+def stall(started: str) -> int:
+    """Say it started (a file), then run until its process is killed."""
+    import time
+    from pathlib import Path
+
+    Path(started).write_text("started")
+    time.sleep(600)
+    return 0
+
+
+@pipeline(enable_cache=False)
+def stalled(started: str) -> None:
+    stall(started)

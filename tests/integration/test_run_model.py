@@ -175,3 +175,20 @@ def test_runs_with_the_same_name_get_their_own_parents(zenml_stack, embedded_cli
     assert first_parents[0].info.run_name == second_parents[0].info.run_name == "nightly"
     assert first_parents[0].data.params["produce.count"] == "1"
     assert second_parents[0].data.params["produce.count"] == "2"
+
+
+def test_parent_and_child_runs_show_who_created_them_and_the_pipeline_source(
+    zenml_stack, embedded_client
+):
+    import getpass
+
+    nested = linear.with_options(settings={"experiment_tracker": {"nested": True}})
+    parents, children = runs_of(embedded_client, nested(count=1).id)
+    assert len(parents) == 1 and set(children) == {"produce", "consume"}
+    for run in [*parents, *children.values()]:
+        assert run.info.user_id == getpass.getuser()
+        assert {
+            "mlflow.user": getpass.getuser(),
+            "mlflow.source.name": "tests.integration.pipelines.linear",
+            "mlflow.source.type": "JOB",
+        }.items() <= run.data.tags.items()
