@@ -1,0 +1,98 @@
+"""The embedded store survives concurrent first use, and a half-migrated one is repaired."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.support.harness import ROOT
+
+pytestmark = pytest.mark.integration
+
+# Each process imports ZenML first, then waits for the go file, so all four start the pipeline
+# (and so first touch the store) within a few milliseconds of each other.
+RUNNER = """
+import os, sys, time
+from tests.integration.pipelines import linear
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.005)
+linear(count=1)
+"""
+
+
+def fresh_embedded_stack(tmp_path: Path) -> tuple[str, Path]:
+    """Register a stack whose local artifact store (and so embedded store) is still empty."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    name = f"fresh-{uuid.uuid4().hex[:8]}"
+    artifacts = tmp_path / "artifacts"
+    store = client.create_stack_component(
+        name, "local", StackComponentType.ARTIFACT_STORE, {"path": str(artifacts)}
+    )
+    default = client.get_stack("default")
+    tracker = client.get_stack_component(StackComponentType.EXPERIMENT_TRACKER, "mlflow_plus")
+    stack = client.create_stack(
+        name,
+        components={
+            StackComponentType.ARTIFACT_STORE: [store.id],
+            StackComponentType.ORCHESTRATOR: [
+                default.components[StackComponentType.ORCHESTRATOR][0].id
+            ],
+            StackComponentType.EXPERIMENT_TRACKER: [tracker.id],
+        },
+    )
+    return str(stack.id), artifacts
+
+
+def run_pipelines(stack_id: str, count: int, workdir: Path) -> list[tuple[int, str]]:
+    """Run `linear` in `count` processes released at the same moment; return codes and logs."""
+    go = workdir / f"go-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "ZENML_ACTIVE_STACK_ID": stack_id}
+    logs = [workdir / f"{go.name}-{i}.log" for i in range(count)]
+    processes = []
+    for log in logs:
+        with log.open("wb") as out:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", RUNNER, str(go)],
+                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            )
+    time.sleep(2)  # let the imports finish so the processes wait on the go file
+    go.touch()
+    codes = [process.wait(timeout=600) for process in processes]
+    return [(code, log.read_text()) for code, log in zip(codes, logs, strict=True)]
+
+
+def parent_runs(artifacts: Path) -> list[object]:
+    """Return the parent (pipeline) runs in the embedded store of `artifacts`."""
+    from mlflow import MlflowClient
+
+    from tracker_flavor.embedded import embedded_tracking_uri
+    from tracker_flavor.runs import MLFLOW_PARENT_RUN_ID
+
+    client = MlflowClient(embedded_tracking_uri(str(artifacts)))
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return [
+        run
+        for run in client.search_runs(experiments, max_results=1000)
+        if MLFLOW_PARENT_RUN_ID not in run.data.tags
+    ]
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_four_processes_create_a_fresh_embedded_store_at_once(zenml_stack, tmp_path, round_):
+    stack_id, artifacts = fresh_embedded_stack(tmp_path)
+    first = run_pipelines(stack_id, 4, tmp_path)
+    for code, log in first:
+        assert code == 0, log[-3000:]
+        assert "failed" not in log.lower(), log[-3000:]
+    (code, log), = run_pipelines(stack_id, 1, tmp_path)
+    assert code == 0, log[-3000:]
+    assert len(parent_runs(artifacts)) == 5
