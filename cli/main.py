@@ -7,6 +7,7 @@ from cli.install import install
 from cli.migrate import migrate
 from cli.runs import runs
 from cli.server import server
+from cli.store import store
 from cli.ui import ui
 
 
@@ -21,6 +22,7 @@ cli.add_command(check)
 cli.add_command(ui)
 cli.add_command(runs)
 cli.add_command(migrate)
+cli.add_command(store)
 
 if __name__ == "__main__":
     cli()

@@ -9,12 +9,17 @@ BACKEND_FILENAME = "mlflow.db"
 ARTIFACTS_DIRECTORY = "mlflow_artifacts"
 
 
+def embedded_database(artifact_store_path: str) -> Path:
+    """Return the SQLite file of the embedded store inside a local artifact store."""
+    return Path(artifact_store_path, BACKEND_FILENAME).resolve()
+
+
 def embedded_tracking_uri(artifact_store_path: str) -> str:
     """Return the SQLite tracking URI of the embedded store, created first if it is missing.
 
     Raises sqlite_store.StoreSchemaError if the store needs a repair.
     """
-    path = Path(artifact_store_path, BACKEND_FILENAME).resolve()
+    path = embedded_database(artifact_store_path)
     sqlite_store.prepare(path)
     return f"sqlite:///{path}"
 

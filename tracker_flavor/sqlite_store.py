@@ -88,8 +88,8 @@ def is_current(path: Path) -> bool:
     return revision == head_revision() and not leftovers
 
 
-def problem(path: Path) -> str | None:
-    """Return why the store cannot be used as it is, or None if it is current or still empty."""
+def diagnose(path: Path) -> str | None:
+    """Return what is wrong with the store's schema, or None if it is current or still empty."""
     revision, leftovers, has_tables = schema_state(path)
     if not has_tables or (revision == head_revision() and not leftovers):
         return None
@@ -98,11 +98,15 @@ def problem(path: Path) -> str | None:
     found = f"schema revision {revision}" if revision else "no schema revision"
     if leftovers:
         found += f" and the tables of an interrupted migration ({', '.join(leftovers)})"
+    return f"has {found}, but MLflow {mlflow.__version__} needs revision {head_revision()}"
+
+
+def repair_message(path: Path, diagnosis: str) -> str:
+    """Return the one-line error of a store that needs a repair, with the command."""
     return (
-        f"the MLflow store {path} has {found}, but MLflow {mlflow.__version__} needs revision "
-        f"{head_revision()}: it was left half-migrated by an interrupted or concurrent first use, "
-        "or written by another MLflow version. Repair it, keeping every run (a backup is made "
-        f"first): zenml-mlflow store repair --db {path}"
+        f"the MLflow store {path} {diagnosis}: it was left half-migrated by an interrupted or "
+        "concurrent first use, or written by another MLflow version. Repair it, keeping every "
+        f"run (a backup is made first): zenml-mlflow store repair --db {path}"
     )
 
 
@@ -126,8 +130,8 @@ def prepare(path: Path) -> None:
             return
         if not is_current(path):
             with locked(path):
-                if message := problem(path):
-                    raise StoreSchemaError(message)
+                if diagnosis := diagnose(path):
+                    raise StoreSchemaError(repair_message(path, diagnosis))
                 if not is_current(path):
                     _build(path, revision=None)
         _current.add(path)

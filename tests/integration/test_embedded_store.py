@@ -86,13 +86,84 @@ def parent_runs(artifacts: Path) -> list[object]:
     ]
 
 
+# The race is timing-dependent: three fresh stores, each created by four processes at once.
 @pytest.mark.parametrize("round_", range(3))
 def test_four_processes_create_a_fresh_embedded_store_at_once(zenml_stack, tmp_path, round_):
     stack_id, artifacts = fresh_embedded_stack(tmp_path)
-    first = run_pipelines(stack_id, 4, tmp_path)
-    for code, log in first:
+    for code, log in run_pipelines(stack_id, 4, tmp_path):
         assert code == 0, log[-3000:]
         assert "failed" not in log.lower(), log[-3000:]
-    (code, log), = run_pipelines(stack_id, 1, tmp_path)
+    if round_ == 0:  # one later run is enough to show the store stayed usable
+        ((code, log),) = run_pipelines(stack_id, 1, tmp_path)
+        assert code == 0, log[-3000:]
+    assert len(parent_runs(artifacts)) == (5 if round_ == 0 else 4)
+
+
+def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run Python code in a fresh process of the project."""
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+PREPARE = "import sys; from tracker_flavor.embedded import embedded_tracking_uri as u; u(sys.argv[1])"
+
+
+def test_a_current_store_is_used_without_taking_the_lock(zenml_stack, tmp_path):
+    import fcntl
+
+    stack_id, artifacts = fresh_embedded_stack(tmp_path)
+    assert run_python(PREPARE, str(artifacts)).returncode == 0
+    with open(artifacts / "mlflow.db.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a process creating the store would hold this
+        used = run_python(PREPARE, str(artifacts), timeout=60)
+    assert used.returncode == 0, used.stderr
+
+
+def test_a_half_migrated_store_is_refused_then_repaired_keeping_every_run(zenml_stack, tmp_path):
+    import sqlite3
+
+    from mlflow import MlflowClient
+
+    from tests.cli.conftest import zenml_mlflow
+
+    stack_id, artifacts = fresh_embedded_stack(tmp_path)
+    for code, log in run_pipelines(stack_id, 2, tmp_path):
+        assert code == 0, log[-3000:]
+    database = artifacts / "mlflow.db"
+    uri = f"sqlite:///{database}"
+    before = {
+        run.info.run_id: (run.data.metrics, run.data.params)
+        for run in MlflowClient(uri).search_runs(
+            [e.experiment_id for e in MlflowClient(uri).search_experiments()]
+        )
+    }
+    assert len(before) == 6  # two parent runs with two step runs each
+    # As a crash leaves it: the workspace migration applied, its version not recorded, and
+    # Alembic's copy of a table it was rebuilding still there.
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE alembic_version SET version_num = 'c8d9e0f1a2b3'")
+        db.execute("CREATE TABLE _alembic_tmp_experiments AS SELECT * FROM experiments")
+
+    refused = run_python(PREPARE, str(artifacts))
+    assert refused.returncode == 1
+    message = refused.stderr.strip().splitlines()[-1]
+    assert "has schema revision c8d9e0f1a2b3 and the tables of an interrupted migration" in message
+    assert message.endswith(f"zenml-mlflow store repair --db {database}")
+
+    repaired = zenml_mlflow("store", "repair", "--db", str(database))
+    assert repaired.returncode == 0, repaired.stderr
+    assert f"repaired {database}: schema current, 6 runs kept; backup in " in repaired.stdout
+    backup = Path(repaired.stdout.split("backup in ")[1].strip())
+    assert backup.exists() and backup.stat().st_size > 0
+
+    ((code, log),) = run_pipelines(stack_id, 1, tmp_path)
     assert code == 0, log[-3000:]
-    assert len(parent_runs(artifacts)) == 5
+    client = MlflowClient(uri)
+    after = {
+        run.info.run_id: (run.data.metrics, run.data.params)
+        for run in client.search_runs([e.experiment_id for e in client.search_experiments()])
+    }
+    assert {k: after[k] for k in before} == before
+    assert len(parent_runs(artifacts)) == 3
