@@ -45,7 +45,7 @@ def head_revision() -> str:
     """Return the schema revision the installed MLflow needs."""
     from mlflow.store.db.utils import _get_latest_schema_revision
 
-    return str(_get_latest_schema_revision())
+    return str(_get_latest_schema_revision())  # type: ignore[no-untyped-call]
 
 
 def known_revision(revision: str) -> bool:
@@ -54,8 +54,9 @@ def known_revision(revision: str) -> bool:
     from alembic.util import CommandError
     from mlflow.store.db.utils import _get_alembic_config
 
+    config = _get_alembic_config("")  # type: ignore[no-untyped-call]
     try:
-        ScriptDirectory.from_config(_get_alembic_config("")).get_revision(revision)
+        ScriptDirectory.from_config(config).get_revision(revision)
     except CommandError:
         return False
     return True
@@ -68,7 +69,7 @@ def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
 
 
 def schema_state(path: Path) -> tuple[str | None, list[str], bool]:
-    """Return the recorded revision, the leftover migration tables, and whether MLflow tables exist."""
+    """Return the recorded revision, leftover migration tables, and whether MLflow tables exist."""
     try:
         with closing(connect(path)) as db:
             tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master")]
@@ -166,7 +167,7 @@ def _migrate(path: Path, revision: str | None) -> None:
     try:
         if not schema_state(path)[2]:
             InitialBase.metadata.create_all(engine)
-        config = _get_alembic_config(uri)
+        config = _get_alembic_config(uri)  # type: ignore[no-untyped-call]
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision or "heads")
