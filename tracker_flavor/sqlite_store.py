@@ -232,7 +232,7 @@ def row_counts(path: Path) -> dict[str, int]:
 def repair(path: Path) -> Path:
     """Back the store up, rebuild it at its recorded revision with every row, migrate it to head.
 
-    Returns the backup. The store must not be in use. Raises StoreSchemaError, leaving the
+    Returns the backup. Raises StoreSchemaError, leaving the
     store as it was, if the rebuilt store would hold fewer rows in any table.
     """
     path = path.resolve()
@@ -263,7 +263,9 @@ def repair(path: Path) -> Path:
                 f"left as it was (backup in {backup}); serve it with the MLflow version that "
                 "wrote it and export the runs, or report this."
             )
-        _remove(path, keep_database=True)
-        os.replace(rebuilt, path)
-        _current.discard(path)
+        # Copied page by page into the same file under SQLite's locks, so that a process that
+        # still has the store open reads the repaired store, not a deleted file.
+        with closing(connect(rebuilt)) as source, closing(connect(path)) as target:
+            source.backup(target)
+        _remove(rebuilt)
         return backup

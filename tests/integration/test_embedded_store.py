@@ -1,5 +1,6 @@
 """The embedded store survives concurrent first use, and a half-migrated one is repaired."""
 
+import json
 import os
 import subprocess
 import sys
@@ -126,10 +127,25 @@ def test_a_current_store_is_used_without_taking_the_lock(zenml_stack, tmp_path):
     assert used.returncode == 0, used.stderr
 
 
+RUNS = """
+import json, sys
+from mlflow import MlflowClient
+client = MlflowClient("sqlite:///" + sys.argv[1])
+ids = [e.experiment_id for e in client.search_experiments()]
+runs = client.search_runs(ids, max_results=1000)
+print(json.dumps({r.info.run_id: [r.data.metrics, r.data.params, r.data.tags] for r in runs}))
+"""
+
+
+def runs_in(database: Path) -> dict[str, list[dict[str, object]]]:
+    """Return every run of a store with its metrics, params and tags, read by a new process."""
+    read = run_python(RUNS, str(database))
+    assert read.returncode == 0, read.stderr
+    return dict(json.loads(read.stdout))
+
+
 def test_a_half_migrated_store_is_refused_then_repaired_keeping_every_run(zenml_stack, tmp_path):
     import sqlite3
-
-    from mlflow import MlflowClient
 
     from tests.cli.conftest import zenml_mlflow
 
@@ -137,13 +153,7 @@ def test_a_half_migrated_store_is_refused_then_repaired_keeping_every_run(zenml_
     for code, log in run_pipelines(stack_id, 2, tmp_path):
         assert code == 0, log[-3000:]
     database = artifacts / "mlflow.db"
-    uri = f"sqlite:///{database}"
-    before = {
-        run.info.run_id: (run.data.metrics, run.data.params)
-        for run in MlflowClient(uri).search_runs(
-            [e.experiment_id for e in MlflowClient(uri).search_experiments()]
-        )
-    }
+    before = runs_in(database)
     assert len(before) == 2
     # As a crash leaves it: the workspace migration applied, its version not recorded, and
     # Alembic's copy of a table it was rebuilding still there.
@@ -165,10 +175,6 @@ def test_a_half_migrated_store_is_refused_then_repaired_keeping_every_run(zenml_
 
     ((code, log),) = run_pipelines(stack_id, 1, tmp_path)
     assert code == 0, log[-3000:]
-    client = MlflowClient(uri)
-    after = {
-        run.info.run_id: (run.data.metrics, run.data.params)
-        for run in client.search_runs([e.experiment_id for e in client.search_experiments()])
-    }
-    assert {k: after[k] for k in before} == before
-    assert len(parent_runs(artifacts)) == 3
+    after = runs_in(database)
+    assert {run_id: after[run_id] for run_id in before} == before
+    assert len(after) == 3
