@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -14,7 +16,7 @@ from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 from zenml.enums import StackComponentType
 
-from tests.integration.pipelines import linear
+from tests.integration.pipelines import TRACKER, linear
 from tests.support.servers import free_port, stop, wait_for_health
 
 pytestmark = pytest.mark.integration
@@ -22,47 +24,30 @@ pytestmark = pytest.mark.integration
 BIN = str(Path(sys.executable).parent / "zenml-mlflow")
 
 
-def links_stack(port: int) -> str:
-    """Register a tracker whose step links use `port` (ui_url) on the session's artifact store."""
+@contextmanager
+def links_on_port(port: int) -> Iterator[str]:
+    """Point the session tracker's step links (ui_url) at `port` for the test; yield its name."""
     client = Client()
-    name = f"ui_links_{port}"
-    tracker = client.create_stack_component(
-        name,
-        "mlflow_plus",
-        StackComponentType.EXPERIMENT_TRACKER,
-        {"ui_url": f"http://127.0.0.1:{port}"},
+    kind = StackComponentType.EXPERIMENT_TRACKER
+    client.update_stack_component(
+        TRACKER, kind, configuration={"ui_url": f"http://127.0.0.1:{port}"}
     )
-    session = client.active_stack_model
-    client.create_stack(
-        name,
-        components={
-            StackComponentType.ARTIFACT_STORE: [
-                session.components[StackComponentType.ARTIFACT_STORE][0].id
-            ],
-            StackComponentType.ORCHESTRATOR: [
-                session.components[StackComponentType.ORCHESTRATOR][0].id
-            ],
-            StackComponentType.EXPERIMENT_TRACKER: [tracker.id],
-        },
-    )
-    return name
-
-
-def run_on(stack: str) -> object:
-    """Run `linear` on `stack` and return the pipeline run."""
-    client = Client()
-    previous = client.active_stack_model.id
-    client.activate_stack(stack)
     try:
-        return client.get_pipeline_run(linear(count=4).id)
+        yield TRACKER
     finally:
-        client.activate_stack(previous)
+        client.update_stack_component(TRACKER, kind, configuration={"ui_url": None})
+        assert "ui_url" not in client.get_stack_component(kind, TRACKER).configuration
 
 
 def test_ui_serves_the_runs_that_step_links_point_to(zenml_stack, session_dir):
     port = free_port()
-    tracker = links_stack(port)
-    run = run_on(tracker)
+    with links_on_port(port) as tracker:
+        serve_and_check(tracker, port, session_dir)
+
+
+def serve_and_check(tracker: str, port: int, session_dir: Path) -> None:
+    """Run a pipeline, then serve its store with `zenml-mlflow ui` and follow a step link."""
+    run = Client().get_pipeline_run(linear(count=4).id)
     link = str(run.steps["produce"].run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
     assert link.startswith(f"http://127.0.0.1:{port}/#/experiments/")
     experiment_id, run_id = link.split("/#/experiments/")[1].split("/runs/")
@@ -106,10 +91,10 @@ def test_ui_serves_the_runs_that_step_links_point_to(zenml_stack, session_dir):
 
 def test_ui_refuses_a_port_the_step_links_do_not_use(zenml_stack):
     links, other = free_port(), free_port()
-    tracker = links_stack(links)
-    refused = subprocess.run(
-        [BIN, "ui", tracker, "--port", str(other)], capture_output=True, text=True, timeout=120
-    )
+    with links_on_port(links) as tracker:
+        refused = subprocess.run(
+            [BIN, "ui", tracker, "--port", str(other)], capture_output=True, text=True, timeout=120
+        )
     assert refused.returncode == 1
     assert refused.stderr == (
         f"Error: the step links of tracker {tracker!r} point at port {links} (its ui_url), so "
