@@ -194,12 +194,8 @@ def check_port_free(host: str, port: int, fix: str) -> None:
 
 def prepare_sqlite_store(backend_store_uri: str) -> None:
     """Create a local SQLite store once before the server opens it; fail if it needs a repair."""
-    if (path := sqlite_store.sqlite_path(backend_store_uri)) is None:
-        return
-    try:
+    if (path := sqlite_store.sqlite_path(backend_store_uri)) is not None:
         sqlite_store.prepare(path)
-    except sqlite_store.StoreSchemaError as error:
-        raise click.ClickException(str(error)) from None
 
 
 def require_auth_extra() -> None:

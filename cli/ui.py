@@ -12,7 +12,6 @@ from cli.server import (
     server_command,
     server_environment,
 )
-from tracker_flavor.sqlite_store import StoreSchemaError
 from tracker_flavor.uris import DEFAULT_UI_URL, is_remote_uri, strip_credentials
 
 
@@ -44,11 +43,7 @@ def ui(component: str | None, port: int | None, jobs: bool, print_command: bool)
     Example: zenml-mlflow ui   # the active stack's tracker, at the step links' port
     """
     tracker = load_tracker(component)
-    try:
-        # Waits while a pipeline creates the embedded store.
-        uri = tracker.tracking_uri()
-    except StoreSchemaError as error:
-        raise click.ClickException(str(error)) from None
+    uri = tracker.tracking_uri()  # waits while a pipeline creates the embedded store
     if is_remote_uri(uri):
         raise click.ClickException(
             f"tracker {tracker.name!r} logs to {strip_credentials(uri)}, which serves its own UI: "

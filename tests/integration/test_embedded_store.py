@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.harness import ROOT
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -144,6 +145,45 @@ def runs_in(database: Path) -> dict[str, list[dict[str, object]]]:
     return dict(json.loads(read.stdout))
 
 
+def test_ui_waits_while_another_process_creates_the_store(zenml_stack, tmp_path):
+    import fcntl
+
+    import psutil
+
+    from tests.cli.conftest import BIN
+    from tracker_flavor.sqlite_store import head_revision
+
+    stack_id, artifacts = fresh_embedded_stack(tmp_path)
+    artifacts.mkdir(parents=True)
+    env = {**os.environ, "ZENML_ACTIVE_STACK_ID": stack_id}
+    with open(artifacts / "mlflow.db.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a pipeline process creating the store holds it
+        ui = subprocess.Popen(
+            [str(BIN), "ui", "--print-command"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        waiting = psutil.Process(ui.pid)
+        deadline = time.monotonic() + 120
+        while str(artifacts / "mlflow.db.lock") not in [f.path for f in waiting.open_files()]:
+            assert ui.poll() is None and time.monotonic() < deadline, ui.communicate()
+            time.sleep(0.2)
+        time.sleep(1)
+        assert ui.poll() is None  # still waiting for the store
+        assert not (artifacts / "mlflow.db").exists()
+    out, err = ui.communicate(timeout=120)
+    assert ui.returncode == 0, err
+    assert f"--backend-store-uri sqlite:///{artifacts / 'mlflow.db'}" in out
+    assert sqlite3_revision(artifacts / "mlflow.db") == head_revision()
+
+
+def sqlite3_revision(database: Path) -> str:
+    """Return the schema revision recorded in a store."""
+    import sqlite3
+
+    with sqlite3.connect(database) as db:
+        return str(db.execute("SELECT version_num FROM alembic_version").fetchone()[0])
+
+
 def test_a_half_migrated_store_is_refused_then_repaired_keeping_every_run(zenml_stack, tmp_path):
     import sqlite3
 
@@ -166,6 +206,11 @@ def test_a_half_migrated_store_is_refused_then_repaired_keeping_every_run(zenml_
     message = refused.stderr.strip().splitlines()[-1]
     assert "has schema revision c8d9e0f1a2b3 and the tables of an interrupted migration" in message
     assert message.endswith(f"zenml-mlflow store repair --db {database}")
+    served = zenml_mlflow(
+        "server", "start", "--data-dir", str(tmp_path / "server"),
+        "--backend-store-uri", f"sqlite:///{database}", "--port", str(free_port()),
+    )  # fmt: skip
+    assert served.returncode == 1 and served.stderr == f"Error: {message}\n"
 
     repaired = zenml_mlflow("store", "repair", "--db", str(database))
     assert repaired.returncode == 0, repaired.stderr
