@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,21 @@ def process_snapshot() -> Iterator[dict[str, Any]]:
     before = state()
     yield before
     assert state() == before
+
+
+@contextmanager
+def links_on_port(port: int) -> Iterator[str]:
+    """Point the session tracker's step links (ui_url) at `port` for the test; yield its name."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    kind = StackComponentType.EXPERIMENT_TRACKER
+    client.update_stack_component(
+        TRACKER, kind, configuration={"ui_url": f"http://127.0.0.1:{port}"}
+    )
+    try:
+        yield TRACKER
+    finally:
+        client.update_stack_component(TRACKER, kind, configuration={"ui_url": None})
+        assert "ui_url" not in client.get_stack_component(kind, TRACKER).configuration

@@ -6,37 +6,20 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import pytest
 from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
-from zenml.enums import StackComponentType
 
-from tests.integration.pipelines import TRACKER, linear
+from tests.integration.conftest import links_on_port
+from tests.integration.pipelines import linear
 from tests.support.servers import free_port, stop, wait_for_health
 
 pytestmark = pytest.mark.integration
 
 BIN = str(Path(sys.executable).parent / "zenml-mlflow")
-
-
-@contextmanager
-def links_on_port(port: int) -> Iterator[str]:
-    """Point the session tracker's step links (ui_url) at `port` for the test; yield its name."""
-    client = Client()
-    kind = StackComponentType.EXPERIMENT_TRACKER
-    client.update_stack_component(
-        TRACKER, kind, configuration={"ui_url": f"http://127.0.0.1:{port}"}
-    )
-    try:
-        yield TRACKER
-    finally:
-        client.update_stack_component(TRACKER, kind, configuration={"ui_url": None})
-        assert "ui_url" not in client.get_stack_component(kind, TRACKER).configuration
 
 
 def test_ui_serves_the_runs_that_step_links_point_to(zenml_stack, session_dir):
