@@ -94,19 +94,22 @@ def _in_group(process: psutil.Process, group: int) -> bool:
 def server_processes(state: ServerState) -> list[psutil.Process]:
     """Return the live processes of the recorded server: its group, or its PID in the foreground.
 
-    A process started before the server is not ours (a reused PID or group id).
+    A process started before the server is not ours (a reused PID or group id), nor is, in the
+    foreground, a process started at another time than the recorded one.
     """
-    candidates = psutil.process_iter() if state.group else [psutil.Process(state.pid)]
+    if not state.group:
+        process = psutil.Process(state.pid)
+        return [process] if abs(process.create_time() - state.created) < 1.0 else []
     found = []
-    for process in candidates:
+    for process in psutil.process_iter():
         try:
             if (
-                (not state.group or _in_group(process, state.group))
+                _in_group(process, state.group)
                 and process.create_time() > state.created - 1.0
                 and process.status() != psutil.STATUS_ZOMBIE
             ):
                 found.append(process)
-        except (psutil.Error, ValueError):
+        except psutil.Error:
             continue
     return found
 
