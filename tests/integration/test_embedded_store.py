@@ -203,7 +203,9 @@ def test_a_half_migrated_store_is_refused_then_repaired_keeping_every_run(zenml_
 
     refused = run_python(PREPARE, str(artifacts))
     assert refused.returncode == 1
-    message = refused.stderr.strip().splitlines()[-1]
+    error = refused.stderr.strip().splitlines()[-1]
+    assert error.startswith("tracker_flavor.sqlite_store.StoreSchemaError: the MLflow store ")
+    message = error.split(": ", 1)[1]
     assert "has schema revision c8d9e0f1a2b3 and the tables of an interrupted migration" in message
     assert message.endswith(f"zenml-mlflow store repair --db {database}")
     served = zenml_mlflow(
