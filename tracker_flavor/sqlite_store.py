@@ -113,7 +113,7 @@ def repair_message(path: Path, diagnosis: str) -> str:
 
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold the store's file lock (beside the database) against other processes."""
+    """Hold an exclusive lock on `path`.lock (beside a database) against other processes."""
     from mlflow.utils.file_utils import ExclusiveFileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
