@@ -7,8 +7,12 @@ export ZENML_ANALYTICS_OPT_IN := false
 UV := python3 -m uv
 VENV := .venv
 BIN := $(VENV)/bin
-# The demo keeps its ZenML store inside the project, away from your own ZenML set-up.
-DEMO_ENV := ZENML_CONFIG_PATH=$(CURDIR)/.zenml-demo
+# The demo keeps its ZenML store and active stack inside .zenml-demo, away from your own ZenML
+# set-up: no ZenML repository (a `.zen` that any `zenml` command may rewrite), step sources
+# resolve against the project root.
+DEMO_ENV := ZENML_CONFIG_PATH=$(CURDIR)/.zenml-demo \
+	ZENML_REPOSITORY_PATH=$(CURDIR)/.zenml-demo/no-repository \
+	ZENML_CUSTOM_SOURCE_ROOT=$(CURDIR)
 
 .PHONY: demo ui test lint docs bench clean
 
@@ -17,10 +21,7 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	$(UV) sync --frozen --python python3
 	@touch $@
 
-.zen: | $(VENV)/.synced
-	$(DEMO_ENV) $(BIN)/zenml init
-
-demo: $(VENV)/.synced .zen
+demo: $(VENV)/.synced
 	$(DEMO_ENV) $(BIN)/zenml-mlflow install --stack quickstart
 	$(DEMO_ENV) $(BIN)/python -m examples.quickstart.run
 

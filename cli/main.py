@@ -1,5 +1,7 @@
 """Entry point of the `zenml-mlflow` command line."""
 
+from typing import Any
+
 import click
 
 from cli.check import check
@@ -7,10 +9,23 @@ from cli.install import install
 from cli.migrate import migrate
 from cli.runs import runs
 from cli.server import server
+from cli.store import store
 from cli.ui import ui
+from tracker_flavor.sqlite_store import StoreSchemaError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group; a local store that needs a repair fails any command with one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; turn a StoreSchemaError into a one-line click error."""
+        try:
+            return super().invoke(ctx)
+        except StoreSchemaError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Set up and operate the mlflow_plus MLflow experiment tracker for ZenML."""
 
@@ -21,6 +36,7 @@ cli.add_command(check)
 cli.add_command(ui)
 cli.add_command(runs)
 cli.add_command(migrate)
+cli.add_command(store)
 
 if __name__ == "__main__":
     cli()

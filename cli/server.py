@@ -19,6 +19,7 @@ import psutil
 from rich.console import Console
 
 from cli.output import output_option, print_json, print_table
+from tracker_flavor import sqlite_store
 from tracker_flavor.uris import strip_credentials
 
 DATA_DIR_ENV = "ZENML_MLFLOW_DATA_DIR"
@@ -39,6 +40,8 @@ class ServerState:
     artifacts: str
     basic_auth: bool
     log: str
+    # The process group of the server and its workers (0: run in the foreground, pid only).
+    group: int = 0
 
 
 class DataDir:
@@ -80,13 +83,43 @@ class DataDir:
         return path.read_text().strip()
 
 
-def is_ours(state: ServerState) -> bool:
-    """Tell whether the recorded PID is still the process `start` launched (not a reused PID)."""
+def _in_group(process: psutil.Process, group: int) -> bool:
+    """Tell whether a process belongs to the process group `group`."""
     try:
-        created: float = psutil.Process(state.pid).create_time()
+        return os.getpgid(process.pid) == group
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def server_processes(state: ServerState) -> list[psutil.Process]:
+    """Return the live processes of the recorded server: its group, or its PID in the foreground.
+
+    A process started before the server is not ours (a reused PID or group id), nor is, in the
+    foreground, a process started at another time than the recorded one.
+    """
+    if not state.group:
+        process = psutil.Process(state.pid)
+        return [process] if abs(process.create_time() - state.created) < 1.0 else []
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if (
+                _in_group(process, state.group)
+                and process.create_time() > state.created - 1.0
+                and process.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def is_ours(state: ServerState) -> bool:
+    """Tell whether the server `start` launched still runs (any process of its group)."""
+    try:
+        return bool(server_processes(state))
     except (psutil.Error, ValueError):
         return False
-    return abs(created - state.created) < 1.0
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -119,18 +152,64 @@ def log_tail(log: Path, lines: int) -> str:
 
 
 def server_command(
-    host: str, port: int, backend_store_uri: str, artifacts: Path, basic_auth: bool
+    host: str,
+    port: int,
+    backend_store_uri: str,
+    artifacts: Path | None = None,
+    basic_auth: bool = False,
 ) -> list[str]:
-    """Return the `mlflow server` command line."""
+    """Return the `mlflow server` command line (one worker), shared by `server start` and `ui`."""
     command = [
         sys.executable, "-m", "mlflow", "server",
         "--host", host, "--port", str(port), "--workers", "1",
         "--backend-store-uri", backend_store_uri,
-        "--artifacts-destination", str(artifacts),
     ]  # fmt: skip
+    if artifacts is not None:
+        command += ["--artifacts-destination", str(artifacts)]
     if basic_auth:
         command += ["--app-name", "basic-auth"]
     return command
+
+
+def server_environment(jobs: bool) -> dict[str, str]:
+    """Return the server's environment: MLflow's job runner (7 more processes) only if asked."""
+    from mlflow.environment_variables import MLFLOW_SERVER_ENABLE_JOB_EXECUTION
+
+    return {**os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION.name: str(jobs).lower()}
+
+
+def jobs_option(command: Any) -> Any:
+    """Add `--jobs`, shared by `server start` and `ui`."""
+    return click.option(
+        "--jobs",
+        is_flag=True,
+        help="Also run MLflow's job runner (GenAI evaluation jobs): 7 more processes, ~2 GB.",
+    )(command)
+
+
+def check_port_free(host: str, port: int, fix: str) -> None:
+    """Fail with one line if something already listens on host:port."""
+    if port_in_use(host, port):
+        raise click.ClickException(
+            f"port {port} on {host} is already in use by another process: {fix}"
+        )
+
+
+def prepare_sqlite_store(backend_store_uri: str) -> None:
+    """Create a local SQLite store once before the server opens it; fail if it needs a repair."""
+    if (path := sqlite_store.sqlite_path(backend_store_uri)) is not None:
+        sqlite_store.prepare(path)
+
+
+def require_auth_extra() -> None:
+    """Fail with the install command if MLflow's basic-auth app cannot be imported."""
+    try:
+        import flask_wtf  # noqa: F401  (what the `mlflow[auth]` extra adds)
+    except ImportError:
+        raise click.ClickException(
+            "--basic-auth needs MLflow's auth extra, which is not installed: "
+            "pip install 'zenml-mlflow-tracker[server]' (or 'mlflow[auth]')."
+        ) from None
 
 
 def auth_environment(data: DataDir) -> dict[str, str]:
@@ -181,7 +260,6 @@ def wait_until_healthy(
             if is_healthy(url):
                 return
             time.sleep(0.5)
-    terminate(process.pid)
     click.echo(log_tail(log, LOG_TAIL_LINES), err=True)
     raise click.ClickException(
         f"the MLflow server did not answer {url}/health within {timeout:g} s and was stopped: "
@@ -189,27 +267,17 @@ def wait_until_healthy(
     )
 
 
-def terminate(pid: int, grace: float = 20.0) -> None:
-    """End the process `start` launched and the workers in its process group."""
-    try:
-        group = os.getpgid(pid)
-    except ProcessLookupError:
-        return
-
-    def kill(sig: signal.Signals) -> None:
-        if group == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-
-    try:
-        process = psutil.Process(pid)
-        kill(signal.SIGTERM)
-        process.wait(grace)
-    except psutil.TimeoutExpired:
-        kill(signal.SIGKILL)
-    except (psutil.NoSuchProcess, ProcessLookupError):
-        pass
+def terminate(processes: list[psutil.Process], grace: float = 20.0) -> None:
+    """End the server's processes: SIGTERM, then SIGKILL for those alive after `grace` s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for process in processes:
+            try:
+                process.send_signal(sig)
+            except psutil.Error:
+                pass
+        _, processes = psutil.wait_procs(processes, timeout=grace)
+        if not processes:
+            return
 
 
 def data_dir_option(command: Any) -> Any:
@@ -259,6 +327,7 @@ def server() -> None:
     type=float,
     help="Seconds to wait for /health to answer.",
 )
+@jobs_option
 @click.option("--foreground", is_flag=True, help="Run in the foreground (for containers) instead.")
 @click.option(
     "--print-command", is_flag=True, help="Print the server command instead of running it."
@@ -271,6 +340,7 @@ def start(
     artifacts_destination: Path | None,
     basic_auth: bool,
     timeout: float,
+    jobs: bool,
     foreground: bool,
     print_command: bool,
 ) -> None:
@@ -285,34 +355,54 @@ def start(
     if print_command:
         click.echo(" ".join(command))
         return
+    if basic_auth:
+        require_auth_extra()
     data.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    check_not_running(data)
-    if host in WILDCARD_HOSTS:
-        click.secho(
-            f"warning: --host {host or '0.0.0.0'} makes the server reachable from every network "
-            "of this machine" + ("" if basic_auth else ", without authentication (--basic-auth)"),
-            err=True,
-            fg="yellow",
-        )
-    if port_in_use(host, port):
-        raise click.ClickException(
-            f"port {port} on {host} is already in use by another process: choose another --port."
-        )
-    env = {**os.environ, **(auth_environment(data) if basic_auth else {})}
+    # Two starts at once: the second waits here, then finds the first one running.
+    with sqlite_store.locked(data.path / "server"):
+        check_not_running(data)
+        if host in WILDCARD_HOSTS:
+            click.secho(
+                f"warning: --host {host or '0.0.0.0'} makes the server reachable from every "
+                "network of this machine"
+                + ("" if basic_auth else ", without authentication (--basic-auth)"),
+                err=True,
+                fg="yellow",
+            )
+        check_port_free(host, port, "choose another --port.")
+        prepare_sqlite_store(backend)
+        launch(data, command, host, port, backend, artifacts, basic_auth, jobs, foreground, timeout)
+
+
+def launch(
+    data: DataDir,
+    command: list[str],
+    host: str,
+    port: int,
+    backend: str,
+    artifacts: Path,
+    basic_auth: bool,
+    jobs: bool,
+    foreground: bool,
+    timeout: float,
+) -> None:
+    """Run the server in its own process group, record it, and wait until it answers."""
+    env = {**server_environment(jobs), **(auth_environment(data) if basic_auth else {})}
     url = f"http://{'127.0.0.1' if host in WILDCARD_HOSTS else host}:{port}"
 
-    def record(pid: int) -> None:
-        data.write_state(
-            ServerState(
-                pid=pid,
-                created=psutil.Process(pid).create_time(),
-                url=url,
-                backend_store_uri=strip_credentials(backend),
-                artifacts=str(artifacts),
-                basic_auth=basic_auth,
-                log=str(data.log),
-            )
+    def record(pid: int, group: int) -> ServerState:
+        state = ServerState(
+            pid=pid,
+            created=psutil.Process(pid).create_time(),
+            url=url,
+            backend_store_uri=strip_credentials(backend),
+            artifacts=str(artifacts),
+            basic_auth=basic_auth,
+            log=str(data.log),
+            group=group,
         )
+        data.write_state(state)
+        return state
 
     if basic_auth:
         where = (
@@ -320,9 +410,11 @@ def start(
         )
         click.echo(f"basic auth: admin user {ADMIN_USERNAME!r}, password in {where}")
     if foreground:
-        record(os.getpid())
+        record(os.getpid(), group=0)
         os.execve(command[0], command, env)
     with data.log.open("ab") as out:
+        # Its own session: the server and every worker it spawns share a process group that
+        # `stop` ends, even after the server process itself died.
         process = subprocess.Popen(
             command,
             stdout=out,
@@ -331,10 +423,11 @@ def start(
             env=env,
             start_new_session=True,
         )
-    record(process.pid)
+    state = record(process.pid, group=process.pid)
     try:
         wait_until_healthy(process, url, data.log, timeout)
     except click.ClickException:
+        terminate(server_processes(state))
         data.clear_state()
         raise
     click.echo(f"MLflow server running at {url} (pid {process.pid}); log: {data.log}")
@@ -359,7 +452,7 @@ def stop(data_dir: Path) -> None:
             f"{data.path}; nothing was stopped"
         )
         return
-    terminate(state.pid)
+    terminate(server_processes(state))
     data.clear_state()
     click.echo(f"stopped the MLflow server at {state.url} (pid {state.pid})")
 

@@ -1,56 +1,72 @@
 """`zenml-mlflow ui`: the MLflow UI on the store a tracker writes to, where step links point."""
 
 import os
-import sys
 from urllib.parse import urlsplit
 
 import click
 
 from cli.components import load_tracker
+from cli.server import (
+    check_port_free,
+    jobs_option,
+    server_command,
+    server_environment,
+)
 from tracker_flavor.uris import DEFAULT_UI_URL, is_remote_uri, strip_credentials
 
 
-def ui_command(tracking_uri: str, ui_url: str | None, port: int | None) -> list[str]:
-    """Return the `mlflow server` command that serves `tracking_uri` at the step links' port."""
+def links_address(ui_url: str | None) -> tuple[str, int]:
+    """Return the host and port that step links of a local store point at (the tracker's ui_url)."""
     parts = urlsplit(ui_url or DEFAULT_UI_URL)
-    return [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        tracking_uri,
-        "--host",
-        parts.hostname or "127.0.0.1",
-        "--port",
-        str(port or parts.port or 5000),
-        "--workers",
-        "1",
-    ]
+    default_port = 443 if parts.scheme == "https" else 80
+    return parts.hostname or "127.0.0.1", parts.port or default_port
 
 
 @click.command()
 @click.argument("component", required=False)
-@click.option("--port", type=int, help="Port to serve on (default: the port of the step links).")
+@click.option(
+    "--port",
+    type=int,
+    help="Port to serve on; must be the port of the step links (the tracker's ui_url, "
+    "default 5000), which a different port would break.",
+)
+@jobs_option
 @click.option(
     "--print-command", is_flag=True, help="Print the server command instead of running it."
 )
-def ui(component: str | None, port: int | None, print_command: bool) -> None:
+def ui(component: str | None, port: int | None, jobs: bool, print_command: bool) -> None:
     """Open the MLflow UI on a tracker's local store, at the address its step links use.
+
+    To serve on another port, set the tracker's ui_url to it (links of later runs follow):
+    zenml experiment-tracker update NAME --ui_url=http://127.0.0.1:PORT
 
     Example: zenml-mlflow ui   # the active stack's tracker, at the step links' port
     """
     tracker = load_tracker(component)
-    uri = tracker.tracking_uri()
+    uri = tracker.tracking_uri()  # waits while a pipeline creates the embedded store
     if is_remote_uri(uri):
         raise click.ClickException(
             f"tracker {tracker.name!r} logs to {strip_credentials(uri)}, which serves its own UI: "
             "open that, or the link in a step's experiment_tracker_url metadata."
         )
-    command = ui_command(uri, tracker.config.ui_url, port)
+    host, links_port = links_address(tracker.config.ui_url)
+    set_ui_url = (
+        f"zenml experiment-tracker update {tracker.name} --ui_url=http://{host}:PORT"
+        " (links of later runs follow), then run `zenml-mlflow ui`"
+    )
+    if port is not None and port != links_port:
+        raise click.ClickException(
+            f"the step links of tracker {tracker.name!r} point at port {links_port} (its ui_url), "
+            f"so serving on --port {port} would break them: to serve on another port, "
+            + set_ui_url.replace("PORT", str(port))
+            + "."
+        )
+    command = server_command(host, links_port, uri)
     if print_command:
         click.echo(" ".join(command))
         return
-    address = f"http://{command[6]}:{command[8]}"
-    click.echo(f"MLflow UI for {strip_credentials(uri)} on {address} (Ctrl+C to stop)")
-    os.execv(command[0], command)
+    check_port_free(host, links_port, f"stop what listens there, or serve elsewhere: {set_ui_url}.")
+    click.echo(
+        f"MLflow UI for {strip_credentials(uri)} on http://{host}:{links_port} (Ctrl+C to stop)"
+    )
+    os.execve(command[0], command, server_environment(jobs))

@@ -1,15 +1,26 @@
 """Where the embedded MLflow store lives: a SQLite file and artifacts in the artifact store."""
 
 import os
+from pathlib import Path
+
+from tracker_flavor import sqlite_store
 
 BACKEND_FILENAME = "mlflow.db"
 ARTIFACTS_DIRECTORY = "mlflow_artifacts"
 
 
+def embedded_database(artifact_store_path: str) -> Path:
+    """Return the SQLite file of the embedded store inside a local artifact store."""
+    return Path(artifact_store_path, BACKEND_FILENAME).resolve()
+
+
 def embedded_tracking_uri(artifact_store_path: str) -> str:
-    """Return the SQLite tracking URI of the embedded store inside a local artifact store."""
-    path = os.path.abspath(os.path.join(artifact_store_path, BACKEND_FILENAME))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Return the SQLite tracking URI of the embedded store, created first if it is missing.
+
+    Raises sqlite_store.StoreSchemaError if the store needs a repair.
+    """
+    path = embedded_database(artifact_store_path)
+    sqlite_store.prepare(path)
     return f"sqlite:///{path}"
 
 

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from cli.reference import render, walk
+from cli.ui import links_address
 
 pytestmark = pytest.mark.unit
 
@@ -88,3 +89,15 @@ def test_runs_takes_at_most_three_metrics():
     result = CliRunner().invoke(cli, ["runs", "-m", "a", "-m", "b", "-m", "c", "-m", "d"])
     assert result.exit_code == 2
     assert "Invalid value for --metric: at most 3 metrics" in result.output
+
+
+@pytest.mark.parametrize(
+    ("ui_url", "address"),
+    [
+        (None, ("127.0.0.1", 5000)),
+        ("http://localhost:8080", ("localhost", 8080)),
+        ("https://mlflow.example.com/", ("mlflow.example.com", 443)),
+    ],
+)
+def test_ui_serves_at_the_address_of_the_step_links(ui_url, address):
+    assert links_address(ui_url) == address

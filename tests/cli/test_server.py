@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from zenml.client import Client
 
-from cli.server import DataDir, ServerState
+from cli.server import DataDir, ServerState, port_in_use
 from tests.cli.conftest import StartedServer, tracker, zenml_mlflow
 from tests.support.proxy import Proxy
 from tests.support.servers import free_port
@@ -222,3 +223,57 @@ def _group(process) -> int | None:
         return os.getpgid(process.pid)
     except (ProcessLookupError, PermissionError):
         return None
+
+
+def test_two_starts_at_once_then_stop_after_the_parent_was_killed(tmp_path):
+    import psutil
+
+    data_dir = tmp_path / "fresh"
+    port, other = free_port(), free_port()
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(
+            lambda p: zenml_mlflow(
+                "server", "start", "--data-dir", str(data_dir), "--port", str(p)
+            ),
+            [port, other],
+        )
+    started = [r for r in (first, second) if r.returncode == 0]
+    refused = [r for r in (first, second) if r.returncode != 0]
+    assert len(started) == 1 and len(refused) == 1, first.stderr + second.stderr
+    assert "already running" in refused[0].stderr and refused[0].stderr.count("\n") == 1
+    state = DataDir(data_dir).read_state()
+    assert state is not None and state.group == state.pid
+    port = int(state.url.rsplit(":", 1)[1])
+
+    # No job runner by default: the server and its uvicorn worker.
+    group = [p for p in psutil.process_iter() if _group(p) == state.group]
+    assert len(group) == 2, [p.cmdline() for p in group]
+
+    parent = psutil.Process(state.pid)
+    parent.send_signal(signal.SIGKILL)  # the parent dies; its worker keeps the port
+    parent.wait(10)
+    assert port_in_use("127.0.0.1", port)
+    status = zenml_mlflow("server", "status", "--data-dir", str(data_dir), "-o", "json")
+    assert json.loads(status.stdout)["running"] is True
+    stop = zenml_mlflow("server", "stop", "--data-dir", str(data_dir))
+    assert stop.returncode == 0 and "stopped the MLflow server" in stop.stdout
+    assert not port_in_use("127.0.0.1", port)
+    assert not [p for p in psutil.process_iter() if _group(p) == state.group and p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]  # fmt: skip
+
+
+def test_basic_auth_without_the_auth_extra_names_the_extra(tmp_path):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "flask_wtf.py").write_text("raise ImportError(\"No module named 'flask_wtf'\")\n")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "zenml-mlflow"), "server", "start", "--basic-auth",
+         "--data-dir", str(tmp_path / "data"), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(shim)},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Error: --basic-auth needs MLflow's auth extra, which is not installed: "
+        "pip install 'zenml-mlflow-tracker[server]' (or 'mlflow[auth]').\n"
+    )
+    assert not (tmp_path / "data" / "server.pid").exists()

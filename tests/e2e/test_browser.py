@@ -12,7 +12,7 @@ from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from examples.quickstart.pipeline import quickstart
-from tests.integration.conftest import TRACKER
+from tests.integration.conftest import TRACKER, links_on_port
 from tests.support.servers import free_port, stop, wait_for_health
 
 pytestmark = pytest.mark.e2e
@@ -59,25 +59,30 @@ def runs(zenml_stack: str, session_dir: Path) -> Iterator[dict[str, tuple[Quicks
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     ui_log = session_dir / "e2e-ui.log"
-    with ui_log.open("wb") as out:
-        ui = subprocess.Popen(
-            [str(BIN), "ui", TRACKER, "--port", str(ui_port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # stop() ends the server's whole process group
-        )
+    ui_url = f"http://127.0.0.1:{ui_port}"
+    ui: subprocess.Popen[bytes] | None = None
     try:
-        embedded = quickstart_link()
+        # `zenml-mlflow ui` serves where the step links point: the tracker's ui_url, a free port
+        # while the embedded run records its links and the UI reads its configuration.
+        with links_on_port(ui_port):
+            with ui_log.open("wb") as out:
+                ui = subprocess.Popen(
+                    [str(BIN), "ui", TRACKER],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # stop() ends the server's whole process group
+                )
+            embedded = quickstart_link()
+            wait_for_health(ui_url, ui, ui_log, seconds=300)
         assert starting.wait(timeout=300) == 0, starting.stdout.read() if starting.stdout else ""
         server_url = f"http://127.0.0.1:{server_port}"
         with pytest.MonkeyPatch.context() as env:
             env.setenv("MLFLOW_TRACKING_URI", server_url)  # the tracker's documented fallback
             on_server = quickstart_link()
-        ui_url = f"http://127.0.0.1:{ui_port}"
-        wait_for_health(ui_url, ui, ui_log, seconds=300)
         yield {"server": (on_server, server_url), "embedded": (embedded, ui_url)}
     finally:
-        stop(ui)
+        if ui is not None:
+            stop(ui)
         subprocess.run([str(BIN), "server", "stop", "--data-dir", str(data_dir)], check=False)
 
 
@@ -108,7 +113,5 @@ def test_step_link_opens_its_run_on_a_zenml_mlflow_server(runs):
 
 def test_step_link_opens_its_run_in_zenml_mlflow_ui(runs):
     run, ui_url = runs["embedded"]
-    assert run.link.startswith("http://127.0.0.1:5000/#/experiments/")
-    # `zenml-mlflow ui --port` serves on a free port here; the link's path is what matters.
-    link = run.link.replace("http://127.0.0.1:5000", ui_url)
-    open_in_chromium(link, [run.name, "test_accuracy"], ARTIFACTS / "embedded-run.png")
+    assert run.link.startswith(f"{ui_url}/#/experiments/")
+    open_in_chromium(run.link, [run.name, "test_accuracy"], ARTIFACTS / "embedded-run.png")

@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,21 @@ def tracker_stack(zenml_stack: str) -> Iterator[Callable[..., str]]:
     for name in created:
         client.delete_stack(f"stack_{name}", recursive=False)
         client.delete_stack_component(name, StackComponentType.EXPERIMENT_TRACKER)
+
+
+@contextmanager
+def links_on_port(port: int) -> Iterator[str]:
+    """Point the session tracker's step links (ui_url) at `port` for the test; yield its name."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    kind = StackComponentType.EXPERIMENT_TRACKER
+    client.update_stack_component(
+        TRACKER, kind, configuration={"ui_url": f"http://127.0.0.1:{port}"}
+    )
+    try:
+        yield TRACKER
+    finally:
+        client.update_stack_component(TRACKER, kind, configuration={"ui_url": None})
+        assert "ui_url" not in client.get_stack_component(kind, TRACKER).configuration

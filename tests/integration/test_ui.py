@@ -1,48 +1,94 @@
-"""`zenml-mlflow ui` serves the embedded store, so a step's link resolves to its run."""
+"""`zenml-mlflow ui` serves the embedded store where the step links point, and only there."""
 
 import json
+import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
+from tests.integration.conftest import links_on_port
 from tests.integration.pipelines import linear
 from tests.support.servers import free_port, stop, wait_for_health
 
 pytestmark = pytest.mark.integration
 
+BIN = str(Path(sys.executable).parent / "zenml-mlflow")
+
 
 def test_ui_serves_the_runs_that_step_links_point_to(zenml_stack, session_dir):
+    port = free_port()
+    with links_on_port(port) as tracker:
+        serve_and_check(tracker, port, session_dir)
+
+
+def serve_and_check(tracker: str, port: int, session_dir: Path) -> None:
+    """Run a pipeline, then serve its store with `zenml-mlflow ui` and follow a step link."""
     run = Client().get_pipeline_run(linear(count=4).id)
     link = str(run.steps["produce"].run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
-    assert link.startswith("http://127.0.0.1:5000/#/experiments/")
+    assert link.startswith(f"http://127.0.0.1:{port}/#/experiments/")
     experiment_id, run_id = link.split("/#/experiments/")[1].split("/runs/")
 
-    port = free_port()
-    command = [str(Path(sys.executable).parent / "zenml-mlflow"), "ui", "--port", str(port)]
     printed = subprocess.run(
-        [*command, "--print-command"], capture_output=True, text=True, check=True
+        [BIN, "ui", tracker, "--print-command"], capture_output=True, text=True, check=True
     )
-    assert "--backend-store-uri sqlite:///" in printed.stdout and "--workers 1" in printed.stdout
+    assert f"--port {port}" in printed.stdout and "--workers 1" in printed.stdout
 
     log = session_dir / "ui.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [BIN, "ui", tracker], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(base, server, log)
+        first = log.read_text().splitlines()[0]
+        assert first.startswith("MLflow UI for sqlite:///")
+        assert first.endswith(f" on {base} (Ctrl+C to stop)")
         with urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}") as response:
             served = json.load(response)["run"]
         assert served["info"]["experiment_id"] == experiment_id
         assert served["info"]["run_name"] == run.name
-        assert {m["key"] for m in served["data"]["metrics"]} == {"produced", "consumed"}
         with urllib.request.urlopen(base) as response:
             assert b"<html" in response.read().lower()
+        # Without --jobs, no job-runner consumers: the server and its one uvicorn worker.
+        group = [p for p in psutil.process_iter() if _group(p) == server.pid]
+        assert len(group) == 2, [p.cmdline() for p in group]
+
+        started = time.monotonic()
+        busy = subprocess.run([BIN, "ui", tracker], capture_output=True, text=True, timeout=120)
+        assert busy.returncode == 1 and busy.stdout == ""
+        assert busy.stderr.startswith(f"Error: port {port} on 127.0.0.1 is already in use")
+        assert f"zenml experiment-tracker update {tracker} --ui_url=" in busy.stderr
+        assert busy.stderr.count("\n") == 1
+        assert time.monotonic() - started < 60  # it does not wait for a server to give up
     finally:
         stop(server)
+
+
+def test_ui_refuses_a_port_the_step_links_do_not_use(zenml_stack):
+    links, other = free_port(), free_port()
+    with links_on_port(links) as tracker:
+        refused = subprocess.run(
+            [BIN, "ui", tracker, "--port", str(other)], capture_output=True, text=True, timeout=120
+        )
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"Error: the step links of tracker {tracker!r} point at port {links} (its ui_url), so "
+        f"serving on --port {other} would break them: to serve on another port, zenml "
+        f"experiment-tracker update {tracker} --ui_url=http://127.0.0.1:{other} (links of later "
+        "runs follow), then run `zenml-mlflow ui`.\n"
+    )
+
+
+def _group(process: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(process.pid)
+    except (ProcessLookupError, PermissionError):
+        return None
