@@ -286,11 +286,16 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         process_environment.enter(uri, variables | batching.environment(settings.async_logging))
         try:
             with self._explaining(uri) as client:
-                step = self._start_step(client, info, settings, uri, artifact_location)
+                step, child_params = self._start_step(
+                    client, info, settings, uri, artifact_location
+                )
             if settings.autolog:
                 import mlflow
 
                 mlflow.autolog(silent=True)
+            # Only now: a batching-thread request while autolog() imports deadlocks (issue 9).
+            if settings.async_logging:
+                batching.open_ledger(info.step_run_id, uri, step.run_id, child_params)
         except BaseException:
             batching.close_ledger(info.step_run_id)
             process_environment.leave()
@@ -305,8 +310,8 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         settings: MLflowPlusSettings,
         uri: str,
         artifact_location: str | None,
-    ) -> StepRun:
-        """Open the MLflow runs of a step attempt and push the one it logs into."""
+    ) -> tuple[StepRun, dict[str, str]]:
+        """Open the step's MLflow runs, push the one it logs into; return params still to log."""
         parent_id, exp_id, parent_run = self._parent_run(
             client, uri, artifact_location, info, settings
         )
@@ -333,11 +338,9 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         else:
             self._log(client, parent_id, {tags.LAST_STEP: step_name}, params)
             run = parent_run or runs.placeholder_run(parent_id, exp_id, settings.run_name or "")
-        if settings.async_logging:
-            child_params = params if settings.nested else {}
-            batching.open_ledger(info.step_run_id, uri, run.info.run_id, child_params)
         active_run.push(run)
-        return StepRun(
+        child_params = params if settings.nested and settings.async_logging else {}
+        step = StepRun(
             tracking_uri=uri,
             experiment_id=exp_id,
             parent_id=parent_id,
@@ -347,6 +350,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             ui_base=self._ui_base(uri),
             databricks=is_databricks_uri(uri),
         )
+        return step, child_params
 
     def _parent_run(
         self,

@@ -235,3 +235,17 @@ def stall(started: str) -> int:
 @pipeline(enable_cache=False)
 def stalled(started: str) -> None:
     stall(started)
+
+
+@step(experiment_tracker=True)
+def fit_autologged(alpha: float = 0.5) -> float:
+    from sklearn.datasets import load_diabetes
+    from sklearn.linear_model import Ridge
+
+    x, y = load_diabetes(return_X_y=True)
+    return float(Ridge(alpha=alpha).fit(x, y).score(x, y))
+
+
+@pipeline(enable_cache=False, settings={"experiment_tracker": {"nested": True, "autolog": True}})
+def autologged() -> None:
+    fit_autologged()
