@@ -90,14 +90,18 @@ def links_on_port(port: int) -> Iterator[str]:
     """Point the session tracker's step links (ui_url) at `port` for the test; yield its name."""
     from zenml.client import Client
     from zenml.enums import StackComponentType
+    from zenml.stack import stack as stack_module
 
     client = Client()
     kind = StackComponentType.EXPERIMENT_TRACKER
     client.update_stack_component(
         TRACKER, kind, configuration={"ui_url": f"http://127.0.0.1:{port}"}
     )
+    # ZenML caches stacks by (id, stack's update time): a component update alone is not seen.
+    stack_module._STACK_CACHE.clear()
     try:
         yield TRACKER
     finally:
         client.update_stack_component(TRACKER, kind, configuration={"ui_url": None})
+        stack_module._STACK_CACHE.clear()
         assert "ui_url" not in client.get_stack_component(kind, TRACKER).configuration
