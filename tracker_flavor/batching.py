@@ -36,6 +36,7 @@ from uuid import UUID
 
 from zenml.logger import get_logger
 
+from tracker_flavor.imports import AUTOLOG_LOCK
 from tracker_flavor.uris import redact_credentials
 
 if TYPE_CHECKING:
@@ -545,12 +546,13 @@ class BatchingQueue:
         """Send one batch and settle, split or requeue its chunks by the outcome."""
         error: Exception | None = None
         try:
-            self._log_batch(
-                run_id=run_id,
-                metrics=[m for chunk in batch for m in chunk.metrics],
-                params=[p for chunk in batch for p in chunk.params],
-                tags=[t for chunk in batch for t in chunk.tags],
-            )
+            with AUTOLOG_LOCK:  # MLflow's request path imports lazily
+                self._log_batch(
+                    run_id=run_id,
+                    metrics=[m for chunk in batch for m in chunk.metrics],
+                    params=[p for chunk in batch for p in chunk.params],
+                    tags=[t for chunk in batch for t in chunk.tags],
+                )
         except Exception as failure:  # settled through the ledgers and futures
             error = failure
         with self._cond:

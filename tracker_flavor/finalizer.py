@@ -16,6 +16,7 @@ from uuid import UUID
 
 from zenml.logger import get_logger
 
+from tracker_flavor.imports import AUTOLOG_LOCK
 from tracker_flavor.uris import redact_credentials
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ class RunFinalizer:
                 with self._lock:
                     if self._pending.pop(run_id, None) is None:
                         continue
-                settle(status)
+                with AUTOLOG_LOCK:  # settling builds MLflow clients that import lazily
+                    settle(status)
             except Exception as error:  # a watcher must never take the process down
                 logger.warning(
                     "Could not settle the MLflow run of ZenML %s %s: %s",

@@ -30,6 +30,7 @@ from tracker_flavor.embedded import embedded_artifact_location, embedded_trackin
 from tracker_flavor.environment import process_environment
 from tracker_flavor.errors import TrackingServerError, explain
 from tracker_flavor.finalizer import run_finalizer
+from tracker_flavor.imports import AUTOLOG_LOCK
 from tracker_flavor.params import step_params
 from tracker_flavor.settings import MLflowPlusSettings
 from tracker_flavor.status import failed_step as first_failed_step
@@ -292,7 +293,8 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             if settings.autolog:
                 import mlflow
 
-                mlflow.autolog(silent=True)
+                with AUTOLOG_LOCK:
+                    mlflow.autolog(silent=True)
             # Only now: a batching-thread request while autolog() imports deadlocks (issue 9).
             if settings.async_logging:
                 batching.open_ledger(info.step_run_id, uri, step.run_id, child_params)
@@ -490,7 +492,8 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             if step.autolog:
                 import mlflow
 
-                mlflow.autolog(disable=True, silent=True)
+                with AUTOLOG_LOCK:
+                    mlflow.autolog(disable=True, silent=True)
             process_environment.leave()
 
     def _end_step(
