@@ -249,3 +249,41 @@ def fit_autologged(alpha: float = 0.5) -> float:
 @pipeline(enable_cache=False, settings={"experiment_tracker": {"nested": True, "autolog": True}})
 def autologged() -> None:
     fit_autologged()
+
+
+_probe_started = __import__("threading").Event()
+
+
+@step(experiment_tracker=TRACKER, settings={"experiment_tracker": {"autolog": True}})
+def autolog_probe(x: int) -> bool:
+    """Tell whether autologging is on at the end; item 0 ends first, while item 1 runs."""
+    import time
+
+    from mlflow.utils.autologging_utils import autologging_is_disabled
+
+    if x == 0:
+        _probe_started.wait(30)
+        return not autologging_is_disabled("mlflow")
+    _probe_started.set()
+    deadline = time.monotonic() + 3  # item 0's cleanup turned it off within this, before the fix
+    while time.monotonic() < deadline and not autologging_is_disabled("mlflow"):
+        time.sleep(0.05)
+    return not autologging_is_disabled("mlflow")
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def autolog_overlap() -> None:
+    autolog_probe.map(items(count=2))
+
+
+@step(experiment_tracker=TRACKER)
+def active_run_probe(previous: str = "") -> str:
+    """Return the name and start time of the step's active MLflow run."""
+    run = mlflow.active_run()
+    assert run is not None
+    return f"{run.info.run_name}|{run.info.start_time}"
+
+
+@pipeline(enable_cache=False)
+def active_runs() -> None:
+    active_run_probe(previous=active_run_probe())

@@ -17,8 +17,10 @@ from tests.integration.scenarios.conftest import ADMIN_PASSWORD, ALICE_PASSWORD,
 from tests.integration.scenarios.pipelines import scenario
 from tests.support.proxy import Proxy
 from tests.support.servers import free_port
+from tracker_flavor import steps
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.errors import TrackingServerError
+from tracker_flavor.runtime import runtime
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 pytestmark = pytest.mark.integration
@@ -35,11 +37,15 @@ def tracker(**config: object) -> MLflowPlusExperimentTracker:
 
 
 def failure(probe: MLflowPlusExperimentTracker, call: Callable[[MlflowClient], object]) -> str:
-    uri = probe.tracking_uri()
+    connection = probe.connection()
     started = time.monotonic()
     with pytest.raises(TrackingServerError) as error:
-        with probe.connected(uri, probe.client_variables(uri)) as client:
-            call(client)
+        runtime.environment.enter(connection)
+        try:
+            with steps.client(connection, probe.config) as client:
+                call(client)
+        finally:
+            runtime.environment.leave()
     assert time.monotonic() - started < BOUND_SECONDS
     return str(error.value)
 
