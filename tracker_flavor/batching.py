@@ -63,6 +63,7 @@ DELIVERED_KEY = "mlflow_values_delivered"
 UNDELIVERED_KEY = "mlflow_values_not_delivered"
 UNCONFIRMED_KEY = "mlflow_values_unconfirmed"
 REJECTED_KEY = "mlflow_values_rejected"
+SPOOLED_KEY = "mlflow_values_spooled"
 
 LogBatch = Callable[..., None]
 
@@ -144,6 +145,8 @@ class Ledger:
     submitted: int = 0
     delivered: int = 0
     rejected: int = 0
+    spooled: int = 0
+    """Values handed to the spool (see spool.py) after the final wait: no longer owed."""
     error: str | None = None
     left: list[Chunk] = field(default_factory=list)
     """What was not delivered by the step's end, in order, with every value."""
@@ -155,7 +158,7 @@ class Ledger:
     @property
     def undelivered(self) -> int:
         """Return how many valid values have not reached the store (yet)."""
-        return self.submitted - self.delivered - self.rejected
+        return self.submitted - self.delivered - self.rejected - self.spooled
 
     @property
     def unconfirmed(self) -> int:
@@ -186,6 +189,7 @@ class Ledger:
             UNDELIVERED_KEY: self.undelivered,
             UNCONFIRMED_KEY: self.unconfirmed,
             REJECTED_KEY: self.rejected,
+            **({SPOOLED_KEY: self.spooled} if self.spooled else {}),
         }
 
 
@@ -399,6 +403,13 @@ class BatchingQueue:
                     self._leave(chunk)
             for run_id in [run_id for run_id, chunks in self._pending.items() if not chunks]:
                 self._drop_run(run_id)
+
+    def take_left(self, ledger: Ledger) -> list[Chunk]:
+        """Take the values a settled ledger has left, counting them as spooled."""
+        with self._cond:
+            left, ledger.left = ledger.left, []
+            ledger.spooled += sum(chunk.size for chunk in left)
+        return left
 
     def stop(self) -> None:
         """Deliver what is queued within the final wait and end the sending thread."""
@@ -668,9 +679,16 @@ def final_wait() -> float:
 
 
 def open_ledger(
-    step_run_id: UUID, uri: str, run_id: str, params: Mapping[str, str] | None = None
+    step_run_id: UUID,
+    uri: str,
+    run_id: str,
+    params: Mapping[str, str] | None = None,
+    wait_seconds: float | None = None,
 ) -> None:
-    """Start accounting for what the step logs, queueing `params` for `run_id` first."""
+    """Start accounting for what the step logs, queueing `params` for `run_id` first.
+
+    The step's end waits `wait_seconds` for its values, by default the time one request may take.
+    """
     from mlflow.entities import Param
     from mlflow.tracking._tracking_service.utils import _get_store
 
@@ -685,7 +703,8 @@ def open_ledger(
             store._async_logging_queue = installation.queue
             _installations[uri] = installation
         installation.users += 1
-        ledger = Ledger(run_id=run_id, uri=uri, final_wait=final_wait())
+        wait = final_wait() if wait_seconds is None else wait_seconds
+        ledger = Ledger(run_id=run_id, uri=uri, final_wait=wait)
         _open[step_run_id] = (ledger, installation)
     installation.queue.open(ledger)
     _current.set(ledger)
@@ -703,6 +722,16 @@ def delivery_metadata(step_run_id: UUID) -> dict[str, int]:
     ledger, installation = entry
     installation.queue.settle(ledger)
     return ledger.metadata()
+
+
+def spill(step_run_id: UUID) -> list[Chunk]:
+    """Settle the step's values and take what is left off its ledger, for the spool."""
+    entry = _open.get(step_run_id)
+    if entry is None:
+        return []
+    ledger, installation = entry
+    installation.queue.settle(ledger)
+    return installation.queue.take_left(ledger)
 
 
 def close_ledger(step_run_id: UUID) -> DeliveryError | None:

@@ -181,7 +181,7 @@ def explain(
             )
         return (
             f"{where} accepted the connection but did not answer{within}: see the server's log "
-            "(hung or overloaded?) and any proxy on the way, or raise connect_timeout_seconds."
+            "(hung or overloaded?) and any proxy on the way, or raise read_timeout_seconds."
         )
     if status is not None and status >= 500:
         return (

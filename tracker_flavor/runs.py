@@ -108,11 +108,16 @@ def create_parent(
 
 
 def create_step_run(
-    client: "MlflowClient", parent: Parent, step_name: str, run_tags: Mapping[str, str]
+    client: "MlflowClient",
+    parent: Parent,
+    step_name: str,
+    run_tags: Mapping[str, str],
+    start_time: int | None = None,
 ) -> "Run":
-    """Create the child run of one step attempt under the parent run."""
+    """Create the child run of one step attempt under the parent run (started now by default)."""
     return client.create_run(
         parent.experiment_id,
+        start_time=start_time,
         run_name=step_name,
         tags={**run_tags, MLFLOW_PARENT_RUN_ID: parent.run_id},
     )

@@ -17,7 +17,7 @@ from zenml.logger import get_logger
 from zenml.stack import StackValidator
 from zenml.utils import settings_utils
 
-from tracker_flavor import batching, errors, plan, quiet, records, steps
+from tracker_flavor import batching, catchup, errors, outage, plan, quiet, records, spool, steps
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.connection import Connection, connect, unprotected
 from tracker_flavor.errors import TrackingServerError
@@ -40,6 +40,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._steps: dict[UUID, steps.StepRun] = {}
+        self._spools: dict[UUID, outage.StepSpool] = {}
         self._steps_lock = threading.Lock()
 
     @property
@@ -106,23 +107,30 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         """Resolve the pipeline run's parent run, open the step's run and make it active."""
         errors.raise_deferred(info.run_id)
         settings = cast(MLflowPlusSettings, self.get_settings(info))
+        spooling = settings.on_tracking_outage == "spool"
         connection = self.connection()
         self._warn_once(connection)
         # Held for the whole step (user code logs through it); released in cleanup_step_run.
         runtime.environment.enter(connection, batching.environment(settings.async_logging))
         autologging = False
+        step_spool = None
         try:
             step_plan = plan.step_plan(settings, plan.facts_of_step(info), plan.tracking_user())
-            with steps.client(connection, self.config) as mlflow:
-                step = steps.start(
-                    mlflow, connection, step_plan, self._records(connection), runtime
+            if spooling:
+                journal = spool.Journal.of(
+                    spool.active_root(), str(info.run_id), str(info.step_run_id)
                 )
+                step_spool = outage.StepSpool(journal, str(info.run_id))
+            step = self._start(connection, step_plan, step_spool)
             runtime.autologging.enter(settings.autolog)
             autologging = True
             # Only now: a batching-thread request while autolog() imports deadlocks (issue 9).
             if settings.async_logging:
+                wait = None
+                if step_spool is not None:  # an offline step's values go to the spool at once
+                    wait = 0.0 if step_spool.offline else settings.outage_grace_seconds
                 batching.open_ledger(
-                    info.step_run_id, connection.uri, step.run_id, step_plan.queued_params
+                    info.step_run_id, connection.uri, step.run_id, step_plan.queued_params, wait
                 )
         except BaseException:
             batching.close_ledger(info.step_run_id)
@@ -132,30 +140,102 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             raise
         with self._steps_lock:
             self._steps[info.step_run_id] = step
+            if step_spool is not None:
+                self._spools[info.step_run_id] = step_spool
+
+    def _start(
+        self, connection: Connection, step_plan: plan.StepPlan, step_spool: outage.StepSpool | None
+    ) -> steps.StepRun:
+        """Open the step's runs, after delivering the run's spool; offline if the server is down."""
+        if step_spool is not None and outage.is_down(connection):
+            step_spool.offline = True
+            return outage.start_offline(connection, step_plan, step_spool.journal)
+        try:
+            with steps.client(connection, self.config) as mlflow:
+                if step_spool is not None:
+                    catchup.deliver_pending(
+                        mlflow, connection, spool.active_root(), step_spool.pipeline_run_id, self.id
+                    )
+                return steps.start(
+                    mlflow, connection, step_plan, self._records(connection), runtime
+                )
+        except TrackingServerError:
+            if step_spool is None or not outage.is_down(connection):
+                raise
+        step_spool.offline = True
+        return outage.start_offline(connection, step_plan, step_spool.journal)
 
     def get_step_run_metadata(self, info: "StepRunInfo") -> dict[str, "MetadataType"]:
         """Return the step's run link and ids, recorded as ZenML step metadata."""
         step = self._steps.get(info.step_run_id)
         if step is None:
             return {}
-        return {**step.metadata(), **batching.delivery_metadata(info.step_run_id)}
+        step_spool = self._spools.get(info.step_run_id)
+        if step_spool is None:
+            return {**step.metadata(), **batching.delivery_metadata(info.step_run_id)}
+        step_spool.spool_values(batching.spill(info.step_run_id))
+        delivery = batching.delivery_metadata(info.step_run_id)
+        if step_spool.offline:
+            return {**delivery, **step_spool.metadata(), batching.SPOOLED_KEY: step_spool.spooled}
+        named = step_spool.metadata() if step_spool.spooled else {}
+        return {**step.metadata(), **delivery, **named}
 
     def cleanup_step_run(self, info: "StepRunInfo", step_failed: bool) -> None:
         """End the step's runs, settle the parent's status and restore the process."""
         with self._steps_lock:
             step = self._steps.pop(info.step_run_id, None)
+            step_spool = self._spools.pop(info.step_run_id, None)
         if step is None:
             return
         try:
+            if step_spool is not None:  # what get_step_run_metadata did not see (it failed?)
+                step_spool.spool_values(batching.spill(info.step_run_id))
             with batching.delivered(info.step_run_id) as lost:
                 failed = step_failed or lost
-                # Per-step extras (outputs, lineage) log into step.run_id here, before it ends.
-                with steps.client(step.connection, self.config) as mlflow:
-                    steps.end(mlflow, step, failed)
-                    self._settle(mlflow, info, step, failed)
+                if step_spool is not None and step_spool.offline:
+                    self._spool_end(info, step, failed, step_spool)
+                    return
+                try:
+                    # Per-step extras (outputs, lineage) log into step.run_id here, before it ends.
+                    with steps.client(step.connection, self.config) as mlflow:
+                        steps.end(mlflow, step, failed)
+                        self._settle(mlflow, info, step, failed)
+                except TrackingServerError:
+                    if step_spool is None or not outage.is_down(step.connection):
+                        raise
+                    self._spool_end(info, step, failed, step_spool)
         finally:
             runtime.autologging.leave()
             runtime.environment.leave()
+
+    def _spool_end(
+        self, info: "StepRunInfo", step: steps.StepRun, failed: bool, step_spool: outage.StepSpool
+    ) -> None:
+        """Journal the step's end and the parent's status; the finalizer delivers them if it can."""
+        outcome, failed_step = pipeline_outcome(
+            info.run_id, info.snapshot, info.pipeline_step_name, failed
+        )
+        step_spool.spool_end(step, failed, outcome, failed_step)
+        uri, run_id = step.connection.uri, str(info.run_id)
+        runtime.finalizer.watch(
+            info.run_id, lambda final: self._catch_up(self.connection(uri), run_id)
+        )
+        logger.warning(
+            "The MLflow tracking server %s is down: this step's MLflow values are spooled in %s; "
+            "a later step delivers them, or run `%s`.",
+            step.connection.shown,
+            step_spool.journal.path,
+            outage.sync_command(run_id),
+        )
+
+    def _catch_up(self, connection: Connection, pipeline_run_id: str) -> None:
+        """Deliver a pipeline run's spool if the server is back (the finalizer, at run end)."""
+        if outage.is_down(connection):
+            return
+        with steps.client(connection, self.config) as mlflow:
+            catchup.deliver_pending(
+                mlflow, connection, spool.active_root(), pipeline_run_id, self.id
+            )
 
     def _settle(
         self, mlflow: "MlflowClient", info: "StepRunInfo", step: steps.StepRun, failed: bool
@@ -195,6 +275,8 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             return {}
         settings = cast(MLflowPlusSettings, self.get_settings(snapshot))
         connection = self.connection()
+        if settings.on_tracking_outage == "spool" and outage.is_down(connection):
+            return {}  # the steps spool; the link is added when the spool is delivered
         runtime.environment.enter(connection)
         try:
             spec = plan.parent_spec(settings, plan.facts_of_run(run), plan.tracking_user())

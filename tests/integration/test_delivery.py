@@ -27,8 +27,9 @@ def faulty(zenml_stack, session_dir) -> Iterator[tuple[MlflowServer, Proxy]]:
     try:
         with Proxy(server.url) as proxy:
             with active_stack(
-                "faulty", f"tracking_uri={proxy.url}", "max_retries=0", "connect_timeout_seconds=2"
-            ):
+                "faulty", f"tracking_uri={proxy.url}", "max_retries=0", "connect_timeout_seconds=2",
+                "read_timeout_seconds=2", "on_tracking_outage=fail",
+            ):  # fmt: skip
                 yield server, proxy
             proxy.heal()
     finally:

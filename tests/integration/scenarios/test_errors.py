@@ -128,7 +128,8 @@ def black_hole() -> Iterator[str]:
 def test_a_server_that_never_answers_fails_the_step_in_the_stated_time_with_one_line(
     black_hole, tracker_stack, caplog
 ):
-    tracker_stack("plus_black_hole", tracking_uri=black_hole)  # 10 s per attempt, 2 retries
+    # 10 s per attempt, 2 retries; it accepts connections, so it is slow, not down: no spool.
+    tracker_stack("plus_black_hole", tracking_uri=black_hole, read_timeout_seconds=10)
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="failure in step"):
         scenario()
