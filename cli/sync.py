@@ -25,7 +25,8 @@ def sync(run_id: str | None, dry_run: bool) -> None:
     from tracker_flavor.runtime import runtime
 
     tracker = load_tracker(None)
-    root = spool.active_root()
+    connection = tracker.connection()
+    root = spool.active_root(connection.shown)
     pending = spool.spooled_runs(root)
     if run_id is not None:
         if run_id not in pending:
@@ -43,7 +44,6 @@ def sync(run_id: str | None, dry_run: bool) -> None:
         )
         for run in pending
     }
-    connection = tracker.connection()
     runtime.environment.enter(connection)
     try:
         with Progress(transient=True) as progress:

@@ -114,7 +114,8 @@ def _deliver_step(
             if operation["kind"] == "step" or step_run is None:
                 step_run = (found[operation["parent"] or operation["placeholder"]], run.run_id)
         elif kind == "log":
-            if (first := f"{key}.0") not in acknowledged:
+            first = f"{key}.0"
+            if (operation["tags"] or operation["params"]) and first not in acknowledged:
                 runs.log(client, target, operation["tags"], operation["params"])
                 journal.acknowledge(first)
             sent = len(operation["params"]) + len(operation["tags"])

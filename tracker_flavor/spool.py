@@ -1,7 +1,8 @@
 """The durable spool: what steps could not send to a down tracking server, in the artifact store.
 
 Layout, through ZenML's artifact-store filesystem (a local store is a folder, S3/GCS work the
-same): `<artifact store>/mlflow_plus_spool/<pipeline run id>/<step run id>/` holds
+same): `<artifact store>/mlflow_plus_spool/<server>/<pipeline run id>/<step run id>/` holds
+(`<server>` is a digest of the tracking URI without credentials: each tracker syncs its own)
 
 - `<time>-<pid>-<n>.json`: journal segments, each a JSON list of operations, written once (to
   a temporary name, fsync'd where the filesystem has a descriptor, then renamed) and never
@@ -15,6 +16,7 @@ placeholder; `unconfirmed` when a request carrying them got no answer), `end` (a
 and end time) and `settle` (the parent's final status and failed step).
 """
 
+import hashlib
 import itertools
 import json
 import os
@@ -36,16 +38,17 @@ Operation = dict[str, Any]
 _counter = itertools.count()
 
 
-def root_of(artifact_store_path: str) -> str:
-    """Return the spool's root in an artifact store."""
-    return f"{artifact_store_path.rstrip('/')}/{SPOOL_DIR}"
+def root_of(artifact_store_path: str, server: str) -> str:
+    """Return the spool's root for a tracking server (URI without credentials) in a store."""
+    digest = hashlib.sha256(server.encode()).hexdigest()[:16]
+    return f"{artifact_store_path.rstrip('/')}/{SPOOL_DIR}/{digest}"
 
 
-def active_root() -> str:
-    """Return the spool's root in the active stack's artifact store."""
+def active_root(server: str) -> str:
+    """Return the spool's root for a tracking server in the active stack's artifact store."""
     from zenml.client import Client
 
-    return root_of(Client().active_stack.artifact_store.path)
+    return root_of(Client().active_stack.artifact_store.path, server)
 
 
 def _write(path: str, text: str) -> None:
@@ -214,17 +217,21 @@ def settle_operation(run_id: str, status: str, failed_step: str | None) -> Opera
 
 
 def chunk_operations(chunks: list["Chunk"]) -> list[Operation]:
-    """Return the log operations of values the batching queue could not deliver."""
-    return [
-        log_operation(
-            chunk.run_id,
-            [(m.key, m.value, m.timestamp, m.step) for m in chunk.metrics],
-            {p.key: p.value for p in chunk.params},
-            {t.key: t.value for t in chunk.tags},
-            unconfirmed=chunk.sent,
-        )
-        for chunk in chunks
-    ]
+    """Return the log operations of values the batching queue could not deliver.
+
+    Consecutive chunks of one run (and one confirmation state) make one operation, so a step's
+    thousands of `log_metric` calls are journaled and acknowledged by the thousand.
+    """
+    operations: list[Operation] = []
+    for chunk in chunks:
+        last = operations[-1] if operations else None
+        if last is None or (last["run_id"], last["unconfirmed"]) != (chunk.run_id, chunk.sent):
+            last = log_operation(chunk.run_id, unconfirmed=chunk.sent)
+            operations.append(last)
+        last["metrics"] += [[m.key, m.value, m.timestamp, m.step] for m in chunk.metrics]
+        last["params"].update({p.key: p.value for p in chunk.params})
+        last["tags"].update({t.key: t.value for t in chunk.tags})
+    return operations
 
 
 def points(operation: Operation) -> int:

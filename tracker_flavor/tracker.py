@@ -118,7 +118,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             step_plan = plan.step_plan(settings, plan.facts_of_step(info), plan.tracking_user())
             if spooling:
                 journal = spool.Journal.of(
-                    spool.active_root(), str(info.run_id), str(info.step_run_id)
+                    spool.active_root(connection.shown), str(info.run_id), str(info.step_run_id)
                 )
                 step_spool = outage.StepSpool(journal, str(info.run_id))
             step = self._start(connection, step_plan, step_spool)
@@ -154,7 +154,11 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             with steps.client(connection, self.config) as mlflow:
                 if step_spool is not None:
                     catchup.deliver_pending(
-                        mlflow, connection, spool.active_root(), step_spool.pipeline_run_id, self.id
+                        mlflow,
+                        connection,
+                        spool.active_root(connection.shown),
+                        step_spool.pipeline_run_id,
+                        self.id,
                     )
                 return steps.start(
                     mlflow, connection, step_plan, self._records(connection), runtime
@@ -234,7 +238,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             return
         with steps.client(connection, self.config) as mlflow:
             catchup.deliver_pending(
-                mlflow, connection, spool.active_root(), pipeline_run_id, self.id
+                mlflow, connection, spool.active_root(connection.shown), pipeline_run_id, self.id
             )
 
     def _settle(

@@ -287,3 +287,24 @@ def active_run_probe(previous: str = "") -> str:
 @pipeline(enable_cache=False)
 def active_runs() -> None:
     active_run_probe(previous=active_run_probe())
+
+
+@step(experiment_tracker=True)
+def measure(count: int = 3, config: dict | None = None) -> int:
+    for i in range(count):
+        mlflow.log_metric("measured", i, step=i)
+    mlflow.log_param("user_param", "u")
+    mlflow.set_tag("user_tag", "t")
+    return count
+
+
+@step(experiment_tracker=True)
+def evaluate(value: int, factor: float = 2.0) -> float:
+    mlflow.log_metric("evaluated", value * factor)
+    return value * factor
+
+
+@pipeline(enable_cache=False)
+def measured(count: int = 3) -> None:
+    """Two steps with params, tags and metrics, on whatever tracker the stack has."""
+    evaluate(measure(count=count, config={"opt": {"lr": 0.1}}))
