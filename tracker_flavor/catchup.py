@@ -19,7 +19,7 @@ from zenml.logger import get_logger
 from tracker_flavor import parent as parents
 from tracker_flavor import records, runs, tags
 from tracker_flavor.runtime import runtime
-from tracker_flavor.spool import Journal, Operation, Summary, points, spooled_runs, step_journals
+from tracker_flavor.spool import Journal, Operation, Summary, points, step_journals
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -70,7 +70,7 @@ def deliver_pending(
     component_id: UUID,
 ) -> None:
     """Deliver the pipeline run's spool, if it has one (a step or the finalizer catching up)."""
-    if pipeline_run_id in spooled_runs(root):
+    if step_journals(root, pipeline_run_id):  # one listing: a step's only cost without spool
         summary = deliver_run(client, connection, root, pipeline_run_id, component_id)
         logger.info(
             "Delivered %d spooled MLflow values of %d step(s) of ZenML run %s.",
