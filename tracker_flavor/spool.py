@@ -129,9 +129,14 @@ class Journal:
         return sum(int(fileio.size(f"{self.path}/{name}") or 0) for name in self.segments())
 
     def remove(self) -> None:
-        """Delete the journal (all of it was delivered)."""
+        """Delete the journal (all of it was delivered): segments first, their acks last.
+
+        Interrupted, what is left is segments with their acknowledgements, delivered as before.
+        """
         from zenml.io import fileio
 
+        for name in self.segments():
+            fileio.remove(f"{self.path}/{name}")
         if fileio.exists(self.path):
             fileio.rmtree(self.path)
 
