@@ -308,3 +308,15 @@ def evaluate(value: int, factor: float = 2.0) -> float:
 def measured(count: int = 3) -> None:
     """Two steps with params, tags and metrics, on whatever tracker the stack has."""
     evaluate(measure(count=count, config={"opt": {"lr": 0.1}}))
+
+
+@step(experiment_tracker=True)
+def log_after(value: int) -> int:
+    mlflow.log_metric("after", value)
+    return value
+
+
+@pipeline(enable_cache=False)
+def fault_then_log(fault: str, first: int = 0) -> None:
+    """`log_through_fault` logs `first` points and then runs the fault; a second step follows."""
+    log_after(log_through_fault(fault=fault, first=first, during=0, pause=0.0, last=0))

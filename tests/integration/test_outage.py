@@ -17,7 +17,7 @@ from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from cli.main import cli
 from tests.integration import pipelines
-from tests.integration.pipelines import measured, through_fault
+from tests.integration.pipelines import fault_then_log, measured, through_fault
 from tests.integration.test_performance import SERVER_ENV
 from tests.support.proxy import Proxy
 from tests.support.servers import MlflowServer
@@ -124,6 +124,35 @@ def test_a_server_back_after_the_pipeline_gets_every_point_once_by_sync(
         assert points(server, run_id, "faulted") == list(range(2500))
     finally:
         server.stop()
+
+
+def test_the_next_step_that_reaches_the_server_delivers_the_spool_first(
+    tracker_stack, session_dir, process_snapshot
+):
+    server = file_server(session_dir / "servers" / "outage_catchup")
+    try:
+        tracker_stack("plus_catchup", tracking_uri=server.url, **FAST)
+        pipelines.faults["current"] = server.start  # the server comes up as the first step ends
+        run = Client().get_pipeline_run(fault_then_log(fault="current", first=1500).id)
+        first, second = run.steps["log_through_fault"], run.steps["log_after"]
+        assert first.run_metadata[SPOOLED_KEY] == 1500
+        assert spool.spooled_runs(spool_root(server)) == []  # the second step delivered it
+        client = MlflowClient(server.url)
+        parent_id = second.run_metadata["mlflow_run_id"]
+        assert points(server, parent_id, "faulted") == list(range(1500))
+        assert [p.value for p in client.get_metric_history(parent_id, "after")] == [1500]
+        assert client.get_run(parent_id).info.status == "FINISHED"
+        link = Client().get_run_step(first.id).run_metadata[METADATA_EXPERIMENT_TRACKER_URL]
+        assert str(link).endswith(f"/runs/{parent_id}")
+        assert "Nothing spooled" in sync()
+    finally:
+        server.stop()
+
+
+def test_sync_names_a_run_with_nothing_spooled(zenml_stack):
+    result = CliRunner().invoke(cli, ["sync", "--run", "no-such-run"])
+    assert result.exit_code == 1
+    assert "ZenML run no-such-run has nothing spooled in " in result.output
 
 
 def structure(client: MlflowClient, experiment: str) -> dict[str, Any]:
