@@ -7,6 +7,7 @@ parent.py (the parent run), steps.py (a step's runs), settlement.py (statuses), 
 
 import os
 import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from zenml.config.base_settings import BaseSettings
     from zenml.config.step_run_info import StepRunInfo
+    from zenml.enums import ExecutionStatus
     from zenml.metadata.metadata_types import MetadataType
 
 logger = get_logger(__name__)
@@ -220,26 +222,33 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             info.run_id, info.snapshot, info.pipeline_step_name, failed
         )
         step_spool.spool_end(step, failed, outcome, failed_step)
-        uri, run_id = step.connection.uri, str(info.run_id)
+        uri, offline = step.connection.uri, step_spool.offline
         runtime.finalizer.watch(
-            info.run_id, lambda final: self._catch_up(self.connection(uri), run_id)
+            info.run_id, lambda final: self._after_outage(uri, step, offline, info.run_id, final)
         )
         logger.warning(
             "The MLflow tracking server %s is down: this step's MLflow values are spooled in %s; "
             "a later step delivers them, or run `%s`.",
             step.connection.shown,
             step_spool.journal.path,
-            outage.sync_command(run_id),
+            outage.sync_command(str(info.run_id)),
         )
 
-    def _catch_up(self, connection: Connection, pipeline_run_id: str) -> None:
-        """Deliver a pipeline run's spool if the server is back (the finalizer, at run end)."""
+    def _after_outage(
+        self, uri: str, step: steps.StepRun, offline: bool, run_id: UUID, final: "ExecutionStatus"
+    ) -> None:
+        """Once the ZenML run is over: deliver its spool if the server is back, then settle."""
+        connection = self.connection(uri)
         if outage.is_down(connection):
             return
         with steps.client(connection, self.config) as mlflow:
             catchup.deliver_pending(
-                mlflow, connection, spool.active_root(connection.shown), pipeline_run_id, self.id
+                mlflow, connection, spool.active_root(connection.shown), str(run_id), self.id
             )
+        # An offline step's parent is a placeholder: the delivery resolved the real one.
+        parent = runtime.parents.get((connection.uri, str(run_id))) if offline else step.parent
+        if parent is not None:
+            steps.settle_after_run(connection, replace(step, parent=parent), run_id, final, runtime)
 
     def _settle(
         self, mlflow: "MlflowClient", info: "StepRunInfo", step: steps.StepRun, failed: bool
