@@ -651,9 +651,6 @@ class _Installation:
 
 
 _current: ContextVar[Ledger | None] = ContextVar("mlflow_plus_ledger", default=None)
-_installations: dict[str, _Installation] = {}
-_open: dict[UUID, tuple[Ledger, _Installation]] = {}
-_guard = threading.Lock()
 
 
 def final_wait() -> float:
@@ -667,79 +664,84 @@ def final_wait() -> float:
     return float(timeout * (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() + 1))  # type: ignore[no-untyped-call]
 
 
-def open_ledger(
-    step_run_id: UUID, uri: str, run_id: str, params: Mapping[str, str] | None = None
-) -> None:
-    """Start accounting for what the step logs, queueing `params` for `run_id` first."""
-    from mlflow.entities import Param
-    from mlflow.tracking._tracking_service.utils import _get_store
+class Ledgers:
+    """The steps' open ledgers, and the queue installed on each store while steps use it."""
 
-    with _guard:
-        installation = _installations.get(uri)
-        if installation is None:
-            store = _get_store(uri)  # type: ignore[no-untyped-call]
-            original = store._async_logging_queue
-            if not original.is_idle():
-                original.shut_down_async_logging()
-            installation = _Installation(store, original, BatchingQueue(store.log_batch))
-            store._async_logging_queue = installation.queue
-            _installations[uri] = installation
-        installation.users += 1
-        ledger = Ledger(run_id=run_id, uri=uri, final_wait=final_wait())
-        _open[step_run_id] = (ledger, installation)
-    installation.queue.open(ledger)
-    _current.set(ledger)
-    if params:
-        installation.queue.log_batch_async(
-            run_id, [Param(key, value) for key, value in params.items()], [], []
-        )
+    def __init__(self) -> None:
+        self._installations: dict[str, _Installation] = {}
+        self._open: dict[UUID, tuple[Ledger, _Installation]] = {}
+        self._guard = threading.Lock()
 
+    def open(
+        self, step_run_id: UUID, uri: str, run_id: str, params: Mapping[str, str] | None = None
+    ) -> None:
+        """Start accounting for what the step logs, queueing `params` for `run_id` first."""
+        from mlflow.entities import Param
+        from mlflow.tracking._tracking_service.utils import _get_store
 
-def delivery_metadata(step_run_id: UUID) -> dict[str, int]:
-    """Deliver the step's queued values and return its account as step metadata."""
-    entry = _open.get(step_run_id)
-    if entry is None:
-        return {}
-    ledger, installation = entry
-    installation.queue.settle(ledger)
-    return ledger.metadata()
+        with self._guard:
+            installation = self._installations.get(uri)
+            if installation is None:
+                store = _get_store(uri)  # type: ignore[no-untyped-call]
+                original = store._async_logging_queue
+                if not original.is_idle():
+                    original.shut_down_async_logging()
+                installation = _Installation(store, original, BatchingQueue(store.log_batch))
+                store._async_logging_queue = installation.queue
+                self._installations[uri] = installation
+            installation.users += 1
+            ledger = Ledger(run_id=run_id, uri=uri, final_wait=final_wait())
+            self._open[step_run_id] = (ledger, installation)
+        installation.queue.open(ledger)
+        _current.set(ledger)
+        if params:
+            installation.queue.log_batch_async(
+                run_id, [Param(key, value) for key, value in params.items()], [], []
+            )
 
+    def metadata(self, step_run_id: UUID) -> dict[str, int]:
+        """Deliver the step's queued values and return its account as step metadata."""
+        entry = self._open.get(step_run_id)
+        if entry is None:
+            return {}
+        ledger, installation = entry
+        installation.queue.settle(ledger)
+        return ledger.metadata()
 
-def close_ledger(step_run_id: UUID) -> DeliveryError | None:
-    """Deliver the step's queued values, end its account, and return the error if any was lost."""
-    with _guard:
-        entry = _open.pop(step_run_id, None)
-    if entry is None:
-        return None
-    ledger, installation = entry
-    installation.queue.close(ledger)
-    if _current.get() is ledger:
-        _current.set(None)
-    with _guard:
-        installation.users -= 1
-        if installation.users == 0:
-            installation.queue.stop()
-            installation.store._async_logging_queue = installation.original
-            del _installations[ledger.uri]
-    return ledger.failure()
+    def close(self, step_run_id: UUID) -> DeliveryError | None:
+        """Deliver the step's queued values, end its account; return the error if any was lost."""
+        with self._guard:
+            entry = self._open.pop(step_run_id, None)
+        if entry is None:
+            return None
+        ledger, installation = entry
+        installation.queue.close(ledger)
+        if _current.get() is ledger:
+            _current.set(None)
+        with self._guard:
+            installation.users -= 1
+            if installation.users == 0:
+                installation.queue.stop()
+                installation.store._async_logging_queue = installation.original
+                del self._installations[ledger.uri]
+        return ledger.failure()
 
+    @contextmanager
+    def delivered(self, step_run_id: UUID) -> Iterator[bool]:
+        """Deliver the step's values, yield whether some were lost, and then fail the step if so.
 
-@contextmanager
-def delivered(step_run_id: UUID) -> Iterator[bool]:
-    """Deliver the step's values, yield whether some were lost, and then fail the step if so.
-
-    A failure inside the block (ending the runs on an unreachable server) does not hide the
-    count of lost values: the delivery error is raised from it.
-    """
-    error = close_ledger(step_run_id)
-    try:
-        yield error is not None
-    except Exception as cause:
-        if error is None:
-            raise
-        raise error from cause
-    if error is not None:
-        raise error
+        A failure inside the block (ending the runs on an unreachable server) does not hide the
+        count of lost values: the delivery error is raised from it.
+        """
+        error = self.close(step_run_id)
+        try:
+            yield error is not None
+        except Exception as cause:
+            if error is None:
+                raise
+            raise error from cause
+        if error is not None:
+            raise error
 
 
 def environment(enabled: bool) -> dict[str, str]:

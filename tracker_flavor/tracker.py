@@ -121,11 +121,11 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             autologging = True
             # Only now: a batching-thread request while autolog() imports deadlocks (issue 9).
             if settings.async_logging:
-                batching.open_ledger(
+                runtime.ledgers.open(
                     info.step_run_id, connection.uri, step.run_id, step_plan.queued_params
                 )
         except BaseException:
-            batching.close_ledger(info.step_run_id)
+            runtime.ledgers.close(info.step_run_id)
             if autologging:
                 runtime.autologging.leave()
             runtime.environment.leave()
@@ -138,7 +138,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         step = self._steps.get(info.step_run_id)
         if step is None:
             return {}
-        return {**step.metadata(), **batching.delivery_metadata(info.step_run_id)}
+        return {**step.metadata(), **runtime.ledgers.metadata(info.step_run_id)}
 
     def cleanup_step_run(self, info: "StepRunInfo", step_failed: bool) -> None:
         """End the step's runs, settle the parent's status and restore the process."""
@@ -147,7 +147,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         if step is None:
             return
         try:
-            with batching.delivered(info.step_run_id) as lost:
+            with runtime.ledgers.delivered(info.step_run_id) as lost:
                 failed = step_failed or lost
                 # Per-step extras (outputs, lineage) log into step.run_id here, before it ends.
                 with steps.client(step.connection, self.config) as mlflow:

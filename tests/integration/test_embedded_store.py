@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.harness import ROOT
-from tests.support.servers import free_port
+from testsupport.harness import ROOT
+from testsupport.servers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from mlflow.store.tracking.rest_store import RestStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils.rest_utils import MlflowHostCreds
 
-from tests.support.servers import free_port
+from testsupport.servers import free_port
 from tracker_flavor.batching import WINDOW_SECONDS, BatchingQueue, Ledger
 
 pytestmark = pytest.mark.unit
