@@ -149,8 +149,6 @@ class Ledger:
     """What was not delivered by the step's end, in order, with every value."""
     queued: int = 0
     closed: bool = False
-    settling: bool = False
-    """The step is ending: its values go ahead of other steps' values in a shared run."""
 
     @property
     def undelivered(self) -> int:
@@ -294,7 +292,6 @@ class BatchingQueue:
         self._since: dict[str, float] = {}
         self._sending: list[Chunk] = []
         self._urgent = 0
-        self._settling = 0
         self._ledgers: list[Ledger] = []
         self._final_wait = FINAL_WAIT_SECONDS
         self._warned: set[tuple[str, str]] = set()
@@ -379,15 +376,7 @@ class BatchingQueue:
 
     def settle(self, ledger: Ledger) -> None:
         """Deliver the ledger's values within its final wait; keep what is left on the ledger."""
-        with self._cond:
-            ledger.settling = True
-            self._settling += 1
-        try:
-            self._wait_until(lambda: not ledger.queued, time.monotonic() + ledger.final_wait)
-        finally:
-            with self._cond:
-                ledger.settling = False
-                self._settling -= 1
+        self._wait_until(lambda: not ledger.queued, time.monotonic() + ledger.final_wait)
         with self._cond:
             # A request under way settles first: failed, its chunks are back at the head.
             self._cond.wait_for(lambda: all(chunk.ledger is not ledger for chunk in self._sending))
@@ -529,17 +518,13 @@ class BatchingQueue:
             self._send(run_id, batch)
 
     def _take(self, run_id: str) -> list[Chunk]:
-        """Take the next request's worth of chunks of `run_id` (lock held).
-
-        Chunks of ending steps go first, in their order: a step's end does not wait for what
-        other steps sharing its run logged before (their order among themselves stays).
-        """
+        """Take the next request's worth of chunks of `run_id` (lock held)."""
         chunks = self._pending[run_id]
-        first = [c for c in chunks if c.ledger and c.ledger.settling] if self._settling else []
         taken: list[Chunk] = []
         values = tags = size = 0
         keys: set[str] = set()
-        for chunk in first or chunks:
+        while chunks:
+            chunk = chunks[0]
             if taken and (
                 chunk.group != taken[0].group
                 or values + chunk.size > MAX_VALUES
@@ -549,15 +534,9 @@ class BatchingQueue:
                 or not keys.isdisjoint(param.key for param in chunk.params)
             ):
                 break
-            taken.append(chunk)
+            taken.append(chunks.popleft())
             values, tags, size = values + chunk.size, tags + len(chunk.tags), size + chunk.bytes
             keys.update(param.key for param in chunk.params)
-        if first:
-            gone = {id(chunk) for chunk in taken}
-            chunks = self._pending[run_id] = deque(c for c in chunks if id(c) not in gone)
-        else:
-            for _ in taken:
-                chunks.popleft()
         if chunks:
             self._pending_values[run_id] -= values
         else:

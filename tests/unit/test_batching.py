@@ -375,26 +375,3 @@ def test_a_value_from_a_thread_of_no_step_is_not_charged_to_a_step_sharing_its_r
     queue.stop()
     assert first.submitted == second.submitted == 0
     assert len(sqlite_store.get_metric_history(run_id, "loss")) == 1  # delivered all the same
-
-
-def test_a_step_end_sends_its_own_values_ahead_of_other_steps_on_a_shared_run():
-    """Issue 10 hazard 4: a step's end waited for the whole shared run's queue to drain."""
-    from tracker_flavor import batching
-
-    def slow_log_batch(run_id, metrics, params, tags):
-        time.sleep(0.2)
-
-    queue = BatchingQueue(slow_log_batch, window=60.0, backoff=FAST)
-    other, mine = Ledger("r", "u", final_wait=30.0), Ledger("r", "u", final_wait=0.5)
-    queue.open(other)
-    queue.open(mine)
-    token = batching._current.set(other)
-    queue.log_batch_async("r", [], [], [metric(i) for i in range(5000)])
-    batching._current.set(mine)
-    queue.log_batch_async("r", [], [], [metric(1)])
-    queue.close(mine)
-    batching._current.reset(token)
-    assert mine.failure() is None and mine.delivered == 1
-    queue.close(other)
-    queue.stop()
-    assert other.delivered == 5000
