@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def sqlite_store(tmp_path):
-    return SqlAlchemyStore(f"sqlite:///{tmp_path}/mlflow.db", f"file://{tmp_path}/artifacts")
+def sqlite_store(sqlite_uri, tmp_path):
+    return SqlAlchemyStore(sqlite_uri, f"file://{tmp_path}/artifacts")
 
 
 def metric(index: int) -> Metric:

@@ -6,6 +6,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from tests.unit.conftest import copy_of
 from tracker_flavor import active_run, runs, steps, tags
 from tracker_flavor.connection import Connection
 from tracker_flavor.plan import PipelineFacts, StepFacts, step_plan
@@ -48,8 +49,8 @@ class Records:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    uri = f"sqlite:///{tmp_path_factory.mktemp('steps')}/mlflow.db"
+def store(tmp_path_factory, migrated_db):
+    uri = copy_of(migrated_db, tmp_path_factory.mktemp("steps"))
     return Counting(uri), Connection(uri)
 
 
