@@ -83,7 +83,10 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
 
     def connection(self, uri: str | None = None) -> Connection:
         """Return the connection to the tracker's store, with its secrets resolved now."""
-        return connect(self.config, uri)
+        connection = connect(self.config, uri)
+        if connection.insecure_tls:
+            quiet.skip_unverified_warnings(connection.uri)  # `_warn_once` warns instead, once
+        return connection
 
     def tracking_uri(self) -> str:
         """Return the tracking URI: config, else MLFLOW_TRACKING_URI, else the embedded store."""
@@ -94,8 +97,6 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
 
     def _warn_once(self, connection: Connection) -> None:
         """Warn, once per process and URI, about connections that are not protected."""
-        if connection.insecure_tls:
-            quiet.skip_unverified_warnings(connection.uri)  # warned here instead, once
         for kind, message in unprotected(connection).items():
             if runtime.first(connection.uri, kind):
                 logger.warning(message)
