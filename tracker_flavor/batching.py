@@ -152,8 +152,6 @@ class Ledger:
     """What was not delivered by the step's end, in order, with every value."""
     queued: int = 0
     closed: bool = False
-    settling: bool = False
-    """The step is ending: its values go ahead of other steps' values in a shared run."""
 
     @property
     def undelivered(self) -> int:
@@ -298,7 +296,6 @@ class BatchingQueue:
         self._since: dict[str, float] = {}
         self._sending: list[Chunk] = []
         self._urgent = 0
-        self._settling = 0
         self._ledgers: list[Ledger] = []
         self._final_wait = FINAL_WAIT_SECONDS
         self._warned: set[tuple[str, str]] = set()
@@ -383,15 +380,7 @@ class BatchingQueue:
 
     def settle(self, ledger: Ledger) -> None:
         """Deliver the ledger's values within its final wait; keep what is left on the ledger."""
-        with self._cond:
-            ledger.settling = True
-            self._settling += 1
-        try:
-            self._wait_until(lambda: not ledger.queued, time.monotonic() + ledger.final_wait)
-        finally:
-            with self._cond:
-                ledger.settling = False
-                self._settling -= 1
+        self._wait_until(lambda: not ledger.queued, time.monotonic() + ledger.final_wait)
         with self._cond:
             # A request under way settles first: failed, its chunks are back at the head.
             self._cond.wait_for(lambda: all(chunk.ledger is not ledger for chunk in self._sending))
@@ -540,17 +529,13 @@ class BatchingQueue:
             self._send(run_id, batch)
 
     def _take(self, run_id: str) -> list[Chunk]:
-        """Take the next request's worth of chunks of `run_id` (lock held).
-
-        Chunks of ending steps go first, in their order: a step's end does not wait for what
-        other steps sharing its run logged before (their order among themselves stays).
-        """
+        """Take the next request's worth of chunks of `run_id` (lock held)."""
         chunks = self._pending[run_id]
-        first = [c for c in chunks if c.ledger and c.ledger.settling] if self._settling else []
         taken: list[Chunk] = []
         values = tags = size = 0
         keys: set[str] = set()
-        for chunk in first or chunks:
+        while chunks:
+            chunk = chunks[0]
             if taken and (
                 chunk.group != taken[0].group
                 or values + chunk.size > MAX_VALUES
@@ -560,15 +545,9 @@ class BatchingQueue:
                 or not keys.isdisjoint(param.key for param in chunk.params)
             ):
                 break
-            taken.append(chunk)
+            taken.append(chunks.popleft())
             values, tags, size = values + chunk.size, tags + len(chunk.tags), size + chunk.bytes
             keys.update(param.key for param in chunk.params)
-        if first:
-            gone = {id(chunk) for chunk in taken}
-            chunks = self._pending[run_id] = deque(c for c in chunks if id(c) not in gone)
-        else:
-            for _ in taken:
-                chunks.popleft()
         if chunks:
             self._pending_values[run_id] -= values
         else:
@@ -662,9 +641,6 @@ class _Installation:
 
 
 _current: ContextVar[Ledger | None] = ContextVar("mlflow_plus_ledger", default=None)
-_installations: dict[str, _Installation] = {}
-_open: dict[UUID, tuple[Ledger, _Installation]] = {}
-_guard = threading.Lock()
 
 
 def final_wait() -> float:
@@ -678,97 +654,103 @@ def final_wait() -> float:
     return float(timeout * (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() + 1))  # type: ignore[no-untyped-call]
 
 
-def open_ledger(
-    step_run_id: UUID,
-    uri: str,
-    run_id: str,
-    params: Mapping[str, str] | None = None,
-    wait_seconds: float | None = None,
-) -> None:
-    """Start accounting for what the step logs, queueing `params` for `run_id` first.
+class Ledgers:
+    """The steps' open ledgers, and the queue installed on each store while steps use it."""
 
-    The step's end waits `wait_seconds` for its values, by default the time one request may take.
-    """
-    from mlflow.entities import Param
-    from mlflow.tracking._tracking_service.utils import _get_store
+    def __init__(self) -> None:
+        self._installations: dict[str, _Installation] = {}
+        self._open: dict[UUID, tuple[Ledger, _Installation]] = {}
+        self._guard = threading.Lock()
 
-    with _guard:
-        installation = _installations.get(uri)
-        if installation is None:
-            store = _get_store(uri)  # type: ignore[no-untyped-call]
-            original = store._async_logging_queue
-            if not original.is_idle():
-                original.shut_down_async_logging()
-            installation = _Installation(store, original, BatchingQueue(store.log_batch))
-            store._async_logging_queue = installation.queue
-            _installations[uri] = installation
-        installation.users += 1
-        wait = final_wait() if wait_seconds is None else wait_seconds
-        ledger = Ledger(run_id=run_id, uri=uri, final_wait=wait)
-        _open[step_run_id] = (ledger, installation)
-    installation.queue.open(ledger)
-    _current.set(ledger)
-    if params:
-        installation.queue.log_batch_async(
-            run_id, [Param(key, value) for key, value in params.items()], [], []
-        )
+    def open(
+        self,
+        step_run_id: UUID,
+        uri: str,
+        run_id: str,
+        params: Mapping[str, str] | None = None,
+        wait_seconds: float | None = None,
+    ) -> None:
+        """Start accounting for what the step logs, queueing `params` for `run_id` first.
 
+        The step's end waits `wait_seconds` for its values, by default the time one request may
+        take.
+        """
+        from mlflow.entities import Param
+        from mlflow.tracking._tracking_service.utils import _get_store
 
-def delivery_metadata(step_run_id: UUID) -> dict[str, int]:
-    """Deliver the step's queued values and return its account as step metadata."""
-    entry = _open.get(step_run_id)
-    if entry is None:
-        return {}
-    ledger, installation = entry
-    installation.queue.settle(ledger)
-    return ledger.metadata()
+        with self._guard:
+            installation = self._installations.get(uri)
+            if installation is None:
+                store = _get_store(uri)  # type: ignore[no-untyped-call]
+                original = store._async_logging_queue
+                if not original.is_idle():
+                    original.shut_down_async_logging()
+                installation = _Installation(store, original, BatchingQueue(store.log_batch))
+                store._async_logging_queue = installation.queue
+                self._installations[uri] = installation
+            installation.users += 1
+            wait = final_wait() if wait_seconds is None else wait_seconds
+            ledger = Ledger(run_id=run_id, uri=uri, final_wait=wait)
+            self._open[step_run_id] = (ledger, installation)
+        installation.queue.open(ledger)
+        _current.set(ledger)
+        if params:
+            installation.queue.log_batch_async(
+                run_id, [Param(key, value) for key, value in params.items()], [], []
+            )
 
+    def metadata(self, step_run_id: UUID) -> dict[str, int]:
+        """Deliver the step's queued values and return its account as step metadata."""
+        entry = self._open.get(step_run_id)
+        if entry is None:
+            return {}
+        ledger, installation = entry
+        installation.queue.settle(ledger)
+        return ledger.metadata()
 
-def spill(step_run_id: UUID) -> list[Chunk]:
-    """Settle the step's values and take what is left off its ledger, for the spool."""
-    entry = _open.get(step_run_id)
-    if entry is None:
-        return []
-    ledger, installation = entry
-    installation.queue.settle(ledger)
-    return installation.queue.take_left(ledger)
+    def spill(self, step_run_id: UUID) -> list[Chunk]:
+        """Settle the step's values and take what is left off its ledger, for the spool."""
+        entry = self._open.get(step_run_id)
+        if entry is None:
+            return []
+        ledger, installation = entry
+        installation.queue.settle(ledger)
+        return installation.queue.take_left(ledger)
 
+    def close(self, step_run_id: UUID) -> DeliveryError | None:
+        """Deliver the step's queued values, end its account; return the error if any was lost."""
+        with self._guard:
+            entry = self._open.pop(step_run_id, None)
+        if entry is None:
+            return None
+        ledger, installation = entry
+        installation.queue.close(ledger)
+        if _current.get() is ledger:
+            _current.set(None)
+        with self._guard:
+            installation.users -= 1
+            if installation.users == 0:
+                installation.queue.stop()
+                installation.store._async_logging_queue = installation.original
+                del self._installations[ledger.uri]
+        return ledger.failure()
 
-def close_ledger(step_run_id: UUID) -> DeliveryError | None:
-    """Deliver the step's queued values, end its account, and return the error if any was lost."""
-    with _guard:
-        entry = _open.pop(step_run_id, None)
-    if entry is None:
-        return None
-    ledger, installation = entry
-    installation.queue.close(ledger)
-    if _current.get() is ledger:
-        _current.set(None)
-    with _guard:
-        installation.users -= 1
-        if installation.users == 0:
-            installation.queue.stop()
-            installation.store._async_logging_queue = installation.original
-            del _installations[ledger.uri]
-    return ledger.failure()
+    @contextmanager
+    def delivered(self, step_run_id: UUID) -> Iterator[bool]:
+        """Deliver the step's values, yield whether some were lost, and then fail the step if so.
 
-
-@contextmanager
-def delivered(step_run_id: UUID) -> Iterator[bool]:
-    """Deliver the step's values, yield whether some were lost, and then fail the step if so.
-
-    A failure inside the block (ending the runs on an unreachable server) does not hide the
-    count of lost values: the delivery error is raised from it.
-    """
-    error = close_ledger(step_run_id)
-    try:
-        yield error is not None
-    except Exception as cause:
-        if error is None:
-            raise
-        raise error from cause
-    if error is not None:
-        raise error
+        A failure inside the block (ending the runs on an unreachable server) does not hide the
+        count of lost values: the delivery error is raised from it.
+        """
+        error = self.close(step_run_id)
+        try:
+            yield error is not None
+        except Exception as cause:
+            if error is None:
+                raise
+            raise error from cause
+        if error is not None:
+            raise error
 
 
 def environment(enabled: bool) -> dict[str, str]:

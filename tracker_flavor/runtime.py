@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from tracker_flavor.autologging import Autologging
+from tracker_flavor.batching import Ledgers
 from tracker_flavor.environment import ProcessEnvironment
 from tracker_flavor.finalizer import RunFinalizer
 from tracker_flavor.runs import Parent
@@ -83,7 +84,7 @@ class KeyLocks:
 
 
 class Runtime:
-    """Everything the tracker keeps per process: environment, autologging, caches, watchers."""
+    """What the tracker keeps per process: environment, autologging, caches, ledgers, watchers."""
 
     def __init__(self) -> None:
         self.environment = ProcessEnvironment()
@@ -93,6 +94,7 @@ class Runtime:
         self.locks = KeyLocks()
         self.statuses = ParentStatuses()
         self.finalizer = RunFinalizer()
+        self.ledgers = Ledgers()
         self._warned: BoundedCache[tuple[str, str], bool] = BoundedCache()
 
     def first(self, uri: str, warning: str) -> bool:

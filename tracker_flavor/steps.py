@@ -1,8 +1,9 @@
 """One step attempt's MLflow runs: opened and made active when it starts, ended when it ends.
 
-A step costs 2 requests in unified mode (the parent's tags and params in one `log-batch`, its
-end) and 4 in nested mode (the parent's last-step tag, the child's creation, params and end),
-once the parent is known (see parent.py).
+Once the parent is known (see parent.py), a unified step starts with one request (the parent's
+tags and params in one `log-batch`) and a nested one with two or three (the parent's last-step
+tag, the child's creation, its params unless they travel in the step's first batch); see
+docs/benchmarks.md for the counts per step.
 """
 
 from collections.abc import Iterator

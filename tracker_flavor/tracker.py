@@ -86,7 +86,10 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
 
     def connection(self, uri: str | None = None) -> Connection:
         """Return the connection to the tracker's store, with its secrets resolved now."""
-        return connect(self.config, uri)
+        connection = connect(self.config, uri)
+        if connection.insecure_tls:
+            quiet.skip_unverified_warnings(connection.uri)  # `_warn_once` warns instead, once
+        return connection
 
     def tracking_uri(self) -> str:
         """Return the tracking URI: config, else MLFLOW_TRACKING_URI, else the embedded store."""
@@ -97,8 +100,6 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
 
     def _warn_once(self, connection: Connection) -> None:
         """Warn, once per process and URI, about connections that are not protected."""
-        if connection.insecure_tls:
-            quiet.skip_unverified_warnings(connection.uri)  # warned here instead, once
         for kind, message in unprotected(connection).items():
             if runtime.first(connection.uri, kind):
                 logger.warning(message)
@@ -131,11 +132,11 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
                 wait = None
                 if step_spool is not None:  # an offline step's values go to the spool at once
                     wait = 0.0 if step_spool.offline else settings.outage_grace_seconds
-                batching.open_ledger(
+                runtime.ledgers.open(
                     info.step_run_id, connection.uri, step.run_id, step_plan.queued_params, wait
                 )
         except BaseException:
-            batching.close_ledger(info.step_run_id)
+            runtime.ledgers.close(info.step_run_id)
             if autologging:
                 runtime.autologging.leave()
             runtime.environment.leave()
@@ -178,9 +179,9 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             return {}
         step_spool = self._spools.get(info.step_run_id)
         if step_spool is None:
-            return {**step.metadata(), **batching.delivery_metadata(info.step_run_id)}
-        step_spool.spool_values(batching.spill(info.step_run_id))
-        delivery = batching.delivery_metadata(info.step_run_id)
+            return {**step.metadata(), **runtime.ledgers.metadata(info.step_run_id)}
+        step_spool.spool_values(runtime.ledgers.spill(info.step_run_id))
+        delivery = runtime.ledgers.metadata(info.step_run_id)
         if step_spool.offline:
             return {**delivery, **step_spool.metadata(), batching.SPOOLED_KEY: step_spool.spooled}
         named = step_spool.metadata() if step_spool.spooled else {}
@@ -195,8 +196,8 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             return
         try:
             if step_spool is not None:  # what get_step_run_metadata did not see (it failed?)
-                step_spool.spool_values(batching.spill(info.step_run_id))
-            with batching.delivered(info.step_run_id) as lost:
+                step_spool.spool_values(runtime.ledgers.spill(info.step_run_id))
+            with runtime.ledgers.delivered(info.step_run_id) as lost:
                 failed = step_failed or lost
                 if step_spool is not None and step_spool.offline:
                     self._spool_end(info, step, failed, step_spool)

@@ -10,8 +10,8 @@ from tests.integration import pipelines
 from tests.integration.pipelines import bad_values, fan_out_with_a_bad_value, through_fault
 from tests.integration.test_dynamic import wait_for_status
 from tests.integration.test_performance import SERVER_ENV, active_stack
-from tests.support.proxy import DROP, FAIL, FREEZE, REFUSE, Proxy
-from tests.support.servers import MlflowServer
+from testsupport.proxy import DROP, FAIL, FREEZE, REFUSE, Proxy
+from testsupport.servers import MlflowServer
 from tracker_flavor.batching import DELIVERED_KEY, UNDELIVERED_KEY
 
 pytestmark = pytest.mark.integration

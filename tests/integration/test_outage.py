@@ -19,8 +19,8 @@ from cli.main import cli
 from tests.integration import pipelines
 from tests.integration.pipelines import fault_then_log, measured, through_fault
 from tests.integration.test_performance import SERVER_ENV
-from tests.support.proxy import Proxy
-from tests.support.servers import MlflowServer
+from testsupport.proxy import Proxy
+from testsupport.servers import MlflowServer
 from tracker_flavor import spool
 from tracker_flavor.batching import DELIVERED_KEY, SPOOLED_KEY, UNDELIVERED_KEY
 from tracker_flavor.outage import SPOOL_KEY, SYNC_COMMAND_KEY

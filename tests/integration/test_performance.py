@@ -8,12 +8,12 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 from zenml.client import Client
 
-from benchmarks.pipelines import LINEAR_STEPS, bench_linear
-from benchmarks.probe import Probe
 from cli.main import cli
 from tests.integration.pipelines import outage
-from tests.support.proxy import Proxy
-from tests.support.servers import MlflowServer
+from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
+from testsupport.probe import Probe
+from testsupport.proxy import Proxy
+from testsupport.servers import MlflowServer
 from tracker_flavor.batching import DELIVERED_KEY, UNDELIVERED_KEY
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 

@@ -14,7 +14,7 @@ from mlflow.store.tracking.rest_store import RestStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils.rest_utils import MlflowHostCreds
 
-from tests.support.servers import free_port
+from testsupport.servers import free_port
 from tracker_flavor.batching import WINDOW_SECONDS, BatchingQueue, Ledger
 
 pytestmark = pytest.mark.unit
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def sqlite_store(tmp_path):
-    return SqlAlchemyStore(f"sqlite:///{tmp_path}/mlflow.db", f"file://{tmp_path}/artifacts")
+def sqlite_store(sqlite_uri, tmp_path):
+    return SqlAlchemyStore(sqlite_uri, f"file://{tmp_path}/artifacts")
 
 
 def metric(index: int) -> Metric:
@@ -375,26 +375,3 @@ def test_a_value_from_a_thread_of_no_step_is_not_charged_to_a_step_sharing_its_r
     queue.stop()
     assert first.submitted == second.submitted == 0
     assert len(sqlite_store.get_metric_history(run_id, "loss")) == 1  # delivered all the same
-
-
-def test_a_step_end_sends_its_own_values_ahead_of_other_steps_on_a_shared_run():
-    """Issue 10 hazard 4: a step's end waited for the whole shared run's queue to drain."""
-    from tracker_flavor import batching
-
-    def slow_log_batch(run_id, metrics, params, tags):
-        time.sleep(0.2)
-
-    queue = BatchingQueue(slow_log_batch, window=60.0, backoff=FAST)
-    other, mine = Ledger("r", "u", final_wait=30.0), Ledger("r", "u", final_wait=0.5)
-    queue.open(other)
-    queue.open(mine)
-    token = batching._current.set(other)
-    queue.log_batch_async("r", [], [], [metric(i) for i in range(5000)])
-    batching._current.set(mine)
-    queue.log_batch_async("r", [], [], [metric(1)])
-    queue.close(mine)
-    batching._current.reset(token)
-    assert mine.failure() is None and mine.delivered == 1
-    queue.close(other)
-    queue.stop()
-    assert other.delivered == 5000

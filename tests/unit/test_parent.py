@@ -5,6 +5,7 @@ from contextlib import contextmanager
 import pytest
 from mlflow import MlflowClient
 
+from tests.unit.conftest import copy_of
 from tracker_flavor import parent, runs
 from tracker_flavor.connection import Connection
 from tracker_flavor.records import ParentRecord
@@ -44,8 +45,8 @@ class Counting(MlflowClient):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    uri = f"sqlite:///{tmp_path_factory.mktemp('parent')}/mlflow.db"
+def store(tmp_path_factory, migrated_db):
+    uri = copy_of(migrated_db, tmp_path_factory.mktemp("parent"))
     return Counting(uri), Connection(uri)
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.postgres import Postgres
-from tests.support.proxy import Proxy
-from tests.support.servers import MlflowServer
+from testsupport.postgres import Postgres
+from testsupport.proxy import Proxy
+from testsupport.servers import MlflowServer
 
 
 @dataclass
@@ -34,7 +34,7 @@ def cluster(zenml_stack: str, session_dir: Path) -> Iterator[Cluster]:
         client.get_flavor_by_name_and_type("process_harness", StackComponentType.ORCHESTRATOR)
     except KeyError:
         client.create_flavor(
-            source="tests.support.harness.HarnessOrchestratorFlavor",
+            source="testsupport.harness.HarnessOrchestratorFlavor",
             component_type=StackComponentType.ORCHESTRATOR,
         )
     orchestrator = client.create_stack_component(

@@ -15,8 +15,8 @@ from zenml.enums import StackComponentType
 
 from tests.integration.scenarios.conftest import ADMIN_PASSWORD, ALICE_PASSWORD, Servers, api
 from tests.integration.scenarios.pipelines import scenario
-from tests.support.proxy import Proxy
-from tests.support.servers import free_port
+from testsupport.proxy import Proxy
+from testsupport.servers import free_port
 from tracker_flavor import steps
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.errors import TrackingServerError

@@ -63,7 +63,7 @@ def test_the_finalizer_settles_while_another_tracking_uri_is_active(
 
 
 def test_the_finalizer_reaches_databricks_with_its_own_credentials(servers, tracker_stack):
-    from tests.support.proxy import Proxy
+    from testsupport.proxy import Proxy
 
     # The gateway stands in for the workspace: it wants the token on every request.
     with Proxy(servers.plain.url, token="dapi-final") as workspace:
