@@ -254,7 +254,7 @@ def test_a_server_slower_than_the_connect_timeout_never_spools_nor_fails(
 ):
     server = MlflowServer(session_dir / "servers" / "outage_slow", env=SERVER_ENV).start()
     try:
-        with Proxy(server.url, delay=2.5) as slow:
+        with Proxy(server.url, delay=1.5) as slow:
             tracker_stack(
                 "plus_slow", tracking_uri=slow.url, connect_timeout_seconds=1,
                 read_timeout_seconds=30, max_retries=0,
