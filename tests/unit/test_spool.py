@@ -89,3 +89,24 @@ def test_mlflows_request_timeout_is_the_read_timeout():
     limits = RequestLimits(120, 2, 10)
     assert limits.variables()["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "120"
     assert limits.bound_seconds() == 3 * 120 + 2 and limits.connect_seconds == 10
+
+
+def test_the_spool_never_holds_credentials(tmp_path):
+    from pydantic import SecretStr
+
+    from tracker_flavor import active_run, outage
+    from tracker_flavor.connection import Connection
+    from tracker_flavor.plan import PipelineFacts, StepFacts, step_plan
+    from tracker_flavor.settings import MLflowPlusSettings
+
+    connection = Connection(
+        "http://alice:s3cret-pw@tracking:5000", username="alice", password=SecretStr("s3cret-pw")
+    )
+    facts = StepFacts(PipelineFacts("run-1", "run", "pipe"), "train", "step-1", 1, {"lr": 0.1})
+    plan = step_plan(MLflowPlusSettings(nested=True), facts, "alice")
+    journal = spool.Journal.of(spool.root_of(str(tmp_path), connection.shown), "run-1", "step-1")
+    step = outage.start_offline(connection, plan, journal)
+    active_run.pop_until(step.run_id)
+    written = "".join(path.read_text() for path in tmp_path.rglob("*.json"))
+    assert "s3cret-pw" not in written and "http://tracking:5000" in written
+    assert [o["kind"] for _, o in journal.operations() if o["op"] == "run"] == ["parent", "step"]
