@@ -149,6 +149,17 @@ def test_the_next_step_that_reaches_the_server_delivers_the_spool_first(
         server.stop()
 
 
+def test_fail_mode_fails_a_step_that_finds_the_server_down_and_spools_nothing(
+    tracker_stack, session_dir, process_snapshot, caplog
+):
+    server = MlflowServer(session_dir / "servers" / "outage_fail")  # never started
+    tracker_stack("plus_fail", tracking_uri=server.url, on_tracking_outage="fail", **FAST)
+    with pytest.raises(RuntimeError, match="failure in step"):
+        measured()
+    assert f"could not connect to {server.url}: connection refused" in caplog.text
+    assert not Path(spool_root(server)).exists()
+
+
 def test_sync_names_a_run_with_nothing_spooled(zenml_stack):
     result = CliRunner().invoke(cli, ["sync", "--run", "no-such-run"])
     assert result.exit_code == 1
