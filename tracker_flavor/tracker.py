@@ -16,7 +16,6 @@ from zenml.artifact_stores import LocalArtifactStore
 from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 from zenml.enums import ExecutionStatus, MetadataResourceTypes
-from zenml.experiment_trackers.base_experiment_tracker import BaseExperimentTracker
 from zenml.logger import get_logger
 from zenml.metadata.metadata_types import Uri
 from zenml.models import RunMetadataResource
@@ -32,6 +31,7 @@ from tracker_flavor.errors import TrackingServerError, explain
 from tracker_flavor.finalizer import run_finalizer
 from tracker_flavor.imports import AUTOLOG_LOCK
 from tracker_flavor.params import step_params
+from tracker_flavor.public_api import BuiltinTrackerApi
 from tracker_flavor.settings import MLflowPlusSettings
 from tracker_flavor.status import failed_step as first_failed_step
 from tracker_flavor.status import pipeline_outcome
@@ -91,7 +91,7 @@ class StepRun:
         return run_url(self.ui_base, self.experiment_id, run_id, databricks=self.databricks)
 
 
-class MLflowPlusExperimentTracker(BaseExperimentTracker):
+class MLflowPlusExperimentTracker(BuiltinTrackerApi):
     """Logs each ZenML pipeline run into one MLflow parent run, optionally a child per step."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -101,7 +101,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         self._parent_status: dict[tuple[str, str], str] = {}
 
     @property
-    def config(self) -> MLflowPlusConfig:
+    def config(self) -> MLflowPlusConfig:  # type: ignore[override]
         """Return the component's configuration."""
         return cast(MLflowPlusConfig, self._config)
 
