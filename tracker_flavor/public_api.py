@@ -33,12 +33,12 @@ def local_store_path(uri: str, configured: bool, artifact_store_path: str) -> st
     return os.path.abspath(os.path.join(artifact_store_path, ARTIFACTS_DIRECTORY))
 
 
-def process_variables(uri: str, client_variables: dict[str, str]) -> dict[str, str]:
-    """Return the process environment the built-in's `configure_mlflow` leaves for a store."""
-    variables = {"MLFLOW_TRACKING_INSECURE_TLS": "false", **client_variables}
-    if not is_databricks_uri(uri):
-        variables["MLFLOW_TRACKING_URI"] = uri
-    return variables
+def process_variables(client_variables: dict[str, str]) -> dict[str, str]:
+    """Return the process environment the built-in's `configure_mlflow` leaves for a store.
+
+    MLFLOW_TRACKING_URI is not among them: `mlflow.set_tracking_uri` exports it itself.
+    """
+    return {"MLFLOW_TRACKING_INSECURE_TLS": "false", **client_variables}
 
 
 def _plus(api: "BuiltinTrackerApi") -> "MLflowPlusExperimentTracker":
@@ -85,7 +85,7 @@ class BuiltinTrackerApi(MLFlowExperimentTracker):
         tracker = _plus(self)
         uri = tracker.tracking_uri()
         variables = tracker.client_variables(uri)
-        os.environ.update(process_variables(uri, variables))
+        os.environ.update(process_variables(variables))
         mlflow.set_tracking_uri(uri)
         if is_databricks_uri(uri):
             mlflow.set_registry_uri(variables["MLFLOW_REGISTRY_URI"])

@@ -25,7 +25,11 @@ from zenml.utils import settings_utils
 from tracker_flavor import active_run, batching, errors, quiet, runs, secrets, tags
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.detached import RunSettler, detached_client
-from tracker_flavor.embedded import embedded_artifact_location, embedded_tracking_uri
+from tracker_flavor.embedded import (
+    embedded_artifact_location,
+    embedded_tracking_uri,
+    is_embedded_uri,
+)
 from tracker_flavor.environment import process_environment
 from tracker_flavor.errors import TrackingServerError, explain
 from tracker_flavor.finalizer import run_finalizer
@@ -151,9 +155,11 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         """Return the tracking URI and, for the embedded store, the artifact root of experiments."""
         if configured := self._value("tracking_uri"):
             return str(configured), None
-        if from_env := os.environ.get("MLFLOW_TRACKING_URI"):
-            return from_env, None
         path = Client().active_stack.artifact_store.path
+        from_env = os.environ.get("MLFLOW_TRACKING_URI")
+        # mlflow.set_tracking_uri (configure_mlflow) exports the embedded store's URI too.
+        if from_env and not is_embedded_uri(from_env, path):
+            return from_env, None
         return embedded_tracking_uri(path), embedded_artifact_location(path)
 
     def client_variables(self, uri: str) -> dict[str, str]:

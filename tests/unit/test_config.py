@@ -54,7 +54,7 @@ def test_secret_references_are_not_resolved_by_validation():
             "several authentication methods",
         ),
         ({"experiment_name": ""}, "experiment_name must not be empty"),
-        ({"tags": "n=1"}, "tags must be a mapping"),
+        ({"tags": ["n"]}, "tags must be a mapping"),
     ],
 )
 def test_bad_config_names_the_field_and_the_fix(kwargs, message):
