@@ -46,10 +46,8 @@ def train_and_deploy() -> None:
 
 
 @pytest.fixture
-def registry_stack(zenml_stack: str) -> Iterator[str]:
+def registry_stack(zenml_stack: str, isolated_mlflow_environment: None) -> Iterator[str]:
     """Activate a stack of the session tracker, an mlflow_plus registry and an mlflow deployer."""
-    import mlflow.tracking._tracking_service.utils as tracking_utils
-
     client = Client()
     registry = client.create_stack_component(
         REGISTRY, "mlflow_plus", StackComponentType.MODEL_REGISTRY, {}
@@ -63,15 +61,9 @@ def registry_stack(zenml_stack: str) -> Iterator[str]:
     components[StackComponentType.MODEL_DEPLOYER] = [deployer.id]
     client.create_stack("registry_stack", components=components)
     client.activate_stack("registry_stack")
-    environment = dict(os.environ)
     try:
         yield "registry_stack"
     finally:
-        # configure_mlflow() is process-wide by contract (as the built-in's): undo it for the
-        # tests that follow in this process.
-        os.environ.clear()
-        os.environ.update(environment)
-        tracking_utils._tracking_uri = None
         client.activate_stack(zenml_stack)
         client.delete_stack("registry_stack")
         client.delete_stack_component(REGISTRY, StackComponentType.MODEL_REGISTRY)

@@ -11,7 +11,6 @@ test_mlflow_experiment_tracker.py` (ZenML 0.98), changed only in class and flavo
 """
 
 import os
-from collections.abc import Iterator
 from contextlib import ExitStack as does_not_raise
 from datetime import datetime
 from typing import Any, ClassVar
@@ -92,20 +91,6 @@ def local_artifact_store(tmp_path) -> LocalArtifactStore:
 def mounted_artifact_store(tmp_path) -> MountedArtifactStore:
     config = MountedArtifactStoreConfig(path=str(tmp_path / "mounted"))
     return _component(MountedArtifactStore, config, "mounted", StackComponentType.ARTIFACT_STORE)
-
-
-@pytest.fixture
-def isolated_mlflow_environment() -> Iterator[None]:
-    """Undo what configure_mlflow() leaves in the process (its contract, as the built-in's)."""
-    import mlflow.tracking._model_registry.utils as registry_utils
-    import mlflow.tracking._tracking_service.utils as tracking_utils
-
-    environment = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(environment)
-    tracking_utils._tracking_uri = None
-    registry_utils._registry_uri = None
 
 
 def _create_mlflow_experiment_tracker(config: MLflowPlusConfig) -> MLflowPlusExperimentTracker:
