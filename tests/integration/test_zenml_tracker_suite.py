@@ -366,3 +366,12 @@ def test_mlflow_experiment_tracker_uses_sqlite_for_local_backend(
     linear()  # the session tracker creates the pipeline's experiment in that store
     experiment = embedded_client.get_experiment_by_name("linear")
     assert experiment.artifact_location == "file://" + expected_artifact_path
+
+
+def test_get_tracking_uri_keeps_a_secret_reference_unless_asked_for_plain_text(zenml_stack):
+    Client().create_secret("tracking_store", values={"uri": "http://127.0.0.1:5999"})
+    tracker = _create_mlflow_experiment_tracker(
+        MLflowPlusConfig(tracking_uri="{{tracking_store.uri}}")
+    )
+    assert tracker.get_tracking_uri(as_plain_text=False) == "{{tracking_store.uri}}"
+    assert tracker.get_tracking_uri() == "http://127.0.0.1:5999"
