@@ -15,7 +15,11 @@ from mlflow import environment_variables as mlflow_env
 from pydantic import SecretStr
 
 from tracker_flavor import secrets
-from tracker_flavor.embedded import embedded_artifact_location, embedded_tracking_uri
+from tracker_flavor.embedded import (
+    embedded_artifact_location,
+    embedded_tracking_uri,
+    is_embedded_uri,
+)
 from tracker_flavor.timeouts import RequestLimits
 from tracker_flavor.uris import (
     DEFAULT_UI_URL,
@@ -284,11 +288,13 @@ def tracking_store(config: "MLflowPlusConfig") -> tuple[str, str | None]:
     """
     if configured := secrets.resolve(config, "tracking_uri"):
         return str(configured), None
-    if from_env := os.environ.get(mlflow_env.MLFLOW_TRACKING_URI.name):
-        return from_env, None
     from zenml.client import Client
 
     path = Client().active_stack.artifact_store.path
+    from_env = os.environ.get(mlflow_env.MLFLOW_TRACKING_URI.name)
+    # mlflow.set_tracking_uri (configure_mlflow) exports the embedded store's URI too.
+    if from_env and not is_embedded_uri(from_env, path):
+        return from_env, None
     return embedded_tracking_uri(path), embedded_artifact_location(path)
 
 

@@ -94,13 +94,7 @@ class MLflowPlusSettings(BaseSettings):
     @field_validator("tags", mode="before")
     @classmethod
     def _string_tags(cls, value: Any) -> Any:
-        """Reject tag values that are not strings, naming the tag."""
+        """Turn tag values into strings with `str`, as MLflow's `set_tag` does (the built-in's)."""
         if not isinstance(value, dict):
-            raise ValueError("tags must be a mapping of tag names to string values.")
-        wrong = [f"{k!r} ({type(v).__name__})" for k, v in value.items() if not isinstance(v, str)]
-        if wrong:
-            raise ValueError(
-                f"tags must have string values; {', '.join(wrong)} "
-                "are not: quote them, e.g. tags={'epochs': '10'}."
-            )
-        return value
+            raise ValueError("tags must be a mapping of tag names to values.")
+        return {key: item if isinstance(item, str) else str(item) for key, item in value.items()}

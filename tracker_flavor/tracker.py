@@ -13,7 +13,6 @@ from uuid import UUID
 
 from zenml.artifact_stores import LocalArtifactStore
 from zenml.client import Client
-from zenml.experiment_trackers.base_experiment_tracker import BaseExperimentTracker
 from zenml.logger import get_logger
 from zenml.stack import StackValidator
 from zenml.utils import settings_utils
@@ -22,6 +21,7 @@ from tracker_flavor import batching, catchup, errors, outage, plan, quiet, recor
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.connection import Connection, connect, unprotected
 from tracker_flavor.errors import TrackingServerError
+from tracker_flavor.public_api import BuiltinTrackerApi
 from tracker_flavor.runtime import runtime
 from tracker_flavor.settings import MLflowPlusSettings
 from tracker_flavor.status import pipeline_outcome
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 logger = get_logger(__name__)
 
 
-class MLflowPlusExperimentTracker(BaseExperimentTracker):
+class MLflowPlusExperimentTracker(BuiltinTrackerApi):
     """Logs each ZenML pipeline run into one MLflow parent run, optionally a child per step."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -46,7 +46,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         self._steps_lock = threading.Lock()
 
     @property
-    def config(self) -> MLflowPlusConfig:
+    def config(self) -> MLflowPlusConfig:  # type: ignore[override]
         """Return the component's configuration."""
         return cast(MLflowPlusConfig, self._config)
 
