@@ -23,7 +23,17 @@ from zenml.models import RunMetadataResource
 from zenml.stack import StackValidator
 from zenml.utils import settings_utils
 
-from tracker_flavor import active_run, batching, errors, quiet, runs, secrets, tags
+from tracker_flavor import (  # issue 14
+    active_run,
+    batching,
+    errors,
+    published,
+    quiet,
+    runs,
+    secrets,
+    system_metrics,
+    tags,
+)
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.detached import RunSettler, detached_client
 from tracker_flavor.embedded import embedded_artifact_location, embedded_tracking_uri
@@ -298,7 +308,12 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             # Only now: a batching-thread request while autolog() imports deadlocks (issue 9).
             if settings.async_logging:
                 batching.open_ledger(info.step_run_id, uri, step.run_id, child_params)
+            if settings.log_system_metrics:  # issue 14
+                node = None if settings.nested else info.pipeline_step_name
+                interval = settings.system_metrics_interval_seconds
+                system_metrics.start(info.step_run_id, step.run_id, uri, interval, node)
         except BaseException:
+            system_metrics.stop(info.step_run_id)  # issue 14
             batching.close_ledger(info.step_run_id)
             process_environment.leave()
             raise
@@ -464,6 +479,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
 
     def get_step_run_metadata(self, info: "StepRunInfo") -> dict[str, "MetadataType"]:
         """Return the step's run link and ids, recorded as ZenML step metadata."""
+        system_metrics.stop(info.step_run_id)  # issue 14: its last values join the account
         step = self._steps.get(info.step_run_id)
         if step is None:
             return {}
@@ -512,7 +528,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             # ZenML saves the outputs after this hook: the step may still fail.
             run_finalizer.watch(
                 info.step_run_id,
-                lambda final: self._settle_after_step(step, info.pipeline_step_name, final),
+                lambda final: self._settle_after_step(step, info, final),
                 kind="step",
             )
         if outcome == "RUNNING":
@@ -535,9 +551,13 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         client.set_terminated(step.parent_id, outcome)
         self._parent_status[key] = outcome
 
-    def _settle_after_step(self, step: StepRun, step_name: str, final: "ExecutionStatus") -> None:
+    def _settle_after_step(
+        self, step: StepRun, info: "StepRunInfo", final: "ExecutionStatus"
+    ) -> None:
         """Fail the runs of a step that ZenML failed after its cleanup (saving its outputs)."""
+        step_name = info.pipeline_step_name
         if final.is_successful:
+            self._publish_outputs(step, info)  # issue 14
             return
         uri = step.tracking_uri
         with self._explained(uri):
@@ -546,6 +566,27 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
                 client.set_terminated(step.run_id, "FAILED")
             if final != ExecutionStatus.RETRIED:  # else a later attempt decides
                 self._settle_parent(client, step, "FAILED", step_name)
+
+    def _publish_outputs(self, step: StepRun, info: "StepRunInfo") -> None:
+        """Send the published step's outputs, lineage and model to its run (issue 14)."""
+        settings = cast(MLflowPlusSettings, self.get_settings(info))
+        if not published.wanted(settings):
+            return
+        uri = step.tracking_uri
+        target = published.Target(
+            step.run_id,
+            step.ui_base,
+            {
+                METADATA_EXPERIMENT_TRACKER_URL: Uri(step.link(step.run_id)),
+                RUN_ID_KEY: step.run_id,
+                EXPERIMENT_ID_KEY: step.experiment_id,
+                TRACKING_URI_KEY: strip_credentials(uri),
+            },
+        )
+        with self.connected(uri, self.client_variables(uri)) as client:
+            account = published.deliver(client, info, settings, target)
+        step_run = RunMetadataResource(id=info.step_run_id, type=MetadataResourceTypes.STEP_RUN)
+        Client().create_run_metadata(account, [step_run], stack_component_id=self.id)
 
     def _settle_after_run(self, step: StepRun, run_id: UUID, succeeded: bool) -> None:
         """Settle the parent run after ZenML finished the pipeline run (see finalizer).
