@@ -2,6 +2,7 @@
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,15 @@ from mlflow import MlflowClient
 from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
+from benchmarks.pipelines import LINEAR_STEPS, bench_linear
+from benchmarks.probe import Probe
 from tests.integration.outputs_pipelines import REGISTERED_MODEL, guarded_pipeline, outputs_pipeline
 from tests.integration.test_performance import SERVER_ENV, active_stack
+from tests.support.proxy import Proxy
 from tests.support.servers import MlflowServer
 from tracker_flavor import lineage, models, published, tags
+from tracker_flavor.finalizer import POLL_SECONDS
+from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 pytestmark = pytest.mark.integration
 
@@ -45,19 +51,41 @@ def delivered(step: str, pipeline_name: str) -> Any:
     return eventually(account)
 
 
-@pytest.fixture
-def server(zenml_stack, session_dir) -> Iterator[MlflowServer]:
+def test_embedded_store_and_one_warning_per_skipped_output(zenml_stack, embedded_client, caplog):
+    guarded_pipeline()
+    step_run = delivered("describe", "guarded_pipeline")
+    load_run = delivered("load", "guarded_pipeline")
+    run_id = step_run.run_metadata["mlflow_run_id"]
+    listed = [a.path for a in embedded_client.list_artifacts(run_id, "zenml/describe/summary")]
+    assert any(path.endswith(".html") for path in listed), listed  # the report, by default
+    assert not embedded_client.list_artifacts(run_id, "zenml/load/frame/data")  # too large
+    assert load_run.run_metadata[published.SKIPPED_KEY] == 2  # its files and its report
+    assert step_run.run_metadata[published.SKIPPED_KEY] == 1  # the model no flavor saves
+    assert "output 'frame' is not stored in MLflow (track_intermediates)" in caplog.text
+    assert "max_artifact_mb=0.0001" in caplog.text
+    assert "Output 'summary' is not logged as an MLflow model (log_model)" in caplog.text
+    entries = embedded_client.get_run(run_id).inputs.dataset_inputs
+    assert {e.dataset.digest for e in entries} >= {str(load_run.outputs["frame"][0].id)}
+
+
+@pytest.fixture(scope="module")
+def served(zenml_stack, session_dir) -> Iterator[tuple[MlflowServer, Proxy]]:
+    """A real server with proxied artifacts, behind a counting proxy, in the active stack.
+
+    Module-scoped and first used after the embedded-store test, which needs the session stack.
+    """
     server = MlflowServer(session_dir / "servers" / "outputs", env=SERVER_ENV).start()
     try:
-        with active_stack("outputs", f"tracking_uri={server.url}"):
-            yield server
+        with Proxy(server.url) as proxy, active_stack("outputs", f"tracking_uri={proxy.url}"):
+            yield server, proxy
     finally:
         server.stop()
 
 
 def test_outputs_reports_lineage_model_and_system_metrics_reach_the_server(
-    server, tmp_path, process_snapshot
+    served, tmp_path, process_snapshot
 ):
+    server, _ = served
     run = outputs_pipeline()
     train_run = delivered("train", "outputs_pipeline")
     load_run = delivered("load", "outputs_pipeline")
@@ -145,18 +173,37 @@ def test_outputs_reports_lineage_model_and_system_metrics_reach_the_server(
         assert key in mlflow_run.data.metrics, sorted(mlflow_run.data.metrics)
 
 
-def test_embedded_store_and_one_warning_per_skipped_output(zenml_stack, embedded_client, caplog):
-    guarded_pipeline()
-    step_run = delivered("describe", "guarded_pipeline")
-    load_run = delivered("load", "guarded_pipeline")
-    run_id = step_run.run_metadata["mlflow_run_id"]
-    listed = [a.path for a in embedded_client.list_artifacts(run_id, "zenml/describe/summary")]
-    assert any(path.endswith(".html") for path in listed), listed  # the report, by default
-    assert not embedded_client.list_artifacts(run_id, "zenml/load/frame/data")  # too large
-    assert load_run.run_metadata[published.SKIPPED_KEY] == 2  # its files and its report
-    assert step_run.run_metadata[published.SKIPPED_KEY] == 1  # the model no flavor saves
-    assert "output 'frame' is not stored in MLflow (track_intermediates)" in caplog.text
-    assert "max_artifact_mb=0.0001" in caplog.text
-    assert "Output 'summary' is not logged as an MLflow model (log_model)" in caplog.text
-    entries = embedded_client.get_run(run_id).inputs.dataset_inputs
-    assert {e.dataset.digest for e in entries} >= {str(load_run.outputs["frame"][0].id)}
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts/"
+LOG_INPUTS = "/api/2.0/mlflow/runs/log-inputs"
+LOG_BATCH = "/api/2.0/mlflow/runs/log-batch"
+OFF = {"track_reports": False, "lineage": False}
+"""With these (and the other options at their defaults) nothing is sent after the step."""
+
+
+def test_every_option_off_costs_two_requests_per_step_and_the_defaults_two_more(
+    served, process_snapshot
+):
+    _, proxy = served
+    sent = {}
+    for name, settings in (("off", OFF), ("defaults", {})):
+        pipeline = bench_linear.with_options(settings={"experiment_tracker": settings})
+        seen = Counter(proxy.requests)
+        with Probe(lambda: proxy.total).instrumented(MLflowPlusExperimentTracker) as probe:
+            with probe.run() as steps:
+                run = pipeline()
+        if name == "off":
+            assert all(sample.requests <= 2 for sample in steps[1:-1]), steps
+            time.sleep(2 * POLL_SECONDS)  # the watcher saw every step: it sent nothing
+        else:
+            for step in run.steps:
+                delivered(step, "bench_linear")
+        sent[name] = Counter(proxy.requests) - seen
+    uploads = [path for path in sent["defaults"] if path.startswith(ARTIFACTS)]
+    assert not any(path.startswith(ARTIFACTS) for path in sent["off"]), sent
+    assert LOG_INPUTS not in sent["off"]
+    # The defaults add, per step, its JSON report (ZenML's visualization of an int) and lineage.
+    assert sorted(path.rsplit("/artifacts/", 1)[1] for path in uploads) == sorted(
+        f"zenml/{step}/output/data.json" for step in run.steps
+    )
+    assert sent["defaults"][LOG_INPUTS] == LINEAR_STEPS
+    assert sent["defaults"][LOG_BATCH] == sent["off"][LOG_BATCH] == 2 * LINEAR_STEPS
