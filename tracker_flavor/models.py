@@ -1,9 +1,12 @@
 """A step output logged as an MLflow model of the step's run, and optionally registered."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker_flavor import tags
+
+if TYPE_CHECKING:
+    from tracker_flavor.publisher import Publisher
 
 MODEL_NAME = "model"
 """The logged model's name (artifact folder) in the run."""
@@ -69,25 +72,24 @@ def model_version_url(ui_base: str, name: str, version: str) -> str:
     return f"{ui_base.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{version}"
 
 
-def log_model(run_id: str, model: Any, registered_name: str | None, ids: ModelIds) -> Any:
-    """Log `model` in the run; register it as a new version tagged with `ids` if asked.
+def log_model(
+    publisher: "Publisher", run_id: str, model: Any, registered_name: str | None, ids: ModelIds
+) -> Any:
+    """Save `model` with its MLflow flavor into the run's `model/`; register it if asked.
 
-    Returns the registered ModelVersion, or None. The run is addressed by id, never made active,
-    so its status stays what the step gave it.
+    Returns the registered ModelVersion (tagged with `ids`), or None. Saved locally and
+    uploaded like any artifact, so the run's status and the process's MLflow state stay as
+    they are.
     """
     import importlib
-
-    import mlflow
-    from mlflow.models import Model
+    import os
+    import tempfile
 
     module, argument = flavor_for(model)
-    info = Model.log(
-        artifact_path=None,
-        name=MODEL_NAME,
-        flavor=importlib.import_module(module),
-        run_id=run_id,
-        **{argument: model},
-    )
+    with tempfile.TemporaryDirectory(prefix="mlflow-plus-model-") as local:
+        path = os.path.join(local, MODEL_NAME)
+        importlib.import_module(module).save_model(path=path, **{argument: model})
+        publisher.log_artifacts(run_id, path, MODEL_NAME)
     if registered_name is None:
         return None
-    return mlflow.register_model(info.model_uri, registered_name, tags=ids.tags())
+    return publisher.register(registered_name, run_id, MODEL_NAME, ids.tags())

@@ -18,9 +18,9 @@ from zenml.logger import get_logger
 from tracker_flavor.uris import redact_credentials
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
     from zenml.models import PipelineSnapshotResponse
 
+    from tracker_flavor.publisher import Publisher
     from tracker_flavor.settings import MLflowPlusSettings
 
 logger = get_logger(__name__)
@@ -145,7 +145,7 @@ def problem(upload: Upload, files: list[tuple[str, int]], max_mb: float) -> str 
 
 
 def upload(
-    client: "MlflowClient", run_id: str, uploads: Iterable[Upload], max_mb: float, account: Account
+    publisher: "Publisher", run_id: str, uploads: Iterable[Upload], max_mb: float, account: Account
 ) -> None:
     """Store each upload's files in the run (the server's proxied upload where it has one)."""
     from zenml.io import fileio
@@ -167,7 +167,7 @@ def upload(
                     target = os.path.join(local, relative)
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     fileio.copy(path, target, overwrite=True)
-                client.log_artifacts(run_id, local, item.artifact_path)
+                publisher.log_artifacts(run_id, local, item.artifact_path)
             account.delivered += 1
         except Exception as error:  # counted and reported: the other uploads go on
             logger.warning(

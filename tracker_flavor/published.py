@@ -15,11 +15,11 @@ from tracker_flavor import lineage, models, outputs
 from tracker_flavor.uris import redact_credentials
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
     from zenml.config.step_run_info import StepRunInfo
     from zenml.metadata.metadata_types import MetadataType
     from zenml.models import StepRunResponse
 
+    from tracker_flavor.publisher import Publisher
     from tracker_flavor.settings import MLflowPlusSettings
 
 logger = get_logger(__name__)
@@ -82,7 +82,7 @@ def planned_outputs(step_run: "StepRunResponse", consumed: set[str]) -> list[out
 
 
 def deliver(
-    client: "MlflowClient",
+    publisher: "Publisher",
     info: "StepRunInfo",
     settings: "MLflowPlusSettings",
     target: Target,
@@ -96,16 +96,16 @@ def deliver(
     account = outputs.Account()
     consumed = outputs.consumed_outputs(info.snapshot, step_name)
     uploads = outputs.plan(settings, step_name, planned_outputs(step_run, consumed))
-    outputs.upload(client, target.run_id, uploads, settings.max_artifact_mb, account)
+    outputs.upload(publisher, target.run_id, uploads, settings.max_artifact_mb, account)
     if settings.lineage:
         refs = artifact_refs(step_run)
         if refs:
-            client.log_inputs(target.run_id, datasets=lineage.dataset_inputs(step_name, refs))
+            publisher.log_inputs(target.run_id, lineage.dataset_inputs(step_name, refs))
         _record_on_artifacts(step_run, target.run_metadata)
     if settings.log_model:
-        _log_model(info, step_run, settings, target, account)
+        _log_model(publisher, info, step_run, settings, target, account)
     if account.not_delivered:
-        client.set_tag(target.run_id, UNDELIVERED_TAG, ", ".join(account.not_delivered))
+        publisher.set_tag(target.run_id, UNDELIVERED_TAG, ", ".join(account.not_delivered))
     return {
         DELIVERED_KEY: account.delivered,
         UNDELIVERED_KEY: len(account.not_delivered),
@@ -129,6 +129,7 @@ def _record_on_artifacts(step_run: "StepRunResponse", metadata: dict[str, "Metad
 
 
 def _log_model(
+    publisher: "Publisher",
     info: "StepRunInfo",
     step_run: "StepRunResponse",
     settings: "MLflowPlusSettings",
@@ -151,7 +152,7 @@ def _log_model(
     ids = models.ModelIds(str(info.run_id), str(info.step_run_id), str(artifact.id))
     try:
         registered = models.log_model(
-            target.run_id, artifact.load(), settings.registered_model_name, ids
+            publisher, target.run_id, artifact.load(), settings.registered_model_name, ids
         )
     except models.UnsaveableModel as error:
         logger.warning("Output %r is not logged as an MLflow model (log_model): %s.", name, error)

@@ -42,6 +42,7 @@ from tracker_flavor.errors import TrackingServerError, explain
 from tracker_flavor.finalizer import run_finalizer
 from tracker_flavor.imports import AUTOLOG_LOCK
 from tracker_flavor.params import step_params
+from tracker_flavor.publisher import publisher  # issue 14
 from tracker_flavor.settings import MLflowPlusSettings
 from tracker_flavor.status import failed_step as first_failed_step
 from tracker_flavor.status import pipeline_outcome
@@ -583,8 +584,9 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
                 TRACKING_URI_KEY: strip_credentials(uri),
             },
         )
-        with self.connected(uri, self.client_variables(uri)) as client:
-            account = published.deliver(client, info, settings, target)
+        with self._explained(uri):
+            sender = publisher(uri, self.client_variables(uri))
+            account = published.deliver(sender, info, settings, target)
         step_run = RunMetadataResource(id=info.step_run_id, type=MetadataResourceTypes.STEP_RUN)
         Client().create_run_metadata(account, [step_run], stack_component_id=self.id)
 
