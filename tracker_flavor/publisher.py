@@ -7,13 +7,14 @@ server's address and credentials in itself: MLflow's REST stores with fixed cred
 server, a client bound to the URI for a database or file store.
 """
 
+import json
 import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tracker_flavor.detached import host_creds
+from tracker_flavor.detached import SET_TAG, host_creds
 from tracker_flavor.uris import is_remote_uri
 
 if TYPE_CHECKING:
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
 PROXIED_SCHEME = "mlflow-artifacts:"
 """Artifact URIs of a server that proxies uploads (`mlflow server --artifacts-destination`)."""
+GET_RUN = "/api/2.0/mlflow/runs/get"
+LOG_INPUTS = "/api/2.0/mlflow/runs/log-inputs"
+CREATE_REGISTERED_MODEL = "/api/2.0/mlflow/registered-models/create"
+CREATE_MODEL_VERSION = "/api/2.0/mlflow/model-versions/create"
 
 
 class Publisher(Protocol):
@@ -35,7 +40,7 @@ class Publisher(Protocol):
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
         """Upload a local folder's files under `artifact_path` of the run's artifacts."""
 
-    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> Any:
+    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
         """Create a version of registered model `name` from the run's `path`; return it."""
 
 
@@ -62,36 +67,42 @@ class LocalPublisher:
         """Upload a local folder's files under `artifact_path` of the run's artifacts."""
         self._client().log_artifacts(run_id, local_dir, artifact_path)
 
-    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> Any:
+    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
         """Create a version of registered model `name` from the run's `path`; return it."""
         return _register(self._client(), name, run_id, path, tags)
 
 
 @dataclass
 class RestPublisher:
-    """A tracking server: MLflow's REST stores and proxied uploads with fixed credentials."""
+    """A tracking server over its REST API, with the tracker's credentials and time limits."""
 
     uri: str
     variables: Mapping[str, str]
     _artifact_uris: dict[str, str] = field(default_factory=dict)
 
-    def _creds(self, host: str | None = None) -> Any:
-        return host_creds(host or self.uri, dict(self.variables))
+    def _request(self, method: str, endpoint: str, host: str | None = None, **body: Any) -> Any:
+        """Send one request as MLflow's client does, within the tracker's limits; return JSON."""
+        from mlflow.utils.rest_utils import http_request, verify_rest_response
 
-    def _tracking(self) -> Any:
-        from mlflow.store.tracking.rest_store import RestStore
-
-        return RestStore(lambda: self._creds())  # type: ignore[no-untyped-call]
+        response = http_request(
+            host_creds(host or self.uri, dict(self.variables)), endpoint, method,
+            max_retries=int(self.variables["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]),
+            backoff_factor=1, backoff_jitter=0,
+            timeout=int(self.variables["MLFLOW_HTTP_REQUEST_TIMEOUT"]), **body,
+        )  # type: ignore[no-untyped-call]  # fmt: skip
+        verify_rest_response(response, endpoint)
+        return response.json() if response.content else {}
 
     def log_inputs(self, run_id: str, datasets: list["DatasetInput"]) -> None:
         """Record dataset entries on a run."""
-        self._tracking().log_inputs(run_id, datasets=datasets)
+        from mlflow.utils.proto_json_utils import message_to_json
+
+        entries = [json.loads(message_to_json(d.to_proto())) for d in datasets]
+        self._request("POST", LOG_INPUTS, json={"run_id": run_id, "datasets": entries})
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         """Set one tag of a run."""
-        from mlflow.entities import RunTag
-
-        self._tracking().set_tag(run_id, RunTag(key, value))
+        self._request("POST", SET_TAG, json={"run_id": run_id, "key": key, "value": value})
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
         """Upload a local folder's files; through the server's proxy where it has one."""
@@ -99,7 +110,8 @@ class RestPublisher:
         from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
 
         if run_id not in self._artifact_uris:
-            self._artifact_uris[run_id] = self._tracking().get_run(run_id).info.artifact_uri
+            run = self._request("GET", GET_RUN, params={"run_id": run_id})
+            self._artifact_uris[run_id] = run["run"]["info"]["artifact_uri"]
         artifact_uri = self._artifact_uris[run_id]
         if not artifact_uri.startswith(PROXIED_SCHEME):
             # An object store or path the client writes to directly, with its own credentials.
@@ -111,46 +123,41 @@ class RestPublisher:
             relative = os.path.relpath(folder, local_dir)
             target = artifact_path if relative == "." else posixpath.join(artifact_path, relative)
             for name in names:
-                self._put(root, posixpath.join(target, name), os.path.join(folder, name))
+                with open(os.path.join(folder, name), "rb") as data:
+                    path = posixpath.join("/", target, name)
+                    self._request("PUT", path, host=root, data=data)
 
-    def _put(self, root: str, path: str, local_file: str) -> None:
-        """Upload one file to the server's artifact proxy, as MLflow's own client does."""
-        from mlflow.utils.request_utils import augmented_raise_for_status
-        from mlflow.utils.rest_utils import http_request
-
-        with open(local_file, "rb") as data:
-            response = http_request(
-                self._creds(root), posixpath.join("/", path), "PUT", data=data,
-                max_retries=int(self.variables["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]),
-                timeout=int(self.variables["MLFLOW_HTTP_REQUEST_TIMEOUT"]),
-            )  # type: ignore[no-untyped-call]  # fmt: skip
-        augmented_raise_for_status(response)  # type: ignore[no-untyped-call]
-
-    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> Any:
+    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
         """Create a version of registered model `name` from the run's `path`; return it."""
-        from mlflow.store.model_registry.rest_store import RestStore
+        return _register(self, name, run_id, path, tags)
 
-        store = RestStore(lambda: self._creds())  # type: ignore[no-untyped-call]
-        return _register(_RegistryClient(store), name, run_id, path, tags)
+    def create_registered_model(self, name: str) -> None:
+        """Create a registered model (MlflowException RESOURCE_ALREADY_EXISTS if it exists)."""
+        self._request("POST", CREATE_REGISTERED_MODEL, json={"name": name})
 
-
-@dataclass
-class _RegistryClient:
-    """A registry store with the two calls of MlflowClient that registering needs."""
-
-    store: Any
-
-    def create_registered_model(self, name: str) -> Any:
-        return self.store.create_registered_model(name)
-
-    def create_model_version(self, name: str, source: str, run_id: str, tags: Any) -> Any:
-        from mlflow.entities.model_registry import ModelVersionTag
-
-        version_tags = [ModelVersionTag(k, v) for k, v in tags.items()]  # type: ignore[no-untyped-call]
-        return self.store.create_model_version(name, source, run_id, tags=version_tags)
+    def create_model_version(
+        self, name: str, source: str, run_id: str, tags: Mapping[str, str]
+    ) -> "Registered":
+        """Create a model version tagged with `tags`."""
+        body = {
+            "name": name, "source": source, "run_id": run_id,
+            "tags": [{"key": key, "value": value} for key, value in tags.items()],
+        }  # fmt: skip
+        version = self._request("POST", CREATE_MODEL_VERSION, json=body)["model_version"]
+        return Registered(version["name"], str(version["version"]))
 
 
-def _register(client: Any, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> Any:
+@dataclass(frozen=True)
+class Registered:
+    """A registered model version."""
+
+    name: str
+    version: str
+
+
+def _register(
+    client: Any, name: str, run_id: str, path: str, tags: Mapping[str, str]
+) -> "Registered":
     """Create the registered model if it is new, then a version of it from the run's `path`."""
     from mlflow.exceptions import MlflowException
 
@@ -159,7 +166,8 @@ def _register(client: Any, name: str, run_id: str, path: str, tags: Mapping[str,
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    return client.create_model_version(name, f"runs:/{run_id}/{path}", run_id, tags=dict(tags))
+    version = client.create_model_version(name, f"runs:/{run_id}/{path}", run_id, tags=dict(tags))
+    return Registered(version.name, str(version.version))
 
 
 def publisher(uri: str, variables: Mapping[str, str]) -> Publisher:
