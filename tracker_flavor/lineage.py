@@ -1,7 +1,7 @@
 """Lineage between ZenML artifact versions and MLflow runs, both ways, as metadata only.
 
 A step's input and output artifact versions become MLflow dataset entries of the step's run
-("Datasets used" in the UI) whose source names the ZenML artifact version; each output artifact
+("Datasets" in the UI) whose source names the ZenML artifact version; each output artifact
 version gets the MLflow run's link as ZenML run metadata. No data is copied.
 """
 

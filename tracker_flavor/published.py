@@ -99,8 +99,18 @@ def deliver(
     outputs.upload(publisher, target.run_id, uploads, settings.max_artifact_mb, account)
     if settings.lineage:
         refs = artifact_refs(step_run)
-        if refs:
-            publisher.log_inputs(target.run_id, lineage.dataset_inputs(step_name, refs))
+        try:
+            if refs:
+                publisher.log_inputs(target.run_id, lineage.dataset_inputs(step_name, refs))
+                account.delivered += 1
+        except Exception as error:  # counted like an upload that did not arrive
+            logger.warning(
+                "Could not record the datasets of step %r on MLflow run %s (lineage): %s",
+                step_name,
+                target.run_id,
+                redact_credentials(str(error)),
+            )
+            account.not_delivered.append("datasets (lineage)")
         _record_on_artifacts(step_run, target.run_metadata)
     if settings.log_model:
         _log_model(publisher, info, step_run, settings, target, account)
