@@ -106,18 +106,19 @@ class RestPublisher:
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
         """Upload a local folder's files; through the server's proxy where it has one."""
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-        from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
-
         if run_id not in self._artifact_uris:
             run = self._request("GET", GET_RUN, params={"run_id": run_id})
             self._artifact_uris[run_id] = run["run"]["info"]["artifact_uri"]
         artifact_uri = self._artifact_uris[run_id]
         if not artifact_uri.startswith(PROXIED_SCHEME):
             # An object store or path the client writes to directly, with its own credentials.
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
             repository = get_artifact_repository(artifact_uri)
             repository.log_artifacts(local_dir, artifact_path)  # type: ignore[no-untyped-call]
             return
+        from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+
         root = MlflowArtifactsRepository.resolve_uri(artifact_uri, self.uri)  # type: ignore[no-untyped-call]
         for folder, _, names in os.walk(local_dir):
             relative = os.path.relpath(folder, local_dir)

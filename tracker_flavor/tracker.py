@@ -485,11 +485,8 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         if step is None:
             return {}
         return {
-            METADATA_EXPERIMENT_TRACKER_URL: Uri(step.link(step.run_id)),
-            RUN_ID_KEY: step.run_id,
-            EXPERIMENT_ID_KEY: step.experiment_id,
+            **_run_metadata(step),
             PARENT_RUN_ID_KEY: step.parent_id,
-            TRACKING_URI_KEY: strip_credentials(step.tracking_uri),
             **batching.delivery_metadata(info.step_run_id),
         }
 
@@ -574,16 +571,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         if not published.wanted(settings):
             return
         uri = step.tracking_uri
-        target = published.Target(
-            step.run_id,
-            step.ui_base,
-            {
-                METADATA_EXPERIMENT_TRACKER_URL: Uri(step.link(step.run_id)),
-                RUN_ID_KEY: step.run_id,
-                EXPERIMENT_ID_KEY: step.experiment_id,
-                TRACKING_URI_KEY: strip_credentials(uri),
-            },
-        )
+        target = published.Target(step.run_id, step.ui_base, _run_metadata(step))
         with self._explained(uri):
             sender = publisher(uri, self.client_variables(uri))
             account = published.deliver(sender, info, settings, target)
@@ -626,6 +614,16 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
             errors.defer(run_id, error, RequestLimits.of(self.config).bound_seconds())
             return {}
         return self._parent_metadata(uri, exp_id, parent_id)
+
+
+def _run_metadata(step: StepRun) -> dict[str, "MetadataType"]:
+    """Return the link and ids of a step's run, as ZenML metadata (step, artifact versions)."""
+    return {
+        METADATA_EXPERIMENT_TRACKER_URL: Uri(step.link(step.run_id)),
+        RUN_ID_KEY: step.run_id,
+        EXPERIMENT_ID_KEY: step.experiment_id,
+        TRACKING_URI_KEY: strip_credentials(step.tracking_uri),
+    }
 
 
 def _context_tags(
