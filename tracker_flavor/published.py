@@ -6,6 +6,10 @@ tracker's watcher sees the step COMPLETED, in the process that ran it: the artif
 then have their ids, versions, files and visualizations, and nothing is materialized twice.
 """
 
+import atexit
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +85,40 @@ def planned_outputs(step_run: "StepRunResponse", consumed: set[str]) -> list[out
     ]
 
 
+EXIT_WAIT_SECONDS = 120.0
+"""How long the process's exit waits for a step's outputs that are being sent."""
+
+_sending = 0
+_idle = threading.Condition()
+
+
+def _wait_at_exit() -> None:
+    """Let a delivery on the watcher thread finish before the interpreter tears down.
+
+    The watcher's exit check sends what it still has pending itself, but not what its daemon
+    thread is sending at that moment; a daemon thread cut off at shutdown can abort the process.
+    """
+    with _idle:
+        _idle.wait_for(lambda: _sending == 0, timeout=EXIT_WAIT_SECONDS)
+
+
+atexit.register(_wait_at_exit)
+
+
+@contextmanager
+def _counted() -> Iterator[None]:
+    """Count a delivery in flight for `_wait_at_exit`."""
+    global _sending
+    with _idle:
+        _sending += 1
+    try:
+        yield
+    finally:
+        with _idle:
+            _sending -= 1
+            _idle.notify_all()
+
+
 def deliver(
     publisher: "Publisher",
     info: "StepRunInfo",
@@ -88,6 +126,16 @@ def deliver(
     target: Target,
 ) -> dict[str, "MetadataType"]:
     """Send the published step's outputs, lineage and model; return the account as metadata."""
+    with _counted():
+        return _deliver(publisher, info, settings, target)
+
+
+def _deliver(
+    publisher: "Publisher",
+    info: "StepRunInfo",
+    settings: "MLflowPlusSettings",
+    target: Target,
+) -> dict[str, "MetadataType"]:
     from zenml.client import Client
 
     zenml = Client()
