@@ -10,6 +10,8 @@ import os
 import threading
 from collections.abc import Mapping
 
+from tracker_flavor import internals
+
 MANAGED_VARIABLES = (
     "MLFLOW_TRACKING_URI",
     "MLFLOW_REGISTRY_URI",
@@ -49,16 +51,14 @@ class ProcessEnvironment:
 
     def enter(self, tracking_uri: str, variables: Mapping[str, str]) -> None:
         """Point MLflow at `tracking_uri` with `variables` set, until the matching `leave`."""
-        from mlflow.tracking._tracking_service import utils as tracking_utils
-
         with self._lock:
             if self._depth == 0:
                 self._saved_variables = {name: os.environ.get(name) for name in MANAGED_VARIABLES}
-                self._saved_tracking_uri = tracking_utils._tracking_uri
+                self._saved_tracking_uri = internals.process_tracking_uri()
                 for name in MANAGED_VARIABLES:
                     os.environ.pop(name, None)
                 self._tracking_uri = tracking_uri
-                tracking_utils.set_tracking_uri(tracking_uri)
+                internals.set_process_tracking_uri(tracking_uri)
             elif tracking_uri != self._tracking_uri:
                 raise RuntimeError(
                     "two MLflow trackers with different tracking URIs are running steps in one "
@@ -71,15 +71,13 @@ class ProcessEnvironment:
 
     def leave(self) -> None:
         """Undo one `enter`; the last one restores the variables and tracking URI saved first."""
-        from mlflow.tracking._tracking_service import utils as tracking_utils
-
         with self._lock:
             if self._depth == 0:
                 return
             self._depth -= 1
             if self._depth:
                 return
-            tracking_utils.set_tracking_uri(self._saved_tracking_uri)  # type: ignore[arg-type]
+            internals.set_process_tracking_uri(self._saved_tracking_uri)
             for name, value in self._saved_variables.items():
                 if value is None:
                     os.environ.pop(name, None)

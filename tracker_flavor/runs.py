@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from tracker_flavor import tags
+from tracker_flavor import internals, tags
 from tracker_flavor.coordination import creation_lock
 
 if TYPE_CHECKING:
@@ -130,9 +130,9 @@ def create_step_run(
 
 def placeholder_run(run_id: str, exp_id: str, run_name: str) -> "Run":
     """Return a RUNNING run object for a run known only by id, without a request."""
-    from mlflow.entities import Run, RunData, RunInfo
+    from mlflow.entities import Run, RunData
 
-    info = RunInfo(
+    info = internals.run_info(
         run_id=run_id,
         experiment_id=exp_id,
         user_id="",

@@ -72,6 +72,8 @@ class MlflowServer:
         import os
         import sys
 
+        import mlflow
+
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         scheme = "https" if ssl else "http"
@@ -87,7 +89,10 @@ class MlflowServer:
             command += ["--app-name", app_name]
         if ssl:
             key, cert = ssl
-            command += ["--uvicorn-opts", f"--ssl-keyfile {key} --ssl-certfile {cert}"]
+            if int(mlflow.__version__.split(".")[0]) >= 3:
+                command += ["--uvicorn-opts", f"--ssl-keyfile {key} --ssl-certfile {cert}"]
+            else:  # MLflow 2 serves with gunicorn
+                command += ["--gunicorn-opts", f"--keyfile {key} --certfile {cert}"]
         self._command = command
         # No background job runners (GenAI evaluation jobs): they only add load to the tests.
         self._env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
