@@ -24,6 +24,7 @@ from tracker_flavor.uris import strip_credentials
 
 DATA_DIR_ENV = "ZENML_MLFLOW_DATA_DIR"
 ADMIN_USERNAME = "admin"
+GUNICORN_THREADS = 8
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
 LOG_TAIL_LINES = 20
@@ -151,6 +152,13 @@ def log_tail(log: Path, lines: int) -> str:
         return "".join(deque(handle, maxlen=lines))
 
 
+def serves_with_gunicorn() -> bool:
+    """Tell whether `mlflow server` runs gunicorn (MLflow 2) rather than uvicorn."""
+    import mlflow
+
+    return int(mlflow.__version__.split(".")[0]) < 3
+
+
 def server_command(
     host: str,
     port: int,
@@ -168,6 +176,8 @@ def server_command(
         command += ["--artifacts-destination", str(artifacts)]
     if basic_auth:
         command += ["--app-name", "basic-auth"]
+    if serves_with_gunicorn():  # its default worker answers one request at a time
+        command += ["--gunicorn-opts", f"--threads {GUNICORN_THREADS}"]
     return command
 
 

@@ -8,6 +8,7 @@ API is not used anywhere (checked against the ZenML versions in `CHECKED_ZENML`)
 
 import inspect
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,21 @@ RUN_INFO = TouchPoint(
     "a run object for a run known by id, without a request",
     "the constructor's parameters are read: run_uuid is passed where it is required",
 )
-TOUCH_POINTS = (ASYNC_QUEUE, ACTIVE_RUN_STACK, TRACKING_URI, VALIDATORS, SCHEMA, RUN_INFO)
+URL_PRINTING = TouchPoint(
+    "mlflow.tracking._tracking_service.client.TrackingServiceClient._log_url, MLflow 2 only",
+    "MLflow 2 honours MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT as MLflow 3 does",
+    "each run end fetches the run once more and prints MLflow's 'View run' lines",
+)
+TOUCH_POINTS = (
+    ASYNC_QUEUE,
+    ACTIVE_RUN_STACK,
+    TRACKING_URI,
+    VALIDATORS,
+    SCHEMA,
+    RUN_INFO,
+    URL_PRINTING,
+)
+SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 
 _warned: set[TouchPoint] = set()
 _warned_lock = threading.Lock()
@@ -181,10 +196,35 @@ def process_tracking_uri() -> str | None:
 
 
 def set_process_tracking_uri(uri: str | None) -> None:
-    """Set (or, with None, unset) the process's tracking URI."""
+    """Set (None: unset) the process's tracking URI; MLflow 2 then honours SUPPRESS_URLS."""
     import mlflow
 
+    _backport_url_suppression()
     mlflow.set_tracking_uri(uri)  # type: ignore[arg-type]
+
+
+def _backport_url_suppression() -> None:
+    """Make MLflow 2's run ends skip the URL print (and its request) while SUPPRESS_URLS is set."""
+    from mlflow import environment_variables
+
+    if hasattr(environment_variables, SUPPRESS_URLS):
+        return  # MLflow 3 reads it itself
+    try:
+        from mlflow.tracking._tracking_service.client import TrackingServiceClient
+
+        log_url = TrackingServiceClient._log_url
+    except (ImportError, AttributeError) as error:
+        degrade(URL_PRINTING, error)
+        return
+    if getattr(log_url, "mlflow_plus_backport", False):
+        return
+
+    def quiet_log_url(self: Any, run_id: str) -> None:
+        if os.environ.get(SUPPRESS_URLS, "").lower() not in ("true", "1"):
+            log_url(self, run_id)
+
+    quiet_log_url.mlflow_plus_backport = True  # type: ignore[attr-defined]
+    TrackingServiceClient._log_url = quiet_log_url  # type: ignore[method-assign]
 
 
 def validators() -> tuple[Any, Any, Any] | None:

@@ -6,6 +6,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from cli.server import GUNICORN_THREADS, serves_with_gunicorn
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -72,8 +74,6 @@ class MlflowServer:
         import os
         import sys
 
-        import mlflow
-
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         scheme = "https" if ssl else "http"
@@ -87,12 +87,11 @@ class MlflowServer:
         ]  # fmt: skip
         if app_name:
             command += ["--app-name", app_name]
-        if ssl:
-            key, cert = ssl
-            if int(mlflow.__version__.split(".")[0]) >= 3:
-                command += ["--uvicorn-opts", f"--ssl-keyfile {key} --ssl-certfile {cert}"]
-            else:  # MLflow 2 serves with gunicorn
-                command += ["--gunicorn-opts", f"--keyfile {key} --certfile {cert}"]
+        if serves_with_gunicorn():  # MLflow 2
+            tls = f" --keyfile {ssl[0]} --certfile {ssl[1]}" if ssl else ""
+            command += ["--gunicorn-opts", f"--threads {GUNICORN_THREADS}{tls}"]
+        elif ssl:
+            command += ["--uvicorn-opts", f"--ssl-keyfile {ssl[0]} --ssl-certfile {ssl[1]}"]
         self._command = command
         # No background job runners (GenAI evaluation jobs): they only add load to the tests.
         self._env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
