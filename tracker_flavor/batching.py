@@ -53,7 +53,10 @@ MAX_VALUES = 1000
 MAX_PARAMS = 100
 MAX_TAGS = 100
 MAX_REQUEST_BYTES = 900_000
-"""MLflow's limits for one `log-batch` request (its body may have 1 MB; leave room for JSON)."""
+"""MLflow's limits for one `log-batch` request (its body may have 1 MB; leave room for JSON).
+
+Literals, as importing this module must not import MLflow; a unit test holds them equal to
+`mlflow.utils.validation`'s."""
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 8.0
 """Wait after a failed request before the next one; doubles with each failure in a row."""

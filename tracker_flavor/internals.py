@@ -55,7 +55,7 @@ VALIDATORS = TouchPoint(
 SCHEMA = TouchPoint(
     "mlflow.store.db.utils._get_latest_schema_revision, _get_alembic_config",
     "the embedded SQLite store is created once across processes and checked for repairs",
-    "none: the step fails naming the MLflow version (the store cannot be checked)",
+    "MLflow creates the store itself on first use (pipelines started together may race)",
 )
 RUN_INFO = TouchPoint(
     "mlflow.entities.RunInfo(run_uuid=...) before MLflow 3",
@@ -126,11 +126,11 @@ def set_async_queue(store: "AbstractStore", queue: Any) -> None:
 
 
 def _fluent_stack() -> list[Any] | None:
-    from mlflow.tracking import fluent
-
     try:
+        from mlflow.tracking import fluent
+
         return fluent._active_run_stack.get()  # type: ignore[no-any-return]
-    except AttributeError as error:
+    except (ImportError, AttributeError) as error:
         degrade(ACTIVE_RUN_STACK, error)
         return None
 
@@ -184,11 +184,11 @@ def _end_active_runs(run_id: str) -> list[str]:
 
 def process_tracking_uri() -> str | None:
     """Return the tracking URI set in this process (None: MLflow resolves its default)."""
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
     try:
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
         return tracking_utils._tracking_uri
-    except AttributeError as error:
+    except (ImportError, AttributeError) as error:
         degrade(TRACKING_URI, error)
     import mlflow
 
@@ -235,6 +235,16 @@ def validators() -> tuple[Any, Any, Any] | None:
         degrade(VALIDATORS, error)
         return None
     return _validate_metric, _validate_param, _validate_tag
+
+
+def has_schema_tools() -> bool:
+    """Tell whether this MLflow has the schema helpers the embedded store's set-up uses."""
+    try:
+        from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision  # noqa: F401
+    except ImportError as error:
+        degrade(SCHEMA, error)
+        return False
+    return True
 
 
 def latest_schema_revision() -> str:

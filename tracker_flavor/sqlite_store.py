@@ -123,7 +123,7 @@ def locked(path: Path) -> Iterator[None]:
 def prepare(path: Path) -> None:
     """Create the store if it is missing, once across processes; fail if it needs a repair."""
     path = path.resolve()
-    if path in _current:
+    if path in _current or not internals.has_schema_tools():
         return
     with _current_lock:
         if path in _current:
