@@ -3,7 +3,7 @@
 Each touch point below names the internal, the versions it was checked against and what the
 tracker does when it is missing: it falls back to the public API (slower, never a crashed step)
 and warns once per process. `docs/versions.md` lists the same table for users. ZenML's private
-API is not used anywhere (checked against the ZenML versions in `CHECKED_ZENML`).
+API is not used anywhere (checked against ZenML 0.96.4, 0.97.0 and 0.98.0).
 """
 
 import inspect
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHECKED_MLFLOW = ("2.22.1", "3.10.1", "3.17.2")
-CHECKED_ZENML = ("0.96.4", "0.97.0", "0.98.0")
 
 
 @dataclass(frozen=True)
@@ -91,13 +90,14 @@ def degrade(point: TouchPoint, error: BaseException) -> None:
     import mlflow
 
     logger.warning(
-        "MLflow %s has no %s (%s: %s); falling back to: %s. Supported MLflow versions: "
-        "docs/versions.md.",
+        "MLflow %s has no %s (%s: %s); falling back to: %s. The tracker was checked against "
+        "MLflow %s (docs/versions.md).",
         mlflow.__version__,
         point.internal,
         type(error).__name__,
         error,
         point.fallback,
+        ", ".join(CHECKED_MLFLOW),
     )
 
 

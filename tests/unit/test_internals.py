@@ -105,7 +105,7 @@ def test_a_missing_internal_warns_once_naming_it_and_the_fallback(fresh_warnings
     assert len(caplog.records) == 1
     message = caplog.records[0].getMessage()
     assert internals.VALIDATORS.internal in message and internals.VALIDATORS.fallback in message
-    assert f"MLflow {mlflow.__version__}" in message
+    assert f"MLflow {mlflow.__version__}" in message and "2.22.1, 3.10.1, 3.17.2" in message
 
 
 def test_without_the_active_run_stack_the_public_api_makes_the_run_active(
