@@ -33,8 +33,8 @@ test: $(VENV)/.synced
 
 # Unit and core integration tests against the oldest supported ZenML/MLflow pairs, each in a
 # throw-away venv resolved from pyproject.toml's ranges (docs/versions.md); `make test` covers
-# the newest, locked set.
-test-compat:
+# the newest, locked set. (.synced brings uv.)
+test-compat: $(VENV)/.synced
 	.ci/compat
 
 lint: $(VENV)/.synced
