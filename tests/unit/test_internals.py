@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from tracker_flavor import batching, internals
-from tracker_flavor.runs import placeholder_run
+from tracker_flavor.runs import Parent
 
 pytestmark = pytest.mark.unit
 
@@ -92,8 +92,8 @@ def test_every_touch_point_is_in_the_docs_table():
         assert f"| {point.internal} | {point.purpose} | {point.fallback} |" in doc, point
 
 
-def test_a_placeholder_run_is_built_with_the_installed_mlflows_signature():
-    run = placeholder_run("abc", "1", "train")
+def test_the_parent_as_active_run_is_built_with_the_installed_mlflows_signature():
+    run = Parent("abc", "1", "train", 1700000000000, "RUNNING").active_run()
     assert (run.info.run_id, run.info.experiment_id, run.info.run_name) == ("abc", "1", "train")
     assert run.info.status == "RUNNING"
 
@@ -141,10 +141,11 @@ def test_without_the_stores_async_queue_params_are_logged_at_once_and_nothing_is
     store = internals.tracking_store(tracking_uri)
     monkeypatch.delattr(store, "_async_logging_queue")
     step = uuid.uuid4()
-    batching.open_ledger(step, tracking_uri, run.info.run_id, {"alpha": "0.1"})
+    ledgers = batching.Ledgers()
+    ledgers.open(step, tracking_uri, run.info.run_id, {"alpha": "0.1"})
     assert client.get_run(run.info.run_id).data.params == {"alpha": "0.1"}
-    assert batching.delivery_metadata(step) == {}
-    assert batching.close_ledger(step) is None
+    assert ledgers.metadata(step) == {}
+    assert ledgers.close(step) is None
     assert internals._warned == {internals.ASYNC_QUEUE}
 
 
