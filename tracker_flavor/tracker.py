@@ -31,10 +31,9 @@ from tracker_flavor.environment import process_environment
 from tracker_flavor.errors import TrackingServerError, explain
 from tracker_flavor.finalizer import run_finalizer
 from tracker_flavor.imports import AUTOLOG_LOCK
+from tracker_flavor.outcome import first_failed_step, pipeline_outcome
 from tracker_flavor.params import step_params
 from tracker_flavor.settings import MLflowPlusSettings
-from tracker_flavor.status import failed_step as first_failed_step
-from tracker_flavor.status import pipeline_outcome
 from tracker_flavor.timeouts import RequestLimits
 from tracker_flavor.uris import (
     DEFAULT_UI_URL,
@@ -553,11 +552,7 @@ class MLflowPlusExperimentTracker(BaseExperimentTracker):
         Steps may be running meanwhile, so the client carries the credentials read now (a
         rotated secret counts) instead of putting them into the process environment.
         """
-        failed = (
-            None
-            if succeeded
-            else first_failed_step(Client().zen_store.get_run(run_id, hydrate=True))
-        )
+        failed = None if succeeded else first_failed_step(run_id)
         uri = step.tracking_uri
         with self._explained(uri):
             client = detached_client(uri, self.client_variables(uri))
