@@ -41,6 +41,7 @@ class Probe:
     steps: dict[Any, StepSample] = field(default_factory=dict)
     run_start_requests: int = 0
     run_start_store_calls: int = 0
+    run_start_seconds: float = 0.0
     watcher_store_calls: int = 0
     store_calls: int = 0
     """All store calls of the run, ZenML's own included."""
@@ -77,6 +78,7 @@ class Probe:
         """Collect the samples of one pipeline run, in step order."""
         self.steps.clear()
         self.run_start_requests = self.run_start_store_calls = 0
+        self.run_start_seconds = 0.0
         self.watcher_store_calls = self.store_calls = 0
         collected: list[StepSample] = []
         yield collected
@@ -114,9 +116,11 @@ class Probe:
         def counted(tracker: Any, run_id: Any) -> Any:
             before = self.count()
             self._local.run_start = True
+            start = time.perf_counter()
             try:
                 return hook(tracker, run_id)
             finally:
+                self.run_start_seconds += time.perf_counter() - start
                 self._local.run_start = False
                 self.run_start_requests += self.count() - before
 
