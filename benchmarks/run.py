@@ -103,7 +103,10 @@ How it is measured (`benchmarks/run.py`, `make bench`):
 - **Per point**: one step calls `mlflow.log_metric` once per point. "Time per call" is the
   loop plus everything until the points are on the server: for the tracker the delivery
   before the step is reported finished, for MLflow's own async logging its
-  `flush_async_logging()`. Points delivered are read back from the server directly.
+  `flush_async_logging()`. Points delivered are read back from the server directly. MLflow's
+  async queue, with its defaults (no `MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS`), sends each
+  call as its own request from a pool of threads; the tracker's queue sends up to 1,000 values
+  per request.
 - Step logs and artifact metadata are off in these pipelines, which shortens ZenML's own work
   per step for every variant alike.
 """
