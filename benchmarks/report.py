@@ -64,6 +64,16 @@ def width_goals(points: list[WidthPoint]) -> str:
             f"{', '.join(str(p.width) for p in tracked)}; store calls in a step's hooks after "
             f"the first: {calls} at every width."
         )
+        walls = [
+            f"{on.wall_seconds / off.wall_seconds:.2f}× at width {on.width}"
+            for on in tracked
+            for off in points
+            if off.shape == shape and off.width == on.width and not off.tracked
+        ]
+        if walls:
+            lines.append(
+                f"- {shape}: run wall time with the tracker against without: {', '.join(walls)}."
+            )
     return "\n".join(lines)
 
 
