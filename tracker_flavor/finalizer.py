@@ -10,6 +10,7 @@ ended well is watched the same way.
 
 import atexit
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
@@ -17,14 +18,13 @@ from uuid import UUID
 from zenml.logger import get_logger
 
 from tracker_flavor.imports import AUTOLOG_LOCK
+from tracker_flavor.polling import poll_interval, statuses
 from tracker_flavor.uris import redact_credentials
 
 if TYPE_CHECKING:
     from zenml.enums import ExecutionStatus
 
 logger = get_logger(__name__)
-
-POLL_SECONDS = 0.5
 
 Settle = Callable[["ExecutionStatus"], None]
 """Called once with the final status of the ZenML run or step."""
@@ -62,18 +62,26 @@ class RunFinalizer:
             pending = list(self._pending.items())
         if not pending:
             return
-        store = Client().zen_store
+        try:
+            found = statuses(
+                Client().zen_store,
+                [run_id for run_id, (kind, _) in pending if kind == "run"],
+                [run_id for run_id, (kind, _) in pending if kind == "step"],
+            )
+        except Exception as error:  # a watcher must never take the process down
+            logger.warning(
+                "Could not read the status of the watched ZenML runs: %s",
+                redact_credentials(str(error)),
+            )
+            found = {}
         for run_id, (kind, settle) in pending:
-            try:
-                if kind == "run":
-                    status = store.get_run(run_id, hydrate=False).status
-                else:
-                    status = store.get_run_step(run_id, hydrate=False).status
-                if not status.is_finished:
+            status = found.get(run_id)
+            if status is not None and not status.is_finished:
+                continue
+            with self._lock:
+                if self._pending.pop(run_id, None) is None or status is None:
                     continue
-                with self._lock:
-                    if self._pending.pop(run_id, None) is None:
-                        continue
+            try:
                 with AUTOLOG_LOCK:  # settling builds MLflow clients that import lazily
                     settle(status)
             except Exception as error:  # a watcher must never take the process down
@@ -83,8 +91,6 @@ class RunFinalizer:
                     run_id,
                     redact_credentials(str(error)),
                 )
-                with self._lock:
-                    self._pending.pop(run_id, None)
 
     def stop(self) -> None:
         """Drop what is watched and the exit check (a runtime reset)."""
@@ -95,8 +101,9 @@ class RunFinalizer:
                 self._at_exit = False
 
     def _loop(self) -> None:
+        started = time.monotonic()
         while True:
-            self._wake.wait(POLL_SECONDS)
+            self._wake.wait(poll_interval(time.monotonic() - started))
             self.check()
             with self._lock:
                 if not self._pending:

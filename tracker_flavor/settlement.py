@@ -7,7 +7,7 @@ once per process even when step threads and the finalizer's thread settle at the
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from tracker_flavor import tags
@@ -32,38 +32,21 @@ def final_status(status: "ExecutionStatus") -> FinalStatus | None:
     return "FINISHED" if status.is_successful else "FAILED"
 
 
-def first_failed(statuses: Mapping[str, "ExecutionStatus"]) -> str | None:
-    """Return the step the parent is tagged with as failed: the first failed one by name."""
-    from zenml.enums import ExecutionStatus
+@dataclass(frozen=True)
+class Counts:
+    """What a leaf step needs to know about the other steps of its run."""
 
-    failed = sorted(name for name, status in statuses.items() if status == ExecutionStatus.FAILED)
-    return failed[0] if failed else None
+    settled: int
+    """Steps whose latest attempt ended well (the current step, still running, not included)."""
+    failed: str | None
+    """The first failed step (by name) whose newest attempt failed, if any."""
 
 
-def outcome(
-    latest: Mapping[str, "ExecutionStatus"],
-    expected: Iterable[str] | None,
-    current_step: str,
-    current_failed: bool,
-) -> tuple[Outcome, str | None]:
-    """Return the parent's status once `current_step` has ended, and the failed step if any.
-
-    `latest` holds the status of each step's latest attempt; `expected` names every step of a
-    static pipeline (None for a dynamic one, whose steps are not known up front: its parent stays
-    RUNNING until a step fails or the run is settled afterwards).
-    """
-    from zenml.enums import ExecutionStatus
-
-    statuses = {
-        **latest,
-        current_step: ExecutionStatus.FAILED if current_failed else ExecutionStatus.COMPLETED,
-    }
-    if (failed := first_failed(statuses)) is not None:
-        return "FAILED", current_step if current_failed else failed
-    if expected is None:
-        return "RUNNING", None
-    names = set(expected)
-    if names <= set(statuses) and all(statuses[name].is_finished for name in names):
+def decide(counts: Counts, expected: int) -> tuple[Outcome, str | None]:
+    """Return the outcome once a leaf step ended well, from the counts of the other steps."""
+    if counts.failed:
+        return "FAILED", counts.failed
+    if counts.settled + 1 >= expected:  # + 1: the current step
         return "FINISHED", None
     return "RUNNING", None
 

@@ -1,13 +1,45 @@
-"""What ZenML recorded about a pipeline run's steps, read for the parent's outcome."""
+"""What ZenML recorded about a run's steps, read in a bounded number of small queries.
 
-from typing import TYPE_CHECKING
+The cost must not grow with the width of the run: no step lists the run's steps. A step with
+downstream steps, and any step of a dynamic pipeline, decides without asking ZenML at all (a
+dynamic run is settled once, by the watcher in the process that ran its steps). A leaf of a
+static pipeline asks ZenML for counts (pages of one item) and, only when steps failed, for at
+most `FAILED_PAGE` of them and the newest attempt of each it checks. The rule itself is
+settlement.decide.
+"""
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from tracker_flavor.settlement import Outcome, first_failed, outcome
+from tracker_flavor.settlement import Counts, Outcome, decide
 
 if TYPE_CHECKING:
-    from zenml.enums import ExecutionStatus
-    from zenml.models import PipelineRunResponse, PipelineSnapshotResponse
+    from zenml.models import PipelineRunResponse, PipelineSnapshotResponse, StepRunResponse
+
+FAILED_PAGE = 20
+"""Failed steps a leaf checks for a newer attempt; beyond them the watcher decides."""
+SETTLED = ("completed", "cached", "skipped")
+"""Statuses of a step whose latest attempt ended well (ZenML's `is_successful`)."""
+
+
+def failed_step(pipeline_run: "PipelineRunResponse") -> str | None:
+    """Return the first (by name) failed step of a ZenML run, as the tracker tags it."""
+    failed = sorted(name for name, step in pipeline_run.steps.items() if step.status == "failed")
+    return failed[0] if failed else None
+
+
+def is_leaf(snapshot: "PipelineSnapshotResponse", step_name: str) -> bool:
+    """Tell whether no step of a static pipeline runs after `step_name`."""
+    spec = snapshot.pipeline_spec
+    return not (spec and any(step_name in s.upstream_steps for s in spec.steps))
+
+
+def expected_steps(snapshot: "PipelineSnapshotResponse") -> int:
+    """Return the number of steps of a static pipeline (its spec lists them all)."""
+    spec = snapshot.pipeline_spec
+    return len(spec.steps) if spec else len(snapshot.step_configurations)
 
 
 def pipeline_outcome(
@@ -16,49 +48,55 @@ def pipeline_outcome(
     current_step: str,
     current_failed: bool,
 ) -> tuple[Outcome, str | None]:
-    """Return the parent run's status once `current_step` has ended, and the failed step if any.
-
-    A static pipeline is over when every step of its snapshot has a finished latest attempt
-    (the current step counts as finished). A dynamic pipeline's steps are not known up front.
-    """
-    spec = snapshot.pipeline_spec
-    if not current_failed and spec and any(current_step in s.upstream_steps for s in spec.steps):
-        # Steps after this one have not run yet, and a failed step settles the parent itself.
+    """Return the parent run's status once `current_step` has ended, and the failed step if any."""
+    if current_failed:
+        return "FAILED", current_step
+    if snapshot.is_dynamic or not is_leaf(snapshot, current_step):
+        # Later steps will run, or (dynamic) no step can know it is the last one.
         return "RUNNING", None
-    latest = latest_statuses(run_id)
-    if snapshot.is_dynamic:
-        expected = None
-    else:
-        # A step process loads a snapshot filtered to its own step; the spec still lists them all.
-        expected = (
-            {s.invocation_id for s in spec.steps} if spec else set(snapshot.step_configurations)
-        )
-    return outcome(latest, expected, current_step, current_failed)
+    return decide(count_steps(run_id), expected_steps(snapshot))
 
 
-def latest_statuses(run_id: UUID) -> dict[str, "ExecutionStatus"]:
-    """Return the status of the latest attempt of each step of a ZenML run."""
+def step_pages(run_id: UUID) -> Callable[..., Any]:
+    """Return a function listing one small page of the latest attempts of a run's steps."""
     from zenml.client import Client
     from zenml.models import StepRunFilter
 
     store = Client().zen_store
-    latest: dict[str, ExecutionStatus] = {}
-    versions: dict[str, int] = {}
-    page_number = 1
-    while True:
-        page = store.list_run_steps(
-            StepRunFilter(pipeline_run_id=run_id, exclude_retried=True, page=page_number, size=500)
+
+    def page(size: int, sort_by: str = "created", **filters: Any) -> Any:
+        return store.list_run_steps(
+            StepRunFilter(
+                pipeline_run_id=run_id, exclude_retried=True, size=size, sort_by=sort_by, **filters
+            )
         )
-        for step in page.items:
-            # A step launched again (a restarted pod) has a newer attempt: that one counts.
-            if step.version >= versions.get(step.name, 0):
-                latest[step.name], versions[step.name] = step.status, step.version
-        if page_number >= page.total_pages:
-            break
-        page_number += 1
-    return latest
+
+    return page
 
 
-def failed_step(pipeline_run: "PipelineRunResponse") -> str | None:
-    """Return the step a finished ZenML run's parent is tagged with as failed."""
-    return first_failed({name: step.status for name, step in pipeline_run.steps.items()})
+def count_steps(run_id: UUID) -> Counts:
+    """Ask ZenML how the latest attempts of a run's steps stand, in a few small queries."""
+    page = step_pages(run_id)
+    settled = page(1, status=_oneof(SETTLED)).total
+    failed = page(FAILED_PAGE, sort_by="asc:name", status="failed")
+    return Counts(settled=settled, failed=first_still_failed(failed.items, page))
+
+
+def first_failed_step(run_id: UUID) -> str | None:
+    """Return the first (by name) failed step of a finished ZenML run, in one small query."""
+    page = step_pages(run_id)
+    return first_still_failed(page(FAILED_PAGE, sort_by="asc:name", status="failed").items, page)
+
+
+def first_still_failed(failed: "list[StepRunResponse]", page: Callable[..., Any]) -> str | None:
+    """Return the first failed step whose newest attempt failed too (a relaunch may follow)."""
+    for step in failed:
+        newest = page(1, sort_by="desc:version", name=step.name).items
+        if not newest or newest[0].version <= step.version:
+            return step.name
+    return None
+
+
+def _oneof(values: tuple[str, ...]) -> str:
+    """Return a ZenML `oneof:` filter value."""
+    return f"oneof:{json.dumps(list(values))}"

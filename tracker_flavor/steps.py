@@ -19,7 +19,7 @@ from tracker_flavor import parent as parents
 from tracker_flavor.errors import explained
 from tracker_flavor.imports import AUTOLOG_LOCK
 from tracker_flavor.runs import Parent
-from tracker_flavor.status import failed_step
+from tracker_flavor.status import first_failed_step
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -138,11 +138,9 @@ def settle_after_run(
     connection: "Connection", step: StepRun, run_id: UUID, final: ExecutionStatus, state: "Runtime"
 ) -> None:
     """Settle the parent after ZenML finished the pipeline run (see finalizer.py)."""
-    from zenml.client import Client
-
     failed = None
     if not final.is_successful:
-        failed = failed_step(Client().zen_store.get_run(run_id, hydrate=True))
+        failed = first_failed_step(run_id)
     with explained(connection):
         state.statuses.settle(
             connection.settler(), step.key, "FINISHED" if final.is_successful else "FAILED", failed

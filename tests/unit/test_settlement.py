@@ -7,7 +7,7 @@ import pytest
 from zenml.enums import ExecutionStatus
 
 from tracker_flavor import tags
-from tracker_flavor.settlement import ParentStatuses, final_status, outcome, settle_parent
+from tracker_flavor.settlement import ParentStatuses, final_status, settle_parent
 
 pytestmark = pytest.mark.unit
 
@@ -30,22 +30,6 @@ class Settler:
 
     def update_run(self, run_id, status=None):
         self.calls.append(("update", run_id, status))
-
-
-def test_the_last_step_of_a_static_pipeline_finishes_the_parent():
-    assert outcome({"a": DONE}, {"a", "b"}, "b", False) == ("FINISHED", None)
-    assert outcome({}, {"a", "b"}, "b", False) == ("RUNNING", None)
-    assert outcome({"a": RUNNING}, {"a", "b"}, "b", False) == ("RUNNING", None)
-
-
-def test_a_failed_step_fails_the_parent_and_is_named():
-    assert outcome({"a": DONE}, {"a", "b"}, "b", True) == ("FAILED", "b")
-    assert outcome({"b": FAILED, "a": FAILED}, {"a", "b", "c"}, "c", False) == ("FAILED", "a")
-
-
-def test_a_dynamic_pipeline_stays_running_until_a_step_fails():
-    assert outcome({"a": DONE}, None, "b", False) == ("RUNNING", None)
-    assert outcome({"a": DONE}, None, "b", True) == ("FAILED", "b")
 
 
 def test_zenml_statuses_map_to_mlflow_once_finished():

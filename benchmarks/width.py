@@ -1,0 +1,86 @@
+"""Width sweep: a dynamic map and a static fan-out, ever wider, with and without the tracker."""
+
+import time
+from dataclasses import dataclass, field
+
+from benchmarks.context import Bench, median
+
+DYNAMIC, STATIC = "dynamic map", "static fan-out"
+
+
+@dataclass
+class WidthPoint:
+    """One run of a wide pipeline."""
+
+    shape: str
+    width: int
+    tracked: bool
+    steps: int = 0
+    wall_seconds: float = 0.0
+    hook_ms: list[float] = field(default_factory=list)
+    """Tracker time of each step after the first (which resolves the parent run)."""
+    first_hook_ms: float = 0.0
+    requests: int = 0
+    tracker_store_calls: int = 0
+    """Store calls in the tracker's hooks, at run start and in its watcher thread."""
+    hook_store_calls: list[int] = field(default_factory=list)
+    hook_store_records: list[int] = field(default_factory=list)
+    watcher_store_calls: int = 0
+    store_calls: int = 0
+    """All store calls of the run, ZenML's own included."""
+
+    @property
+    def hook_ms_per_step(self) -> float:
+        """Return the median tracker time of a step after the first."""
+        return median(self.hook_ms)
+
+    def per_step(self, total: int) -> float:
+        """Return `total` divided over the run's steps."""
+        return total / self.steps if self.steps else 0.0
+
+
+def run_width(bench: Bench, shape: str, width: int, tracked: bool) -> WidthPoint:
+    """Run the pipeline of `shape` at `width` once and measure it."""
+    from testsupport.benchmark_pipelines import bench_fan, bench_map
+    from tracker_flavor.runtime import runtime
+
+    pipeline = bench_map if shape == DYNAMIC else bench_fan
+    point = WidthPoint(shape, width, tracked)
+    probe = bench.probe
+    with probe.run() as samples:
+        before = bench.proxy.total
+        start = time.perf_counter()
+        pipeline(width=width, tracked=tracked)
+        point.wall_seconds = time.perf_counter() - start
+        runtime.finalizer.check()  # the watcher's last settlement belongs to this run
+        point.requests = bench.proxy.total - before
+    point.steps = width + 1
+    point.store_calls = probe.store_calls
+    point.watcher_store_calls = probe.watcher_store_calls
+    point.tracker_store_calls = (
+        probe.run_start_store_calls
+        + probe.watcher_store_calls
+        + sum(sample.store_calls for sample in samples)
+    )
+    if samples:
+        point.first_hook_ms = samples[0].hook_seconds * 1000
+        point.hook_ms = [sample.hook_seconds * 1000 for sample in samples[1:]]
+        point.hook_store_calls = [sample.store_calls for sample in samples[1:]]
+        point.hook_store_records = [sample.store_records for sample in samples[1:]]
+    return point
+
+
+def sweep(
+    bench: Bench, dynamic: tuple[int, ...], static: tuple[int, ...], untracked_up_to: int
+) -> list[WidthPoint]:
+    """Run every shape and width tracked, and untracked up to a width; return the points."""
+    from benchmarks.context import NONE, PLUS
+
+    points = []
+    for shape, widths in ((STATIC, static), (DYNAMIC, dynamic)):
+        for width in widths:
+            for tracked in (True, False) if width <= untracked_up_to else (True,):
+                bench.activate(PLUS if tracked else NONE)
+                print(f"width: {shape} x {width}, tracker {'on' if tracked else 'off'}", flush=True)
+                points.append(run_width(bench, shape, width, tracked))
+    return points

@@ -1,0 +1,82 @@
+"""Per-step cost stays flat as a run widens: ZenML store calls and MLflow requests, counted."""
+
+from collections.abc import Iterator
+
+import pytest
+from zenml.client import Client
+
+from tests.integration.test_performance import SERVER_ENV, active_stack
+from testsupport.benchmark_pipelines import bench_fan, bench_map
+from testsupport.probe import Probe, StepSample
+from testsupport.proxy import Proxy
+from testsupport.servers import MlflowServer
+from tracker_flavor.polling import statuses
+from tracker_flavor.runtime import runtime
+from tracker_flavor.tracker import MLflowPlusExperimentTracker
+
+pytestmark = pytest.mark.integration
+
+NARROW, WIDE = 4, 16
+
+
+@pytest.fixture(scope="module")
+def proxy(zenml_stack, session_dir) -> Iterator[Proxy]:
+    server = MlflowServer(session_dir / "servers" / "scale", env=SERVER_ENV).start()
+    try:
+        with Proxy(server.url) as proxy, active_stack("scale", f"tracking_uri={proxy.url}"):
+            yield proxy
+    finally:
+        server.stop()
+
+
+def measure(pipeline, proxy: Proxy, width: int) -> tuple[list[StepSample], int]:
+    """Run `pipeline(width=width)`; return its step samples and the MLflow requests it made."""
+    probe = Probe(lambda: proxy.total)
+    store = type(Client().zen_store)
+    with probe.instrumented(MLflowPlusExperimentTracker, store=store), probe.run() as steps:
+        before = proxy.total
+        run = pipeline(width=width)
+        runtime.finalizer.check()  # settle now what the watcher would settle a few seconds later
+        requests = proxy.total - before
+    assert Client().get_pipeline_run(run.id).status == "completed"
+    assert len(steps) == width + 1
+    return steps, requests
+
+
+def per_step(samples: list[StepSample]) -> set[tuple[int, int]]:
+    """Return the distinct (store calls, records read) of steps."""
+    return {(sample.store_calls, sample.store_records) for sample in samples}
+
+
+def test_a_wider_map_costs_the_same_per_step(proxy, process_snapshot):
+    narrow, narrow_requests = measure(bench_map, proxy, NARROW)
+    wide, wide_requests = measure(bench_map, proxy, WIDE)
+    # The first step resolves the parent run; a mapped step asks ZenML nothing, at any width.
+    assert per_step(narrow[:1]) == per_step(wide[:1])
+    assert per_step(narrow[1:]) == per_step(wide[1:]) == {(0, 0)}
+    # Mapped steps run at once, so requests are compared per added step: two at most each.
+    assert wide_requests - narrow_requests <= 2 * (WIDE - NARROW)
+
+
+def test_a_wider_fan_out_costs_the_same_per_leaf(proxy, process_snapshot):
+    narrow, narrow_requests = measure(bench_fan, proxy, NARROW)
+    wide, wide_requests = measure(bench_fan, proxy, WIDE)
+    # Every leaf asks ZenML two counts (pages of one), however many leaves there are...
+    assert per_step(narrow[1:]) == per_step(wide[1:]) == {(2, 1)}
+    # ...and makes the same MLflow requests (the last one also settles the parent run).
+    assert {s.requests for s in narrow[1:-1]} == {s.requests for s in wide[1:-1]}
+    assert narrow[-1].requests == wide[-1].requests
+    # Only the narrow run, the experiment's first, created the experiment.
+    assert wide_requests - narrow_requests <= (WIDE - NARROW) * wide[1].requests
+
+
+def test_the_watcher_reads_all_watched_steps_in_one_call(proxy, process_snapshot):
+    run = Client().get_pipeline("bench_fan").last_run
+    step_ids = [step.id for step in run.steps.values()]
+    probe = Probe(lambda: proxy.total)
+    store = Client().zen_store
+    with probe.instrumented(store=type(store)), probe.run():
+        found = statuses(store, [run.id], step_ids)
+    assert probe.store_calls == 2  # the run, then its steps
+    assert set(found) == {run.id, *step_ids}
+    assert all(status == "completed" for status in found.values())

@@ -1,0 +1,46 @@
+"""Bound what the finalizer's watcher asks ZenML.
+
+One call per poll for each watched run and per 100 watched steps, and polls that grow further
+apart the longer a run goes on.
+"""
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from zenml.enums import ExecutionStatus
+    from zenml.zen_stores.base_zen_store import BaseZenStore
+
+FIRST_SECONDS = 0.5
+LAST_SECONDS = 5.0
+GROWTH_SECONDS = 20.0
+"""Watching time over which the interval grows from FIRST_SECONDS to LAST_SECONDS."""
+STEPS_PER_CALL = 100
+
+
+def poll_interval(watching_seconds: float) -> float:
+    """Return the wait before the next poll: quick at first (short runs settle fast), then slow."""
+    share = min(max(watching_seconds, 0.0) / GROWTH_SECONDS, 1.0)
+    return FIRST_SECONDS + share * (LAST_SECONDS - FIRST_SECONDS)
+
+
+def chunks(ids: list[UUID], size: int = STEPS_PER_CALL) -> Iterable[list[UUID]]:
+    """Split `ids` into lists of at most `size`."""
+    return (ids[start : start + size] for start in range(0, len(ids), size))
+
+
+def statuses(
+    store: "BaseZenStore", run_ids: list[UUID], step_ids: list[UUID]
+) -> dict[UUID, "ExecutionStatus"]:
+    """Return the status of each watched run and step run: a call per run, one per 100 steps."""
+    from zenml.models import StepRunFilter
+
+    found = {run_id: store.get_run(run_id, hydrate=False).status for run_id in run_ids}
+    for chunk in chunks(step_ids):
+        page = store.list_run_steps(
+            StepRunFilter(id=f"oneof:{json.dumps([str(i) for i in chunk])}", size=len(chunk))
+        )
+        found.update((step.id, step.status) for step in page.items)
+    return found
