@@ -14,9 +14,9 @@ def free_port() -> int:
 
 
 def wait_for_health(
-    url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 300
+    url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 300, path: str = "/health"
 ) -> None:
-    """Poll `url`/health until it answers 200; fail with the server's log if it does not.
+    """Poll `url` + `path` until it answers 200; fail with the server's log if it does not.
 
     A self-signed HTTPS server is polled without verifying its certificate.
     """
@@ -32,7 +32,7 @@ def wait_for_health(
                 f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}"
             )
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2, context=context) as response:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2, context=context) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -68,6 +68,7 @@ class MlflowServer:
         app_name: str | None = None,
         env: dict[str, str] | None = None,
         ssl: tuple[Path, Path] | None = None,
+        artifacts_destination: str | None = None,
     ) -> None:
         import os
         import sys
@@ -81,7 +82,7 @@ class MlflowServer:
             sys.executable, "-m", "mlflow", "server",
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
             "--backend-store-uri", backend_store_uri or f"sqlite:///{workdir}/mlflow.db",
-            "--artifacts-destination", str(workdir / "artifacts"),
+            "--artifacts-destination", artifacts_destination or str(workdir / "artifacts"),
         ]  # fmt: skip
         if app_name:
             command += ["--app-name", app_name]
