@@ -14,7 +14,11 @@ def free_port() -> int:
 
 
 def wait_for_health(
-    url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 300, path: str = "/health"
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    seconds: float = 300,
+    path: str = "/health",
 ) -> None:
     """Poll `url` + `path` until it answers 200; fail with the server's log if it does not.
 

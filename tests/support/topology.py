@@ -17,9 +17,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.support.postgres import Postgres
 from tests.support.proxy import Proxy
@@ -35,6 +37,7 @@ AWS_ENV = {
 ZENML_BUCKET = "zenml-artifacts"
 MLFLOW_BUCKET = "mlflow-artifacts"
 ADMIN = "admin"
+USER = "tester"
 STACK = "topology"
 
 
@@ -138,6 +141,16 @@ class ZenmlServer:
         )
         return str(key["body"]["key"])
 
+    def create_user(self, name: str) -> str:
+        """Create a dashboard user who has answered the onboarding survey; return its password."""
+        password = secrets.token_urlsafe(12)
+        user = {
+            "name": name, "password": password, "active": True, "is_admin": False,
+            "email_opted_in": False, "user_metadata": {"finished_onboarding_survey": True},
+        }  # fmt: skip
+        self._call("POST", "/users", self.login(), user)
+        return password
+
     def stop(self) -> None:
         """Stop the server."""
         if self.process is not None:
@@ -152,8 +165,10 @@ class Topology:
     zenml_proxy: Proxy
     moto: Moto
     mlflow: MlflowServer
-    api_key: str
-    client_env: dict[str, str] = field(default_factory=dict)
+    client_env: dict[str, str]
+    password: str
+    """The dashboard password of USER."""
+    stack_id: str = ""
 
     @contextmanager
     def connected(self) -> Iterator[None]:
@@ -197,16 +212,27 @@ def topology(workdir: Path, *, zenml_port: int | None = None) -> Iterator[Topolo
         mlflow.wait()
         proxy = Proxy(zenml.url).__enter__()
         parts.callback(proxy.__exit__, None, None, None)
-        api_key = zenml.service_account_key("pipelines")
-        client_env = AWS_ENV | {"ZENML_STORE_URL": proxy.url, "ZENML_STORE_API_KEY": api_key}
-        yield Topology(zenml, proxy, moto, mlflow, api_key, client_env)
+        # The client's own global config: the session's stays on its local store.
+        client_env = AWS_ENV | {
+            "ZENML_CONFIG_PATH": str(workdir / "client-config"),
+            "ZENML_STORE_URL": proxy.url,
+            "ZENML_STORE_API_KEY": zenml.service_account_key("pipelines"),
+        }
+        yield Topology(zenml, proxy, moto, mlflow, client_env, zenml.create_user(USER))
 
 
-def register_stack(top: Topology, orchestrator_flavor: str | None = None) -> str:
-    """Register the flavor, an S3 artifact store, the tracker and a stack on the server.
+def register_stack(
+    name: str,
+    *,
+    s3_url: str,
+    tracking_uri: str,
+    orchestrator: str = "local",
+    tracker: str = "mlflow_plus",
+) -> str:
+    """Register the flavor, the S3 artifact store, a tracker and stack `name`; return its id.
 
-    Call it connected; with `orchestrator_flavor` (a registered flavor) the stack uses it,
-    else ZenML's local orchestrator. Returns the stack's id.
+    Call it connected. `orchestrator` is a registered orchestrator flavor; the tracker's default
+    name is the one the examples and test pipelines ask for.
     """
     from click.testing import CliRunner
     from zenml.client import Client
@@ -217,50 +243,65 @@ def register_stack(top: Topology, orchestrator_flavor: str | None = None) -> str
     result = CliRunner().invoke(cli, ["install"])  # the flavor, as a user registers it
     assert result.exit_code == 0, result.output
     client = Client()
-    store = client.create_stack_component(
-        f"{STACK}-s3", "s3", Kind.ARTIFACT_STORE,
-        {"path": f"s3://{ZENML_BUCKET}", "client_kwargs": {"endpoint_url": top.moto.url}},
-    )  # fmt: skip
-    tracker = client.create_stack_component(
-        "mlflow_plus", "mlflow_plus", Kind.EXPERIMENT_TRACKER,  # the name the examples use
-        {"tracking_uri": top.mlflow.url},
-    )  # fmt: skip
-    orchestrator = client.create_stack_component(
-        f"{STACK}-{orchestrator_flavor or 'local'}", orchestrator_flavor or "local",
-        Kind.ORCHESTRATOR, {},
-    )  # fmt: skip
-    stack = client.create_stack(
-        STACK,
-        components={
-            Kind.ARTIFACT_STORE: [store.id],
-            Kind.ORCHESTRATOR: [orchestrator.id],
-            Kind.EXPERIMENT_TRACKER: [tracker.id],
-        },
-    )
+    try:
+        store = client.get_stack_component(Kind.ARTIFACT_STORE, "s3")
+    except KeyError:
+        store = client.create_stack_component(
+            "s3", "s3", Kind.ARTIFACT_STORE,
+            {"path": f"s3://{ZENML_BUCKET}", "client_kwargs": {"endpoint_url": s3_url}},
+        )  # fmt: skip
+    components = {
+        Kind.ARTIFACT_STORE: store.id,
+        Kind.ORCHESTRATOR: client.create_stack_component(
+            f"{name}-{orchestrator}", orchestrator, Kind.ORCHESTRATOR, {}
+        ).id,
+        Kind.EXPERIMENT_TRACKER: client.create_stack_component(
+            tracker, "mlflow_plus", Kind.EXPERIMENT_TRACKER, {"tracking_uri": tracking_uri}
+        ).id,
+    }
+    stack = client.create_stack(name, components={k: [v] for k, v in components.items()})
     return str(stack.id)
+
+
+@pytest.fixture(scope="session")
+def topology_session(session_dir: Path) -> Iterator[Topology]:
+    """The topology for the whole test session, with stack `topology` registered."""
+    with topology(session_dir / "topology") as top:
+        with top.connected():
+            from zenml.client import Client
+
+            top.stack_id = register_stack(STACK, s3_url=top.moto.url, tracking_uri=top.mlflow.url)
+            Client().activate_stack(top.stack_id)
+        yield top
+
+
+@pytest.fixture
+def on_topology(topology_session: Topology) -> Iterator[Topology]:
+    """Connect this test to the ZenML server, with stack `topology` active."""
+    from zenml.client import Client
+
+    with topology_session.connected():
+        Client().activate_stack(topology_session.stack_id)
+        yield topology_session
 
 
 def main() -> None:
     """Start the topology, register a stack, write an env file and wait for Ctrl-C."""
     workdir = Path(os.environ.get("TOPOLOGY_DIR") or tempfile.mkdtemp(prefix="zenml-topology-"))
     port = int(os.environ.get("TOPOLOGY_ZENML_PORT") or 0) or None
-    os.environ["ZENML_CONFIG_PATH"] = str(workdir / "client-config")
     os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
     print("starting moto (S3), PostgreSQL, the MLflow server and the ZenML server ...", flush=True)
     with topology(workdir, zenml_port=port) as top, top.connected():
         from zenml.client import Client
 
-        Client().activate_stack(register_stack(top))
+        stack = register_stack(STACK, s3_url=top.moto.url, tracking_uri=top.mlflow.url)
+        Client().activate_stack(stack)
         env_file = workdir / "env"
-        client = {
-            **top.client_env,
-            "ZENML_CONFIG_PATH": str(workdir / "client-config"),
-            "ZENML_ANALYTICS_OPT_IN": "false",
-        }
+        client = top.client_env | {"ZENML_ANALYTICS_OPT_IN": "false"}
         env_file.write_text("".join(f"export {k}={v}\n" for k, v in client.items()))
         env_file.chmod(0o600)
         print(
-            f"\nZenML dashboard  {top.zenml.url}  (user {ADMIN}, password {top.zenml.password})\n"
+            f"\nZenML dashboard  {top.zenml.url}  (user {USER}, password {top.password})\n"
             f"MLflow UI        {top.mlflow.url}\n"
             f"S3 (moto)        {top.moto.url}\n\n"
             f"In another shell:  source {env_file}  then run a pipeline, e.g.\n"
