@@ -297,7 +297,12 @@ def main() -> None:
         stack = register_stack(STACK, s3_url=top.moto.url, tracking_uri=top.mlflow.url)
         Client().activate_stack(stack)
         env_file = workdir / "env"
-        client = top.client_env | {"ZENML_ANALYTICS_OPT_IN": "false"}
+        # Like `make demo`: no ZenML repository, step sources resolve against the project root.
+        client = top.client_env | {
+            "ZENML_ANALYTICS_OPT_IN": "false",
+            "ZENML_REPOSITORY_PATH": str(workdir / "no-repository"),
+            "ZENML_CUSTOM_SOURCE_ROOT": str(ROOT),
+        }
         env_file.write_text("".join(f"export {k}={v}\n" for k, v in client.items()))
         env_file.chmod(0o600)
         print(
