@@ -14,6 +14,7 @@ from zenml.enums import StackComponentType
 from zenml.exceptions import StackValidationError
 from zenml.pipelines.pipeline_definition import Pipeline
 
+from tests.integration.distributed.test_processes import wait_for
 from tests.integration.pipelines import linear
 from tests.integration.test_run_model import runs_of
 
@@ -56,7 +57,8 @@ class Added:
     """Requests to the ZenML server of a tracked run minus those of the same run untracked,
     without the finalizer's polls."""
     polls: int
-    """Polls of the finalizer (every 0.5 s until ZenML records a step or run final)."""
+    """Requests of the finalizer's thread: polls every 0.5 s until ZenML records a step or run
+    final (their number depends on ZenML's timing), and settling the MLflow runs."""
 
 
 def added_requests(top, steps: int, monkeypatch) -> Added:
@@ -72,34 +74,39 @@ def added_requests(top, steps: int, monkeypatch) -> Added:
         return request(self, *args, **kwargs)
 
     monkeypatch.setattr(RestZenStore, "_request", counted)
-    counts = {}
+    counts, polled = {}, 0
     for with_tracker in (True, False):
         top.zenml_proxy.reset()
+        polls = 0
         run = chain(steps, with_tracker)()
-        counts[with_tracker] = top.zenml_proxy.total
+        # The finalizer ends its thread once it has settled every step and run: then all of this
+        # run's requests, polls included, are counted.
+        wait_for(lambda: FINALIZER_THREAD not in {t.name for t in threading.enumerate()})
+        counts[with_tracker] = top.zenml_proxy.total - polls
+        polled += polls
         assert Client().get_pipeline_run(run.id).status == "completed"
     monkeypatch.setattr(RestZenStore, "_request", request)
-    return Added(counts[True] - polls - counts[False], polls)
+    return Added(counts[True] - counts[False], polled)
 
 
 def test_rest_calls_the_tracker_adds_are_flat_in_steps_and_runs(on_topology, monkeypatch, capsys):
-    """Per step and per run, the tracker adds the same few REST calls, whatever the history."""
-    few, many, later = 2, 5, 8
-    added = {n: added_requests(on_topology, n, monkeypatch) for n in (few, many)}
-    per_step = (added[many].calls - added[few].calls) / (many - few)
-    per_run = added[few].calls - few * per_step
-    runs_before = Client().list_pipeline_runs(size=1).total
-    added[later] = added_requests(on_topology, later, monkeypatch)
+    """Besides its finalizer's polls, the tracker adds the same REST calls to any run."""
+    sizes = (2, 5, 8)
+    added = {}
+    for steps in sizes:
+        added[steps] = added_requests(on_topology, steps, monkeypatch)
+        runs = Client().list_pipeline_runs(size=1).total
     with capsys.disabled():
         print(
-            f"\nZenML REST calls the tracker adds (nested): {per_step:g} per step, {per_run:g} "
-            f"per run, at {few} and {many} steps; at {later} steps after {runs_before} runs: "
-            f"{added[later].calls}; finalizer polls: "
+            "\nZenML REST calls the tracker adds (nested), besides the finalizer's: "
+            + ", ".join(f"{a.calls} at {n} steps" for n, a in added.items())
+            + f" ({runs} runs on the server); the finalizer's: "
             + ", ".join(f"{a.polls} at {n} steps" for n, a in added.items())
         )
-    # A call per earlier step or run would miss the prediction; polls depend on timing only.
-    assert per_step == int(per_step) and per_run == int(per_run)
-    assert added[later].calls == per_run + later * per_step
+    # The lock, the parent's record and the links cost the same for 2 or 8 steps, now or after
+    # more runs: a call per step would add 6 here, a call per earlier run 4 (the runs between the
+    # first and the last count). A few more or less are timing: a token refresh, a log flush.
+    assert max(a.calls for a in added.values()) - min(a.calls for a in added.values()) <= 3
 
 
 def test_steps_and_artifacts_cross_the_server_and_s3(on_topology):
