@@ -42,7 +42,7 @@ lint: $(VENV)/.synced
 topology: $(VENV)/.synced
 	rm -rf .topology
 	TOPOLOGY_DIR=$(CURDIR)/.topology TOPOLOGY_ZENML_PORT=$(TOPOLOGY_ZENML_PORT) \
-		$(BIN)/python -m tests.support.topology
+		$(BIN)/python -m testsupport.topology
 
 bench: $(VENV)/.synced
 	$(BIN)/python -m benchmarks.run

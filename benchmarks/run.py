@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from benchmarks.probe import Probe
+    from testsupport.probe import Probe
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(tempfile.mkdtemp(prefix="mlflow-plus-bench-"))
@@ -148,7 +148,7 @@ def delivered_points(server_url: str, experiment: str, run_name: str, key: str) 
 
 def run_linear(variant: str, probe: "Probe", result: LinearResult) -> None:
     """Run the 10-step pipeline once with `variant` and record its samples."""
-    from benchmarks.pipelines import bench_linear
+    from testsupport.benchmark_pipelines import bench_linear
 
     pipeline = bench_linear.with_options(
         settings={"experiment_tracker": {"nested": True}} if variant == NESTED else {}
@@ -168,7 +168,7 @@ def run_linear(variant: str, probe: "Probe", result: LinearResult) -> None:
 
 def run_points(variant: str, count: int, probe: "Probe", server_url: str) -> tuple[float, int, int]:
     """Run the points pipeline once; return (logging seconds, requests, points delivered)."""
-    from benchmarks.pipelines import bench_points, logging_seconds
+    from testsupport.benchmark_pipelines import bench_points, logging_seconds
 
     key = f"points_{uuid.uuid4().hex[:8]}"
     with probe.run() as steps:
@@ -267,14 +267,14 @@ def main() -> None:
         MLFlowExperimentTracker,
     )
 
-    from benchmarks.probe import Probe
-    from tests.support.proxy import Proxy
-    from tests.support.servers import MlflowServer
+    from testsupport.probe import Probe
+    from testsupport.proxy import Proxy
+    from testsupport.servers import MlflowServer
     from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
     print("starting mlflow server ...", flush=True)
     # No job-runner processes: they only compete with the measured process for the CPU.
-    server = MlflowServer(WORK / "server", env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    server = MlflowServer(WORK / "server")
     server.start()
     try:
         with ExitStack() as stack:

@@ -6,8 +6,8 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
@@ -15,17 +15,12 @@ import click
 from cli.components import load_tracker
 from cli.output import output_option, print_json
 from tracker_flavor.errors import explain
-from tracker_flavor.uris import (
-    is_databricks_uri,
-    is_http_uri,
-    normalize_host,
-    redact_credentials,
-    strip_credentials,
-)
+from tracker_flavor.uris import redact_credentials
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from tracker_flavor.connection import Connection
     from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 PROBE_EXPERIMENT = "zenml-mlflow-check"
@@ -72,12 +67,12 @@ def _timed(action: Callable[[], object]) -> float:
 
 
 def _server_checks(
-    uri: str, variables: dict[str, str], tracker: "MLflowPlusExperimentTracker", deadline: Deadline
+    connection: "Connection", tracker: "MLflowPlusExperimentTracker", deadline: Deadline
 ) -> Iterator[Result]:
     """Check that the server's host accepts connections, its TLS and, for MLflow, /health."""
     import requests
 
-    base = normalize_host(variables["DATABRICKS_HOST"]) if is_databricks_uri(uri) else uri
+    uri, base = connection.uri, connection.server
     parts = urlsplit(base)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     deadline.current = "connect"
@@ -88,16 +83,13 @@ def _server_checks(
         yield Result("connect", False, _failure(error, uri, tracker))
         return
     yield Result("connect", True, f"{host}:{port} accepts connections")
-    insecure = variables.get("MLFLOW_TRACKING_INSECURE_TLS") == "true"
-    verify: bool | str = not insecure and variables.get("MLFLOW_TRACKING_SERVER_CERT_PATH", True)
-    cert = variables.get("MLFLOW_TRACKING_CLIENT_CERT_PATH")
-    probe = "/health" if is_http_uri(uri) else "/"
+    options = connection.request_options()
+    tls = {"verify": options["verify"], "cert": options["cert"]}
+    probe = "/health" if connection.kind == "http" else "/"
     deadline.current = "tls" if parts.scheme == "https" else "server"
     try:
         start = time.perf_counter()
-        response = requests.get(
-            f"{base.rstrip('/')}{probe}", verify=verify, cert=cert, timeout=deadline.left()
-        )
+        response = requests.get(f"{base.rstrip('/')}{probe}", timeout=deadline.left(), **tls)
         latency = (time.perf_counter() - start) * 1000
     except requests.RequestException as error:
         yield Result(deadline.current, False, _failure(error, uri, tracker))
@@ -107,59 +99,38 @@ def _server_checks(
             "tls",
             True,
             "certificate NOT verified (tracking_insecure_tls=True)"
-            if insecure
+            if connection.insecure_tls
             else f"certificate of {host} verified",
         )
-    if not is_http_uri(uri):
+    if connection.kind != "http":
         return
     deadline.current = "server"
     if response.status_code != 200:
         yield Result(
             "server",
             False,
-            f"{strip_credentials(uri)} answered /health with HTTP {response.status_code}: "
+            f"{connection.shown} answered /health with HTTP {response.status_code}: "
             "it is not an MLflow tracking server, or it is unhealthy (see its log).",
         )
         return
-    version = requests.get(
-        f"{base.rstrip('/')}/version",
-        verify=verify,
-        cert=cert,
-        timeout=deadline.left(),
-        **_credentials(variables),
-    )
+    version = requests.get(f"{base.rstrip('/')}/version", timeout=deadline.left(), **options)
     served = f"MLflow {version.text.strip()}" if version.ok else "an MLflow server"
     yield Result("server", True, f"{served}, /health answered in {latency:.0f} ms")
 
 
-def _credentials(variables: dict[str, str]) -> dict[str, Any]:
-    """Return the `requests` arguments that authenticate like MLflow's client does."""
-    if token := variables.get("MLFLOW_TRACKING_TOKEN"):
-        return {"headers": {"Authorization": f"Bearer {token}"}}
-    if username := variables.get("MLFLOW_TRACKING_USERNAME"):
-        return {"auth": (username, variables.get("MLFLOW_TRACKING_PASSWORD", ""))}
-    return {}
-
-
 def _store_checks(
-    uri: str,
-    artifact_location: str | None,
-    variables: dict[str, str],
-    tracker: "MLflowPlusExperimentTracker",
-    deadline: Deadline,
+    connection: "Connection", tracker: "MLflowPlusExperimentTracker", deadline: Deadline
 ) -> Iterator[Result]:
     """Authenticate to the store, then log to the probe run (created once, then reused)."""
     from mlflow import MlflowClient
 
     from tracker_flavor import runs
-    from tracker_flavor.environment import process_environment
+    from tracker_flavor.runtime import runtime
+    from tracker_flavor.timeouts import RequestLimits
 
-    bounded = {
-        **variables,
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(max(int(deadline.left()), 1)),
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    }
-    process_environment.enter(uri, bounded)
+    uri = connection.uri
+    bounded = replace(connection, limits=RequestLimits(max(int(deadline.left()), 1), 0))
+    runtime.environment.enter(bounded)
     try:
         client = MlflowClient(tracking_uri=uri)
         deadline.current = "auth"
@@ -175,11 +146,9 @@ def _store_checks(
             f"accepted {methods[0]}" if methods else "the store answers without credentials",
         )
         deadline.current = "probe"
-        name = PROBE_EXPERIMENT
-        if is_databricks_uri(uri):
-            name = f"{tracker.config.databricks_experiment_dir.rstrip('/')}/{name}"
+        name = connection.experiment_name(PROBE_EXPERIMENT)
         try:
-            exp_id = runs.experiment_id(client, uri, name, artifact_location)
+            exp_id = runs.experiment_id(client, name, connection.artifact_location)
             run_id, latency = _probe_run(client, exp_id)
             latencies = [
                 latency,
@@ -196,7 +165,7 @@ def _store_checks(
             f"(round trip {statistics.median(latencies):.0f} ms)",
         )
     finally:
-        process_environment.leave()
+        runtime.environment.leave()
 
 
 def _probe_run(client: "MlflowClient", exp_id: str) -> tuple[str, float]:
@@ -225,8 +194,7 @@ def diagnose(tracker: "MLflowPlusExperimentTracker", deadline: Deadline) -> Iter
     from zenml.utils.secret_utils import is_secret_reference
 
     try:
-        uri, artifact_location = tracker.tracking_store()
-        variables = tracker.client_variables(uri)
+        connection = tracker.connection()
     except Exception as error:
         yield Result("secrets", False, str(error))
         return
@@ -236,12 +204,12 @@ def diagnose(tracker: "MLflowPlusExperimentTracker", deadline: Deadline) -> Iter
         True,
         f"{len(references)} secret reference(s) resolved" if references else "none referenced",
     )
-    if is_http_uri(uri) or is_databricks_uri(uri):
-        for result in _server_checks(uri, variables, tracker, deadline):
+    if connection.is_remote:
+        for result in _server_checks(connection, tracker, deadline):
             yield result
             if not result.ok:
                 return
-    yield from _store_checks(uri, artifact_location, variables, tracker, deadline)
+    yield from _store_checks(connection, tracker, deadline)
 
 
 def run_checks(tracker: "MLflowPlusExperimentTracker", seconds: float) -> Iterator[Result]:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from zenml.models import ComponentResponse
 
 FLAVOR_SOURCE = "tracker_flavor.flavor.MLflowPlusFlavor"
+REGISTRY_FLAVOR_SOURCE = "tracker_flavor.model_registry.MLflowPlusModelRegistryFlavor"
 
 
 def _parse_config(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -75,7 +76,9 @@ def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 def install(
     stack_name: str | None, tracker_name: str, config_pairs: tuple[str, ...], activate: bool
 ) -> None:
-    """Register the mlflow_plus flavor in the active ZenML store (safe to run again).
+    """Register the mlflow_plus flavors (tracker, model registry) in the active ZenML store.
+
+    Safe to run again.
 
     Example: zenml-mlflow install --stack local_mlflow
     """
@@ -84,12 +87,16 @@ def install(
 
     client = Client()
     tracker_type = StackComponentType.EXPERIMENT_TRACKER
-    try:
-        client.get_flavor_by_name_and_type(FLAVOR_NAME, tracker_type)
-        click.echo(f"flavor {FLAVOR_NAME} already registered")
-    except KeyError:
-        client.create_flavor(source=FLAVOR_SOURCE, component_type=tracker_type)
-        click.echo(f"registered flavor {FLAVOR_NAME}")
+    for kind, source in (
+        (tracker_type, FLAVOR_SOURCE),
+        (StackComponentType.MODEL_REGISTRY, REGISTRY_FLAVOR_SOURCE),
+    ):
+        try:
+            client.get_flavor_by_name_and_type(FLAVOR_NAME, kind)
+            click.echo(f"flavor {FLAVOR_NAME} ({kind.value}) already registered")
+        except KeyError:
+            client.create_flavor(source=source, component_type=kind)
+            click.echo(f"registered flavor {FLAVOR_NAME} ({kind.value})")
     if stack_name is None:
         return
     config = _parse_config(config_pairs)

@@ -10,6 +10,7 @@ from cli.migrate import migrate
 from cli.runs import runs
 from cli.server import server
 from cli.store import store
+from cli.sync import sync
 from cli.ui import ui
 from tracker_flavor.sqlite_store import StoreSchemaError
 
@@ -37,6 +38,7 @@ cli.add_command(ui)
 cli.add_command(runs)
 cli.add_command(migrate)
 cli.add_command(store)
+cli.add_command(sync)
 
 if __name__ == "__main__":
     cli()

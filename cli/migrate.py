@@ -1,6 +1,6 @@
 """`zenml-mlflow migrate`: replace a built-in `mlflow` tracker component by an mlflow_plus one."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -8,8 +8,17 @@ from cli.components import tracker_component
 from cli.output import output_option, print_json
 from tracker_flavor import FLAVOR_NAME
 
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from zenml.models import StackResponse
+
 BUILTIN_FLAVOR = "mlflow"
 RENAMED_SUFFIX = "_builtin"
+CODE_CHANGES = [
+    "settings key 'experiment_tracker.mlflow' -> 'experiment_tracker' (or "
+    f"'experiment_tracker.{FLAVOR_NAME}'); the old key still applies, with a deprecation warning",
+]
 
 
 def carried_config(configuration: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -40,6 +49,9 @@ def carried_config(configuration: dict[str, Any]) -> tuple[dict[str, Any], list[
 def migrate(component: str, new_name: str | None, stacks: bool, dry_run: bool, output: str) -> None:
     """Turn a tracker of ZenML's built-in mlflow flavor into an mlflow_plus one, same config.
 
+    With --stacks, a built-in mlflow model registry in those stacks is swapped for an mlflow_plus
+    one the same way (renamed old component, new one under its name).
+
     Example: zenml-mlflow migrate mlflow --stacks --dry-run
     """
     from zenml.client import Client
@@ -49,18 +61,21 @@ def migrate(component: str, new_name: str | None, stacks: bool, dry_run: bool, o
 
     client = Client()
     kind = StackComponentType.EXPERIMENT_TRACKER
+    registry_kind = StackComponentType.MODEL_REGISTRY
     old = tracker_component(component)
     if old.flavor_name != BUILTIN_FLAVOR:
         raise click.ClickException(
             f"experiment tracker {component!r} has flavor {old.flavor_name!r}; only components "
             f"of the built-in {BUILTIN_FLAVOR!r} flavor are migrated."
         )
-    try:
-        client.get_flavor_by_name_and_type(FLAVOR_NAME, kind)
-    except KeyError as error:
-        raise click.ClickException(
-            f"the {FLAVOR_NAME} flavor is not registered: run `zenml-mlflow install` first."
-        ) from error
+    for flavor_kind in (kind, registry_kind):
+        try:
+            client.get_flavor_by_name_and_type(FLAVOR_NAME, flavor_kind)
+        except KeyError as error:
+            raise click.ClickException(
+                f"the {FLAVOR_NAME} {flavor_kind.value} flavor is not registered: run "
+                "`zenml-mlflow install` first."
+            ) from error
     config, dropped = carried_config(old.configuration)
     try:
         MLflowPlusConfig(**config)
@@ -68,8 +83,10 @@ def migrate(component: str, new_name: str | None, stacks: bool, dry_run: bool, o
         raise click.ClickException(f"the configuration does not carry over: {error}") from error
     target = new_name or component
     renamed = f"{component}{RENAMED_SUFFIX}" if target == component else None
-    users = [stack.name for stack in client.list_stacks(component_id=old.id, size=1000).items]
+    user_stacks = client.list_stacks(component_id=old.id, size=1000).items
+    users = [stack.name for stack in user_stacks]
     swapped = users if stacks else []
+    registries = builtin_registries(user_stacks) if stacks else []
     plan = {
         "component": component,
         "new_component": target,
@@ -78,6 +95,8 @@ def migrate(component: str, new_name: str | None, stacks: bool, dry_run: bool, o
         "dropped_keys": dropped,
         "stacks": swapped,
         "stacks_left_alone": [] if stacks else users,
+        "model_registries": {name: f"{name}{RENAMED_SUFFIX}" for name in registries},
+        "code_changes": CODE_CHANGES,
         "dry_run": dry_run,
     }
     if not dry_run:
@@ -91,8 +110,12 @@ def migrate(component: str, new_name: str | None, stacks: bool, dry_run: bool, o
             if renamed:
                 client.update_stack_component(renamed, kind, name=component)
             raise click.ClickException(f"could not create {target!r}: {error}") from error
-        for stack in swapped:
-            client.update_stack(stack, component_updates={kind: [new.id]})
+        new_registries = {name: swap_registry(name) for name in registries}
+        for stack_model in user_stacks if stacks else []:
+            updates = {kind: [new.id]}
+            if (registry := builtin_registry(stack_model)) is not None:
+                updates[registry_kind] = [new_registries[registry]]
+            client.update_stack(stack_model.id, component_updates=updates)
     if output == "json":
         print_json(plan)
         return
@@ -109,3 +132,44 @@ def migrate(component: str, new_name: str | None, stacks: bool, dry_run: bool, o
             if stacks
             else f"stack {stack} keeps the old component (add --stacks to swap)"
         )
+    for name in registries:
+        renamed_registry = f"{name}{RENAMED_SUFFIX}"
+        click.echo(
+            f"{would}rename model registry {name} ({BUILTIN_FLAVOR}) to {renamed_registry} and "
+            f"register {name} ({FLAVOR_NAME}) in its place in those stacks"
+        )
+    for change in CODE_CHANGES:
+        click.echo(f"in your code: {change}")
+
+
+def builtin_registry(stack: "StackResponse") -> str | None:
+    """Return the name of the stack's model registry if it is of the built-in mlflow flavor."""
+    from zenml.enums import StackComponentType
+
+    found = stack.components.get(StackComponentType.MODEL_REGISTRY) or []
+    return found[0].name if found and found[0].flavor_name == BUILTIN_FLAVOR else None
+
+
+def builtin_registries(stacks: "list[StackResponse]") -> list[str]:
+    """Return the built-in mlflow model registries of these stacks, each once, in order."""
+    names = [builtin_registry(stack) for stack in stacks]
+    return list(dict.fromkeys(name for name in names if name is not None))
+
+
+def swap_registry(name: str) -> "UUID":
+    """Rename a built-in mlflow model registry and register an mlflow_plus one under its name."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    kind = StackComponentType.MODEL_REGISTRY
+    old = client.get_stack_component(kind, name, allow_name_prefix_match=False)
+    client.update_stack_component(name, kind, name=f"{name}{RENAMED_SUFFIX}")
+    try:
+        new = client.create_stack_component(
+            name=name, flavor=FLAVOR_NAME, component_type=kind, configuration=old.configuration
+        )
+    except Exception as error:
+        client.update_stack_component(f"{name}{RENAMED_SUFFIX}", kind, name=name)
+        raise click.ClickException(f"could not create model registry {name!r}: {error}") from error
+    return new.id

@@ -37,16 +37,11 @@ class RunRow:
 
 def _metrics(client: "MlflowClient", parent: "Run", names: tuple[str, ...]) -> dict[str, float]:
     """Return the chosen metrics of a parent run, or of its child runs in nested mode."""
-    from tracker_flavor.runs import MLFLOW_PARENT_RUN_ID
+    from tracker_flavor.runs import child_runs
 
     found = {name: parent.data.metrics[name] for name in names if name in parent.data.metrics}
     if len(found) < len(names):
-        children = client.search_runs(
-            [parent.info.experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'",
-            max_results=1000,
-        )
-        for child in children:
+        for child in child_runs(client, parent.info.experiment_id, parent.info.run_id):
             for name in names:
                 if name in child.data.metrics:
                     found.setdefault(name, child.data.metrics[name])
@@ -64,9 +59,9 @@ def describe(
     from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
     from tracker_flavor import reconcile
-    from tracker_flavor.environment import process_environment
+    from tracker_flavor.records import TRACKING_URI_KEY
+    from tracker_flavor.runtime import runtime
     from tracker_flavor.status import failed_step
-    from tracker_flavor.tracker import TRACKING_URI_KEY
 
     row = RunRow(
         run=pipeline_run.name,
@@ -81,7 +76,8 @@ def describe(
     if tracker is None or not isinstance(uri, str):
         return row
     row.link = str(metadata.get(METADATA_EXPERIMENT_TRACKER_URL, ""))
-    process_environment.enter(uri, tracker.client_variables(uri))
+    connection = tracker.connection(uri)
+    runtime.environment.enter(connection)
     try:
         client = MlflowClient(tracking_uri=uri)
         parent_id = reconcile.parent_run_id(pipeline_run, client)
@@ -101,7 +97,7 @@ def describe(
         reason = explain(error, uri) or redact_credentials(str(error))
         click.echo(f"warning: run {pipeline_run.name}: {reason}", err=True)
     finally:
-        process_environment.leave()
+        runtime.environment.leave()
     return row
 
 

@@ -12,7 +12,7 @@ from cli.server import (
     server_command,
     server_environment,
 )
-from tracker_flavor.uris import DEFAULT_UI_URL, is_remote_uri, strip_credentials
+from tracker_flavor.uris import DEFAULT_UI_URL
 
 
 def links_address(ui_url: str | None) -> tuple[str, int]:
@@ -43,13 +43,14 @@ def ui(component: str | None, port: int | None, jobs: bool, print_command: bool)
     Example: zenml-mlflow ui   # the active stack's tracker, at the step links' port
     """
     tracker = load_tracker(component)
-    uri = tracker.tracking_uri()  # waits while a pipeline creates the embedded store
-    if is_remote_uri(uri):
+    connection = tracker.connection()  # waits while a pipeline creates the embedded store
+    uri = connection.uri
+    if connection.is_remote:
         raise click.ClickException(
-            f"tracker {tracker.name!r} logs to {strip_credentials(uri)}, which serves its own UI: "
+            f"tracker {tracker.name!r} logs to {connection.shown}, which serves its own UI: "
             "open that, or the link in a step's experiment_tracker_url metadata."
         )
-    host, links_port = links_address(tracker.config.ui_url)
+    host, links_port = links_address(connection.ui_url)
     set_ui_url = (
         f"zenml experiment-tracker update {tracker.name} --ui_url=http://{host}:PORT"
         " (links of later runs follow), then run `zenml-mlflow ui`"
@@ -66,7 +67,5 @@ def ui(component: str | None, port: int | None, jobs: bool, print_command: bool)
         click.echo(" ".join(command))
         return
     check_port_free(host, links_port, f"stop what listens there, or serve elsewhere: {set_ui_url}.")
-    click.echo(
-        f"MLflow UI for {strip_credentials(uri)} on http://{host}:{links_port} (Ctrl+C to stop)"
-    )
+    click.echo(f"MLflow UI for {connection.shown} on http://{host}:{links_port} (Ctrl+C to stop)")
     os.execve(command[0], command, server_environment(jobs))

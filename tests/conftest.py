@@ -19,7 +19,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 import pytest  # noqa: E402
 
-from tests.support.topology import on_topology, topology_session  # noqa: E402, F401
+from testsupport.topology import on_topology, topology_session  # noqa: E402, F401
 
 
 @pytest.fixture(scope="session")

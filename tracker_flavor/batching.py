@@ -63,6 +63,7 @@ DELIVERED_KEY = "mlflow_values_delivered"
 UNDELIVERED_KEY = "mlflow_values_not_delivered"
 UNCONFIRMED_KEY = "mlflow_values_unconfirmed"
 REJECTED_KEY = "mlflow_values_rejected"
+SPOOLED_KEY = "mlflow_values_spooled"
 
 LogBatch = Callable[..., None]
 
@@ -144,6 +145,8 @@ class Ledger:
     submitted: int = 0
     delivered: int = 0
     rejected: int = 0
+    spooled: int = 0
+    """Values handed to the spool (see spool.py) after the final wait: no longer owed."""
     error: str | None = None
     left: list[Chunk] = field(default_factory=list)
     """What was not delivered by the step's end, in order, with every value."""
@@ -153,7 +156,7 @@ class Ledger:
     @property
     def undelivered(self) -> int:
         """Return how many valid values have not reached the store (yet)."""
-        return self.submitted - self.delivered - self.rejected
+        return self.submitted - self.delivered - self.rejected - self.spooled
 
     @property
     def unconfirmed(self) -> int:
@@ -184,6 +187,7 @@ class Ledger:
             UNDELIVERED_KEY: self.undelivered,
             UNCONFIRMED_KEY: self.unconfirmed,
             REJECTED_KEY: self.rejected,
+            **({SPOOLED_KEY: self.spooled} if self.spooled else {}),
         }
 
 
@@ -389,6 +393,13 @@ class BatchingQueue:
             for run_id in [run_id for run_id, chunks in self._pending.items() if not chunks]:
                 self._drop_run(run_id)
 
+    def take_left(self, ledger: Ledger) -> list[Chunk]:
+        """Take the values a settled ledger has left, counting them as spooled."""
+        with self._cond:
+            left, ledger.left = ledger.left, []
+            ledger.spooled += sum(chunk.size for chunk in left)
+        return left
+
     def stop(self) -> None:
         """Deliver what is queued within the final wait and end the sending thread."""
         self.flush()
@@ -413,15 +424,16 @@ class BatchingQueue:
         """Return the open ledger that values logged now into `run_id` belong to (lock held).
 
         The step's context knows it whatever the run (the user's own runs too); from threads
-        the user started, the step whose run it is, or the only step running, does.
+        the user started, the step whose run it is, or the only step running, does. When
+        several steps share the run (unified mode) nobody can tell: no step is charged.
         """
         current = _current.get()
         if current is not None and current in self._ledgers and not current.closed:
             return current
         open_ledgers = [ledger for ledger in self._ledgers if not ledger.closed]
-        for ledger in reversed(open_ledgers):
-            if ledger.run_id == run_id:
-                return ledger
+        owners = [ledger for ledger in open_ledgers if ledger.run_id == run_id]
+        if owners:
+            return owners[0] if len(owners) == 1 else None
         return open_ledgers[0] if len(open_ledgers) == 1 else None
 
     def _queue(self, chunk: Chunk) -> None:
@@ -629,9 +641,6 @@ class _Installation:
 
 
 _current: ContextVar[Ledger | None] = ContextVar("mlflow_plus_ledger", default=None)
-_installations: dict[str, _Installation] = {}
-_open: dict[UUID, tuple[Ledger, _Installation]] = {}
-_guard = threading.Lock()
 
 
 def final_wait() -> float:
@@ -645,79 +654,103 @@ def final_wait() -> float:
     return float(timeout * (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() + 1))  # type: ignore[no-untyped-call]
 
 
-def open_ledger(
-    step_run_id: UUID, uri: str, run_id: str, params: Mapping[str, str] | None = None
-) -> None:
-    """Start accounting for what the step logs, queueing `params` for `run_id` first."""
-    from mlflow.entities import Param
-    from mlflow.tracking._tracking_service.utils import _get_store
+class Ledgers:
+    """The steps' open ledgers, and the queue installed on each store while steps use it."""
 
-    with _guard:
-        installation = _installations.get(uri)
-        if installation is None:
-            store = _get_store(uri)  # type: ignore[no-untyped-call]
-            original = store._async_logging_queue
-            if not original.is_idle():
-                original.shut_down_async_logging()
-            installation = _Installation(store, original, BatchingQueue(store.log_batch))
-            store._async_logging_queue = installation.queue
-            _installations[uri] = installation
-        installation.users += 1
-        ledger = Ledger(run_id=run_id, uri=uri, final_wait=final_wait())
-        _open[step_run_id] = (ledger, installation)
-    installation.queue.open(ledger)
-    _current.set(ledger)
-    if params:
-        installation.queue.log_batch_async(
-            run_id, [Param(key, value) for key, value in params.items()], [], []
-        )
+    def __init__(self) -> None:
+        self._installations: dict[str, _Installation] = {}
+        self._open: dict[UUID, tuple[Ledger, _Installation]] = {}
+        self._guard = threading.Lock()
 
+    def open(
+        self,
+        step_run_id: UUID,
+        uri: str,
+        run_id: str,
+        params: Mapping[str, str] | None = None,
+        wait_seconds: float | None = None,
+    ) -> None:
+        """Start accounting for what the step logs, queueing `params` for `run_id` first.
 
-def delivery_metadata(step_run_id: UUID) -> dict[str, int]:
-    """Deliver the step's queued values and return its account as step metadata."""
-    entry = _open.get(step_run_id)
-    if entry is None:
-        return {}
-    ledger, installation = entry
-    installation.queue.settle(ledger)
-    return ledger.metadata()
+        The step's end waits `wait_seconds` for its values, by default the time one request may
+        take.
+        """
+        from mlflow.entities import Param
+        from mlflow.tracking._tracking_service.utils import _get_store
 
+        with self._guard:
+            installation = self._installations.get(uri)
+            if installation is None:
+                store = _get_store(uri)  # type: ignore[no-untyped-call]
+                original = store._async_logging_queue
+                if not original.is_idle():
+                    original.shut_down_async_logging()
+                installation = _Installation(store, original, BatchingQueue(store.log_batch))
+                store._async_logging_queue = installation.queue
+                self._installations[uri] = installation
+            installation.users += 1
+            wait = final_wait() if wait_seconds is None else wait_seconds
+            ledger = Ledger(run_id=run_id, uri=uri, final_wait=wait)
+            self._open[step_run_id] = (ledger, installation)
+        installation.queue.open(ledger)
+        _current.set(ledger)
+        if params:
+            installation.queue.log_batch_async(
+                run_id, [Param(key, value) for key, value in params.items()], [], []
+            )
 
-def close_ledger(step_run_id: UUID) -> DeliveryError | None:
-    """Deliver the step's queued values, end its account, and return the error if any was lost."""
-    with _guard:
-        entry = _open.pop(step_run_id, None)
-    if entry is None:
-        return None
-    ledger, installation = entry
-    installation.queue.close(ledger)
-    if _current.get() is ledger:
-        _current.set(None)
-    with _guard:
-        installation.users -= 1
-        if installation.users == 0:
-            installation.queue.stop()
-            installation.store._async_logging_queue = installation.original
-            del _installations[ledger.uri]
-    return ledger.failure()
+    def metadata(self, step_run_id: UUID) -> dict[str, int]:
+        """Deliver the step's queued values and return its account as step metadata."""
+        entry = self._open.get(step_run_id)
+        if entry is None:
+            return {}
+        ledger, installation = entry
+        installation.queue.settle(ledger)
+        return ledger.metadata()
 
+    def spill(self, step_run_id: UUID) -> list[Chunk]:
+        """Settle the step's values and take what is left off its ledger, for the spool."""
+        entry = self._open.get(step_run_id)
+        if entry is None:
+            return []
+        ledger, installation = entry
+        installation.queue.settle(ledger)
+        return installation.queue.take_left(ledger)
 
-@contextmanager
-def delivered(step_run_id: UUID) -> Iterator[bool]:
-    """Deliver the step's values, yield whether some were lost, and then fail the step if so.
+    def close(self, step_run_id: UUID) -> DeliveryError | None:
+        """Deliver the step's queued values, end its account; return the error if any was lost."""
+        with self._guard:
+            entry = self._open.pop(step_run_id, None)
+        if entry is None:
+            return None
+        ledger, installation = entry
+        installation.queue.close(ledger)
+        if _current.get() is ledger:
+            _current.set(None)
+        with self._guard:
+            installation.users -= 1
+            if installation.users == 0:
+                installation.queue.stop()
+                installation.store._async_logging_queue = installation.original
+                del self._installations[ledger.uri]
+        return ledger.failure()
 
-    A failure inside the block (ending the runs on an unreachable server) does not hide the
-    count of lost values: the delivery error is raised from it.
-    """
-    error = close_ledger(step_run_id)
-    try:
-        yield error is not None
-    except Exception as cause:
-        if error is None:
-            raise
-        raise error from cause
-    if error is not None:
-        raise error
+    @contextmanager
+    def delivered(self, step_run_id: UUID) -> Iterator[bool]:
+        """Deliver the step's values, yield whether some were lost, and then fail the step if so.
+
+        A failure inside the block (ending the runs on an unreachable server) does not hide the
+        count of lost values: the delivery error is raised from it.
+        """
+        error = self.close(step_run_id)
+        try:
+            yield error is not None
+        except Exception as cause:
+            if error is None:
+                raise
+            raise error from cause
+        if error is not None:
+            raise error
 
 
 def environment(enabled: bool) -> dict[str, str]:

@@ -72,9 +72,15 @@ class MLflowPlusConfig(BaseExperimentTrackerConfig, MLflowPlusSettings):
     connect_timeout_seconds: int = Field(
         10,
         ge=1,
-        description="Seconds each attempt of a request waits for the tracking server to accept "
-        "the connection and to answer; with retries and their backoff a server that never "
-        "answers fails a step after (max_retries + 1) x this + backoff: 32 s by default.",
+        description="Seconds the tracking server has to accept a connection; one that does not "
+        "is down (an outage: see on_tracking_outage).",
+    )
+    read_timeout_seconds: int = Field(
+        120,
+        ge=1,
+        description="Seconds each attempt of a request waits for the server's answer: a slow "
+        "server is not an outage. A server that never answers fails a request after "
+        "(max_retries + 1) x this + backoff.",
     )
     max_retries: int = Field(
         2,

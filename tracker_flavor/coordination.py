@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 from uuid import UUID
 
 from zenml.client import Client
@@ -35,6 +36,8 @@ WAIT_SECONDS = 60.0
 STALE_SECONDS = 30.0
 """Age after which a lock held from another host, or by no named holder, counts as abandoned."""
 POLL_SECONDS = 0.2
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,8 @@ def _take_over_if_stale(client: Client, name: str, here: Holder) -> bool:
 
 
 @contextmanager
-def creation_lock(pipeline_run_id: str, recorded: Callable[[], str | None]) -> Iterator[str | None]:
-    """Hold the lock for creating the parent run; yield a parent id recorded in the meantime."""
+def creation_lock(pipeline_run_id: str, recorded: Callable[[], T | None]) -> Iterator[T | None]:
+    """Hold the lock for creating the parent run; yield a parent recorded in the meantime."""
     client = Client()
     name = f"{LOCK_PREFIX}{pipeline_run_id}"
     here = this_process()

@@ -9,10 +9,10 @@ client instead, which carries everything in itself.
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tracker_flavor.uris import is_databricks_uri, is_remote_uri
-
 if TYPE_CHECKING:
     from mlflow.utils.rest_utils import MlflowHostCreds
+
+    from tracker_flavor.connection import Connection
 
 SET_TAG = "/api/2.0/mlflow/runs/set-tag"
 UPDATE_RUN = "/api/2.0/mlflow/runs/update"
@@ -58,55 +58,16 @@ class RestSettler:
         self._post(UPDATE_RUN, body | {"end_time": get_current_time_millis()})
 
 
-def host_creds(uri: str, variables: dict[str, str]) -> "MlflowHostCreds":
-    """Return the server address and credentials that `variables` give MLflow for `uri`."""
-    from mlflow.utils.rest_utils import MlflowHostCreds
-
-    tls: dict[str, Any] = {
-        "ignore_tls_verification": variables.get("MLFLOW_TRACKING_INSECURE_TLS") == "true",
-        "server_cert_path": variables.get("MLFLOW_TRACKING_SERVER_CERT_PATH"),
-        "client_cert_path": variables.get("MLFLOW_TRACKING_CLIENT_CERT_PATH"),
-    }
-    if not is_databricks_uri(uri):
-        return MlflowHostCreds(
-            uri,
-            username=variables.get("MLFLOW_TRACKING_USERNAME"),
-            password=variables.get("MLFLOW_TRACKING_PASSWORD"),
-            token=variables.get("MLFLOW_TRACKING_TOKEN"),
-            **tls,
-        )
-    host = variables["DATABRICKS_HOST"]
-    token = variables.get("DATABRICKS_TOKEN")
-    if client_id := variables.get("DATABRICKS_CLIENT_ID"):
-        # MLflow's own OAuth path reads the service principal from the environment.
-        from databricks.sdk.config import Config
-
-        header = Config(
-            host=host,
-            client_id=client_id,
-            client_secret=variables["DATABRICKS_CLIENT_SECRET"],
-            auth_type="oauth-m2m",
-        ).authenticate()["Authorization"]
-        token = header.removeprefix("Bearer ")
-    return MlflowHostCreds(
-        host,
-        username=variables.get("DATABRICKS_USERNAME"),
-        password=variables.get("DATABRICKS_PASSWORD"),
-        token=token,
-        **tls,
-    )
-
-
-def detached_client(uri: str, variables: dict[str, str]) -> RunSettler:
-    """Return a client for `uri` that needs nothing from the process environment."""
-    if is_remote_uri(uri):
+def detached_client(connection: "Connection") -> RunSettler:
+    """Return a client of the connection's store that needs nothing from the environment."""
+    if connection.is_remote:
         return RestSettler(
-            host_creds(uri, variables),
-            timeout=int(variables["MLFLOW_HTTP_REQUEST_TIMEOUT"]),
-            max_retries=int(variables["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]),
+            connection.host_creds(),
+            timeout=connection.limits.timeout_seconds,
+            max_retries=connection.limits.retries,
         )
     from mlflow import MlflowClient
 
     # A database or file store: the URI carries all it needs, and the step that asked for the
     # settlement already opened the store in this process (MLflow caches it per URI).
-    return MlflowClient(tracking_uri=uri)
+    return MlflowClient(tracking_uri=connection.uri)

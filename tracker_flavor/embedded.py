@@ -24,6 +24,11 @@ def embedded_tracking_uri(artifact_store_path: str) -> str:
     return f"sqlite:///{path}"
 
 
+def is_embedded_uri(uri: str, artifact_store_path: str) -> bool:
+    """Tell whether `uri` is the embedded store's (e.g. left in MLFLOW_TRACKING_URI by MLflow)."""
+    return uri == f"sqlite:///{embedded_database(artifact_store_path)}"
+
+
 def embedded_artifact_location(artifact_store_path: str) -> str:
     """Return the artifact root (a `file:` URI) for experiments of the embedded store."""
     path = os.path.abspath(os.path.join(artifact_store_path, ARTIFACTS_DIRECTORY))

@@ -3,38 +3,19 @@
 MLflow keeps the tracking URI and its `MLFLOW_*`/`DATABRICKS_*` settings per process, while ZenML
 may run several steps of one tracker at once on a thread pool. The first step to enter applies
 the environment and saves what was there; the last one to leave puts it back, so nothing (and no
-credential) outlives the steps.
+credential) outlives the steps. Run variables a platform set for its own run (`MLFLOW_RUN_ID`,
+...) are cleared the same way, so a step's `mlflow.start_run` never picks them up.
 """
 
 import os
 import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-MANAGED_VARIABLES = (
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_REGISTRY_URI",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_INSECURE_TLS",
-    "MLFLOW_TRACKING_SERVER_CERT_PATH",
-    "MLFLOW_TRACKING_CLIENT_CERT_PATH",
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER",
-    "MLFLOW_ENABLE_DB_SDK",
-    "MLFLOW_ENABLE_ASYNC_LOGGING",
-    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
-    "MLFLOW_ALLOW_FILE_STORE",
-    "DATABRICKS_HOST",
-    "DATABRICKS_USERNAME",
-    "DATABRICKS_PASSWORD",
-    "DATABRICKS_TOKEN",
-    "DATABRICKS_CLIENT_ID",
-    "DATABRICKS_CLIENT_SECRET",
-    "DATABRICKS_AUTH_TYPE",
-)
+from tracker_flavor.connection import MANAGED_VARIABLES
+
+if TYPE_CHECKING:
+    from tracker_flavor.connection import Connection
 
 
 class ProcessEnvironment:
@@ -47,10 +28,12 @@ class ProcessEnvironment:
         self._saved_variables: dict[str, str | None] = {}
         self._saved_tracking_uri: str | None = None
 
-    def enter(self, tracking_uri: str, variables: Mapping[str, str]) -> None:
-        """Point MLflow at `tracking_uri` with `variables` set, until the matching `leave`."""
+    def enter(self, connection: "Connection", extra: Mapping[str, str] | None = None) -> None:
+        """Apply the connection's environment (and `extra`) until the matching `leave`."""
         from mlflow.tracking._tracking_service import utils as tracking_utils
 
+        tracking_uri = connection.uri
+        variables = {**connection.environment(), **(extra or {})}
         with self._lock:
             if self._depth == 0:
                 self._saved_variables = {name: os.environ.get(name) for name in MANAGED_VARIABLES}

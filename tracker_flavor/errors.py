@@ -5,16 +5,19 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from tracker_flavor import quiet
 from tracker_flavor.timeouts import RequestLimits
-from tracker_flavor.uris import strip_credentials
+from tracker_flavor.uris import redact_credentials, strip_credentials
 
 if TYPE_CHECKING:
     from tracker_flavor.config import MLflowPlusConfig
+    from tracker_flavor.connection import Connection
 
 
 class TrackingServerError(RuntimeError):
@@ -178,7 +181,7 @@ def explain(
             )
         return (
             f"{where} accepted the connection but did not answer{within}: see the server's log "
-            "(hung or overloaded?) and any proxy on the way, or raise connect_timeout_seconds."
+            "(hung or overloaded?) and any proxy on the way, or raise read_timeout_seconds."
         )
     if status is not None and status >= 500:
         return (
@@ -196,3 +199,17 @@ def explain(
 def _reason(text: str, default: str) -> str:
     match = re.search(r"certificate verify failed: ([^(\)\"']+)", text)
     return f"certificate verify failed: {match[1].strip()}" if match else default
+
+
+@contextmanager
+def explained(connection: "Connection", config: "MLflowPlusConfig | None" = None) -> Iterator[None]:
+    """Turn a failure of the connection's store inside the block into a TrackingServerError."""
+    try:
+        with quiet.tracker_requests():
+            yield
+    except Exception as error:
+        if message := explain(error, connection.uri, config, connection.limits):
+            raise TrackingServerError(message) from None
+        if (text := str(error)) != (clean := redact_credentials(text)):
+            raise TrackingServerError(clean) from None  # MLflow's message names the URI
+        raise

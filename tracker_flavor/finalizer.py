@@ -39,11 +39,14 @@ class RunFinalizer:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        atexit.register(self.check)
+        self._at_exit = False
 
     def watch(self, run_id: UUID, settle: Settle, kind: Kind = "run") -> None:
         """Call `settle` once the ZenML run (or step run) `run_id` has finished."""
         with self._lock:
+            if not self._at_exit:  # once more at exit, for what the thread did not see end
+                atexit.register(self.check)
+                self._at_exit = True
             self._pending[run_id] = (kind, settle)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
@@ -83,6 +86,14 @@ class RunFinalizer:
                 with self._lock:
                     self._pending.pop(run_id, None)
 
+    def stop(self) -> None:
+        """Drop what is watched and the exit check (a runtime reset)."""
+        with self._lock:
+            self._pending.clear()
+            if self._at_exit:
+                atexit.unregister(self.check)
+                self._at_exit = False
+
     def _loop(self) -> None:
         while True:
             self._wake.wait(POLL_SECONDS)
@@ -91,6 +102,3 @@ class RunFinalizer:
                 if not self._pending:
                     self._thread = None
                     return
-
-
-run_finalizer = RunFinalizer()

@@ -6,19 +6,16 @@ afterwards. Reconciling sets the parent run, and every step's child run, to ZenM
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-from tracker_flavor import runs, tags
+from tracker_flavor import records, runs, tags
+from tracker_flavor.settlement import FinalStatus, final_status, settle_parent
 from tracker_flavor.status import failed_step
-from tracker_flavor.tracker import EXPERIMENT_ID_KEY, PARENT_RUN_ID_KEY
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from zenml.enums import ExecutionStatus
     from zenml.models import PipelineRunResponse
-
-FinalStatus = Literal["FINISHED", "FAILED"]
 
 
 @dataclass(frozen=True)
@@ -31,19 +28,12 @@ class Repair:
     after: FinalStatus
 
 
-def final_status(status: "ExecutionStatus") -> FinalStatus | None:
-    """Return the MLflow status of a finished ZenML run or step, None while it is not over."""
-    if not status.is_finished:
-        return None
-    return "FINISHED" if status.is_successful else "FAILED"
-
-
 def parent_run_id(pipeline_run: "PipelineRunResponse", client: "MlflowClient") -> str | None:
     """Return the MLflow parent run of a ZenML run: the recorded id, else the tag search."""
     metadata = pipeline_run.run_metadata
-    if isinstance(recorded := metadata.get(PARENT_RUN_ID_KEY), str):
-        return recorded
-    exp_id = metadata.get(EXPERIMENT_ID_KEY)
+    if (record := records.read(metadata)) is not None:
+        return record.run_id
+    exp_id = metadata.get(records.EXPERIMENT_ID_KEY)
     if not isinstance(exp_id, str):
         return None
     found = runs.find_parent_runs(client, exp_id, str(pipeline_run.id))
@@ -60,13 +50,8 @@ def reconcile_run(pipeline_run: "PipelineRunResponse", client: "MlflowClient") -
         return []
     parent = client.get_run(parent_id)
     repairs = []
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`{runs.MLFLOW_PARENT_RUN_ID}` = '{parent_id}'",
-        max_results=1000,
-    )
     store = Client().zen_store
-    for child in children:
+    for child in runs.child_runs(client, parent.info.experiment_id, parent_id):
         step_run_id = child.data.tags.get(tags.STEP_RUN_ID)
         if step_run_id is None:
             continue
@@ -78,9 +63,13 @@ def reconcile_run(pipeline_run: "PipelineRunResponse", client: "MlflowClient") -
                 Repair(child.info.run_id, child.info.run_name, child.info.status, status)
             )
     failed = failed_step(pipeline_run) if outcome == "FAILED" else None
-    if failed and parent.data.tags.get(tags.FAILED_STEP) != failed:
-        client.set_tag(parent_id, tags.FAILED_STEP, failed)
-    if parent.info.status != outcome:
-        client.set_terminated(parent_id, outcome)
+    if settle_parent(
+        client,
+        parent_id,
+        outcome,
+        failed,
+        current=parent.info.status,
+        current_failed_step=parent.data.tags.get(tags.FAILED_STEP),
+    ):
         repairs.append(Repair(parent_id, parent.info.run_name, parent.info.status, outcome))
     return repairs

@@ -1,67 +1,84 @@
-"""MLflow-side bookkeeping: experiments, the one parent run per ZenML run, and run statuses.
+"""What MLflow holds: experiments, parent and step runs, and the tags and params logged on them.
 
-A parent run is identified by its `zenml.pipeline_run_id` tag, never by its name. Lookups go
-from cheapest to dearest: this process's cache, the id ZenML recorded as pipeline-run metadata,
-and, under a cross-process lock, a tag search and creation (see docs/design.md).
+Requests only; which run to use, and when, is decided by parent.py and the step plan.
 """
 
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from zenml.logger import get_logger
+
 from tracker_flavor import tags
-from tracker_flavor.coordination import creation_lock
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
-
-MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
-MLFLOW_RUN_NAME = "mlflow.runName"
-
-_experiment_ids: dict[tuple[str, str], str] = {}
-_parent_ids: dict[tuple[str, str], str] = {}
-_locks: dict[tuple[str, ...], threading.Lock] = {}
-_locks_guard = threading.Lock()
-
-
-def _lock_for(key: tuple[str, ...]) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
-
-
-def experiment_id(
-    client: "MlflowClient", tracking_uri: str, name: str, artifact_location: str | None
-) -> str:
-    """Return the id of experiment `name`, creating it if needed (cached for the process)."""
     from mlflow.exceptions import MlflowException
 
-    key = (tracking_uri, name)
-    if key in _experiment_ids:
-        return _experiment_ids[key]
-    with _lock_for(("experiment", *key)):
-        if key in _experiment_ids:
-            return _experiment_ids[key]
-        experiment = client.get_experiment_by_name(name)
-        if experiment is not None and experiment.lifecycle_stage == "deleted":
-            raise ValueError(
-                f"MLflow experiment {name!r} is deleted: restore it "
-                "(`mlflow experiments restore`) or set experiment_name to another name."
-            )
-        if experiment is None:
-            try:
-                found = client.create_experiment(name, artifact_location=artifact_location)
-            except MlflowException:
-                # Another process created it first.
-                again = client.get_experiment_by_name(name)
-                if again is None:
-                    raise
-                found = again.experiment_id
-        else:
-            found = experiment.experiment_id
-        _experiment_ids[key] = found
-        return found
+logger = get_logger(__name__)
+
+MAX_PARAMS_PER_REQUEST = 100
+"""MLflow's limit of params in one `log-batch` request."""
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A ZenML run's parent run, as far as this process knows it."""
+
+    run_id: str
+    experiment_id: str
+    name: str
+    start_time: int | None = None
+    """Milliseconds since the epoch; None when only the id is known (a record of old)."""
+    status: str | None = None
+    """The status MLflow reported when this process fetched or created it."""
+
+    @classmethod
+    def of(cls, run: "Run") -> "Parent":
+        """Return the parent a fetched or created run is."""
+        info = run.info
+        return cls(info.run_id, info.experiment_id, info.run_name, info.start_time, info.status)
+
+    def active_run(self) -> "Run":
+        """Return the parent as a RUNNING run for MLflow's active-run stack, without a request."""
+        from mlflow.entities import Run, RunData, RunInfo
+
+        info = RunInfo(
+            run_id=self.run_id,
+            experiment_id=self.experiment_id,
+            user_id="",
+            status="RUNNING",
+            start_time=self.start_time or int(time.time() * 1000),
+            end_time=None,
+            lifecycle_stage="active",
+            run_name=self.name,
+        )
+        return Run(info, RunData())
+
+
+def experiment_id(client: "MlflowClient", name: str, artifact_location: str | None) -> str:
+    """Return the id of experiment `name`, creating it if needed."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None and experiment.lifecycle_stage == "deleted":
+        raise ValueError(
+            f"MLflow experiment {name!r} is deleted: restore it "
+            "(`mlflow experiments restore`) or set experiment_name to another name."
+        )
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException:
+        # Another process created it first.
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
 
 
 def find_parent_runs(client: "MlflowClient", exp_id: str, pipeline_run_id: str) -> list["Run"]:
@@ -76,70 +93,67 @@ def find_parent_runs(client: "MlflowClient", exp_id: str, pipeline_run_id: str) 
     return sorted(parents, key=lambda run: (run.info.start_time, run.info.run_id))
 
 
-def resolve_parent_run(
-    client: "MlflowClient",
-    tracking_uri: str,
-    exp_id: str,
-    pipeline_run_id: str,
-    run_name: str,
-    run_tags: Mapping[str, str],
-    recorded: Callable[[], str | None],
-    record: Callable[[str], None],
-) -> tuple[str, "Run | None"]:
-    """Return the parent run id, and the run itself if this call fetched or created it.
+def child_runs(client: "MlflowClient", exp_id: str, parent_id: str) -> list["Run"]:
+    """Return the child runs of a parent run."""
+    return client.search_runs(
+        [exp_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'", max_results=1000
+    )
 
-    `recorded` reads the parent id ZenML has recorded for the run (sparing the search), and
-    `record` records one; creation happens only under the cross-process creation lock.
-    """
-    key = (tracking_uri, pipeline_run_id)
-    with _lock_for(key):
-        if key in _parent_ids:
-            return _parent_ids[key], None
-        if known := recorded():
-            _parent_ids[key] = known
-            return known, None
-        with creation_lock(pipeline_run_id, recorded) as known:
-            if known:
-                _parent_ids[key] = known
-                return known, None
-            existing = find_parent_runs(client, exp_id, pipeline_run_id)
-            parent = (
-                existing[0]
-                if existing
-                else client.create_run(exp_id, run_name=run_name, tags=dict(run_tags))
-            )
-            record(parent.info.run_id)
-        _parent_ids[key] = parent.info.run_id
-        return parent.info.run_id, parent
+
+def create_parent(
+    client: "MlflowClient", exp_id: str, run_name: str, run_tags: Mapping[str, str]
+) -> Parent:
+    """Create a parent run."""
+    return Parent.of(client.create_run(exp_id, run_name=run_name, tags=dict(run_tags)))
 
 
 def create_step_run(
     client: "MlflowClient",
-    exp_id: str,
-    parent_id: str,
+    parent: Parent,
     step_name: str,
     run_tags: Mapping[str, str],
+    start_time: int | None = None,
 ) -> "Run":
-    """Create the child run of one step attempt under the parent run."""
+    """Create the child run of one step attempt under the parent run (started now by default)."""
     return client.create_run(
-        exp_id,
+        parent.experiment_id,
+        start_time=start_time,
         run_name=step_name,
-        tags={**run_tags, MLFLOW_PARENT_RUN_ID: parent_id},
+        tags={**run_tags, MLFLOW_PARENT_RUN_ID: parent.run_id},
     )
 
 
-def placeholder_run(run_id: str, exp_id: str, run_name: str) -> "Run":
-    """Return a RUNNING run object for a run known only by id, without a request."""
-    from mlflow.entities import Run, RunData, RunInfo
-
-    info = RunInfo(
-        run_id=run_id,
-        experiment_id=exp_id,
-        user_id="",
-        status="RUNNING",
-        start_time=int(time.time() * 1000),
-        end_time=None,
-        lifecycle_stage="active",
-        run_name=run_name,
+def is_gone(error: "MlflowException") -> bool:
+    """Tell whether a request failed because its run was deleted or never existed."""
+    return error.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+        error.error_code == "INVALID_PARAMETER_VALUE" and "'active' state" in error.message
     )
-    return Run(info, RunData())
+
+
+def log(
+    client: "MlflowClient", run_id: str, run_tags: Mapping[str, str], params: Mapping[str, str]
+) -> None:
+    """Log tags and params in as few requests as possible; a param conflict only warns."""
+    from mlflow.entities import Param, RunTag
+    from mlflow.exceptions import MlflowException
+
+    if not run_tags and not params:
+        return
+    tag_list = [RunTag(key, value) for key, value in run_tags.items()]
+    param_list = [Param(key, value) for key, value in params.items()]
+    try:
+        for start in range(0, max(len(param_list), 1), MAX_PARAMS_PER_REQUEST):
+            client.log_batch(
+                run_id,
+                params=param_list[start : start + MAX_PARAMS_PER_REQUEST],
+                tags=tag_list if start == 0 else [],
+                synchronous=True,  # the step's async_logging is for user code only
+            )
+    except MlflowException as error:
+        if error.error_code != "INVALID_PARAMETER_VALUE" or not param_list or is_gone(error):
+            raise
+        logger.warning(
+            "Step parameters were not logged to MLflow run %s: %s", run_id, error.message
+        )
+        if tag_list:
+            client.log_batch(run_id, tags=tag_list, synchronous=True)

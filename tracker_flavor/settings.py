@@ -1,7 +1,7 @@
 """Per-pipeline and per-step settings of the `mlflow_plus` experiment tracker."""
 
 import difflib
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from zenml.config.base_settings import BaseSettings
@@ -36,6 +36,18 @@ class MLflowPlusSettings(BaseSettings):
         True,
         description="Batch what the step's code logs with mlflow.log_metric/log_param/set_tag "
         "and deliver it before the step ends; the step fails if any valid value does not arrive.",
+    )
+    on_tracking_outage: Literal["spool", "fail"] = Field(
+        "spool",
+        description="When the tracking server is down at step start or stops answering: "
+        "'spool' keeps the step going and writes what it logs to a spool in the artifact store "
+        "(delivered later by `zenml-mlflow sync` or a later step); 'fail' fails the step.",
+    )
+    outage_grace_seconds: float = Field(
+        30,
+        ge=0,
+        description="In spool mode, how long a step's end waits for an unreachable server "
+        "before it spools what is left.",
     )
 
     @model_validator(mode="before")
@@ -82,13 +94,7 @@ class MLflowPlusSettings(BaseSettings):
     @field_validator("tags", mode="before")
     @classmethod
     def _string_tags(cls, value: Any) -> Any:
-        """Reject tag values that are not strings, naming the tag."""
+        """Turn tag values into strings with `str`, as MLflow's `set_tag` does (the built-in's)."""
         if not isinstance(value, dict):
-            raise ValueError("tags must be a mapping of tag names to string values.")
-        wrong = [f"{k!r} ({type(v).__name__})" for k, v in value.items() if not isinstance(v, str)]
-        if wrong:
-            raise ValueError(
-                f"tags must have string values; {', '.join(wrong)} "
-                "are not: quote them, e.g. tags={'epochs': '10'}."
-            )
-        return value
+            raise ValueError("tags must be a mapping of tag names to values.")
+        return {key: item if isinstance(item, str) else str(item) for key, item in value.items()}

@@ -1,12 +1,13 @@
-"""Work out the MLflow parent run's status from what ZenML recorded about the pipeline run."""
+"""What ZenML recorded about a pipeline run's steps, read for the parent's outcome."""
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-if TYPE_CHECKING:
-    from zenml.models import PipelineRunResponse, PipelineSnapshotResponse
+from tracker_flavor.settlement import Outcome, first_failed, outcome
 
-Outcome = Literal["RUNNING", "FINISHED", "FAILED"]
+if TYPE_CHECKING:
+    from zenml.enums import ExecutionStatus
+    from zenml.models import PipelineRunResponse, PipelineSnapshotResponse
 
 
 def pipeline_outcome(
@@ -18,17 +19,28 @@ def pipeline_outcome(
     """Return the parent run's status once `current_step` has ended, and the failed step if any.
 
     A static pipeline is over when every step of its snapshot has a finished latest attempt
-    (the current step counts as finished). A dynamic pipeline's steps are not known up front,
-    so its parent stays RUNNING until a step fails or the run is reconciled afterwards.
+    (the current step counts as finished). A dynamic pipeline's steps are not known up front.
     """
-    from zenml.client import Client
-    from zenml.enums import ExecutionStatus
-    from zenml.models import StepRunFilter
-
     spec = snapshot.pipeline_spec
     if not current_failed and spec and any(current_step in s.upstream_steps for s in spec.steps):
         # Steps after this one have not run yet, and a failed step settles the parent itself.
         return "RUNNING", None
+    latest = latest_statuses(run_id)
+    if snapshot.is_dynamic:
+        expected = None
+    else:
+        # A step process loads a snapshot filtered to its own step; the spec still lists them all.
+        expected = (
+            {s.invocation_id for s in spec.steps} if spec else set(snapshot.step_configurations)
+        )
+    return outcome(latest, expected, current_step, current_failed)
+
+
+def latest_statuses(run_id: UUID) -> dict[str, "ExecutionStatus"]:
+    """Return the status of the latest attempt of each step of a ZenML run."""
+    from zenml.client import Client
+    from zenml.models import StepRunFilter
+
     store = Client().zen_store
     latest: dict[str, ExecutionStatus] = {}
     versions: dict[str, int] = {}
@@ -44,21 +56,9 @@ def pipeline_outcome(
         if page_number >= page.total_pages:
             break
         page_number += 1
-    latest[current_step] = ExecutionStatus.FAILED if current_failed else ExecutionStatus.COMPLETED
-
-    failed = sorted(name for name, status in latest.items() if status == ExecutionStatus.FAILED)
-    if failed:
-        return "FAILED", current_step if current_failed else failed[0]
-    if snapshot.is_dynamic:
-        return "RUNNING", None
-    # A step process loads a snapshot filtered to its own step; the spec still lists them all.
-    expected = {s.invocation_id for s in spec.steps} if spec else set(snapshot.step_configurations)
-    if expected <= set(latest) and all(latest[name].is_finished for name in expected):
-        return "FINISHED", None
-    return "RUNNING", None
+    return latest
 
 
 def failed_step(pipeline_run: "PipelineRunResponse") -> str | None:
-    """Return the first (by name) failed step of a ZenML run, as the tracker tags it."""
-    failed = sorted(name for name, step in pipeline_run.steps.items() if step.status == "failed")
-    return failed[0] if failed else None
+    """Return the step a finished ZenML run's parent is tagged with as failed."""
+    return first_failed({name: step.status for name, step in pipeline_run.steps.items()})

@@ -1,13 +1,22 @@
-"""How long a request to the tracking server may take to fail, and the MLflow variables that set it.
+"""How long a request to the tracking server may take to fail, and how a server counts as down.
 
-MLflow gives every attempt of a request `MLFLOW_HTTP_REQUEST_TIMEOUT` seconds (as urllib3's
-connect and read timeout) and retries it `MLFLOW_HTTP_REQUEST_MAX_RETRIES` times with urllib3's
-exponential backoff, so a server that never answers costs all attempts plus the sleeps between
-them: that total, not one attempt's timeout, is the time a failure message may state.
+MLflow gives every attempt of a request `MLFLOW_HTTP_REQUEST_TIMEOUT` seconds (one number, used
+by urllib3 as connect and read timeout) and retries it `MLFLOW_HTTP_REQUEST_MAX_RETRIES` times
+with urllib3's exponential backoff, so a server that never answers costs all attempts plus the
+sleeps between them: that total, not one attempt's timeout, is the time a failure message may
+state.
+
+A slow server is not a down one, so MLflow's number is the read timeout (`read_timeout_seconds`,
+120 s). Whether a server is down is decided apart from MLflow's requests, by whether it accepts a
+TCP connection within `connect_timeout_seconds` (`accepts_connections`): MLflow's one number
+cannot be a (connect, read) pair without replacing its HTTP session, and a refused connection
+fails at once anyway.
 """
 
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from urllib3.util import Retry
 
@@ -22,12 +31,15 @@ class RequestLimits:
     """The time limits of one request to the tracking server."""
 
     timeout_seconds: int
+    """Seconds one attempt may wait for an answer (MLflow's request timeout)."""
     retries: int
+    connect_seconds: int = 10
+    """Seconds a server has to accept a connection before it counts as down."""
 
     @classmethod
     def of(cls, config: "MLflowPlusConfig") -> "RequestLimits":
         """Return the limits a tracker's configuration sets."""
-        return cls(config.connect_timeout_seconds, config.max_retries)
+        return cls(config.read_timeout_seconds, config.max_retries, config.connect_timeout_seconds)
 
     @property
     def attempts(self) -> int:
@@ -64,3 +76,16 @@ class RequestLimits:
             # Without jitter the bound above is exact.
             "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
         }
+
+
+def accepts_connections(url: str, seconds: float) -> bool:
+    """Tell whether the server at `url` accepts a TCP connection within `seconds`."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return True  # not a network store: nothing can be down
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=seconds):
+            return True
+    except OSError:
+        return False

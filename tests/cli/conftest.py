@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import embedded_client, zenml_stack  # noqa: F401
-from tests.support.servers import free_port
+from testsupport.servers import free_port
 
 BIN = Path(sys.executable).parent / "zenml-mlflow"
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from tests.cli.conftest import tracker, zenml_mlflow
-from tests.support.servers import free_port
+from testsupport.servers import free_port
 
 pytestmark = pytest.mark.integration
 

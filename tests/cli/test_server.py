@@ -17,9 +17,9 @@ from zenml.client import Client
 
 from cli.server import DataDir, ServerState, port_in_use
 from tests.cli.conftest import StartedServer, tracker, zenml_mlflow
-from tests.support.proxy import Proxy
-from tests.support.servers import free_port
-from tests.support.tls import self_signed_certificate
+from testsupport.proxy import Proxy
+from testsupport.servers import free_port
+from testsupport.tls import self_signed_certificate
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from examples.quickstart.pipeline import quickstart
 from tests.integration.conftest import TRACKER, links_on_port
-from tests.support.servers import free_port, stop, wait_for_health
+from testsupport.servers import free_port, stop, wait_for_health
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from examples.quickstart.pipeline import quickstart
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
-from tests.support.topology import USER
+from testsupport.topology import USER
 
 pytestmark = pytest.mark.e2e
 

@@ -58,6 +58,20 @@ def process_snapshot() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture
+def isolated_mlflow_environment() -> Iterator[None]:
+    """Undo what configure_mlflow() leaves in the process (its contract, as the built-in's)."""
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    environment = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(environment)
+    tracking_utils._tracking_uri = None
+    registry_utils._registry_uri = None
+
+
+@pytest.fixture
 def tracker_stack(zenml_stack: str) -> Iterator[Callable[..., str]]:
     """Register an mlflow_plus tracker with a config in its own stack and activate it."""
     from zenml.client import Client

@@ -249,3 +249,74 @@ def fit_autologged(alpha: float = 0.5) -> float:
 @pipeline(enable_cache=False, settings={"experiment_tracker": {"nested": True, "autolog": True}})
 def autologged() -> None:
     fit_autologged()
+
+
+_probe_started = __import__("threading").Event()
+
+
+@step(experiment_tracker=TRACKER, settings={"experiment_tracker": {"autolog": True}})
+def autolog_probe(x: int) -> bool:
+    """Tell whether autologging is on at the end; item 0 ends first, while item 1 runs."""
+    import time
+
+    from mlflow.utils.autologging_utils import autologging_is_disabled
+
+    if x == 0:
+        _probe_started.wait(30)
+        return not autologging_is_disabled("mlflow")
+    _probe_started.set()
+    deadline = time.monotonic() + 3  # item 0's cleanup turned it off within this, before the fix
+    while time.monotonic() < deadline and not autologging_is_disabled("mlflow"):
+        time.sleep(0.05)
+    return not autologging_is_disabled("mlflow")
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def autolog_overlap() -> None:
+    autolog_probe.map(items(count=2))
+
+
+@step(experiment_tracker=TRACKER)
+def active_run_probe(previous: str = "") -> str:
+    """Return the name and start time of the step's active MLflow run."""
+    run = mlflow.active_run()
+    assert run is not None
+    return f"{run.info.run_name}|{run.info.start_time}"
+
+
+@pipeline(enable_cache=False)
+def active_runs() -> None:
+    active_run_probe(previous=active_run_probe())
+
+
+@step(experiment_tracker=True)
+def measure(count: int = 3, config: dict | None = None) -> int:
+    for i in range(count):
+        mlflow.log_metric("measured", i, step=i)
+    mlflow.log_param("user_param", "u")
+    mlflow.set_tag("user_tag", "t")
+    return count
+
+
+@step(experiment_tracker=True)
+def evaluate(value: int, factor: float = 2.0) -> float:
+    mlflow.log_metric("evaluated", value * factor)
+    return value * factor
+
+
+@pipeline(enable_cache=False)
+def measured(count: int = 3) -> None:
+    """Two steps with params, tags and metrics, on whatever tracker the stack has."""
+    evaluate(measure(count=count, config={"opt": {"lr": 0.1}}))
+
+
+@step(experiment_tracker=True)
+def log_after(value: int) -> int:
+    mlflow.log_metric("after", value)
+    return value
+
+
+@pipeline(enable_cache=False)
+def fault_then_log(fault: str, first: int = 0) -> None:
+    """`log_through_fault` logs `first` points and then runs the fault; a second step follows."""
+    log_after(log_through_fault(fault=fault, first=first, during=0, pause=0.0, last=0))

@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.integration.test_performance import SERVER_ENV, active_stack
-from tests.support.servers import MlflowServer
+from testsupport.servers import MlflowServer
 
 pytestmark = pytest.mark.integration
 

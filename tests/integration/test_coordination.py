@@ -11,8 +11,10 @@ import pytest
 from mlflow import MlflowClient
 from zenml.client import Client
 
-from tracker_flavor import runs, tags
-from tracker_flavor.coordination import LOCK_PREFIX
+from tracker_flavor import parent, runs, tags
+from tracker_flavor.connection import Connection
+from tracker_flavor.coordination import LOCK_PREFIX, creation_lock
+from tracker_flavor.runtime import runtime
 
 pytestmark = pytest.mark.integration
 
@@ -23,17 +25,36 @@ ROOT = Path(__file__).resolve().parents[2]
 HOLDER = """
 import sys, time
 from mlflow import MlflowClient
-from tracker_flavor import runs, tags
+from tests.integration.test_coordination import Records, spec
+from tracker_flavor import parent
+from tracker_flavor.connection import Connection
+from tracker_flavor.runtime import runtime
 uri, run_id = sys.argv[1:]
-client = MlflowClient(uri)
-exp = runs.experiment_id(client, uri, "lock-takeover", None)
-def hang(parent):
-    print("created", parent, flush=True)
-    time.sleep(3600)
-runs.resolve_parent_run(
-    client, uri, exp, run_id, "killed", {tags.PIPELINE_RUN_ID: run_id}, lambda: None, hang
-)
+class Hang(Records):
+    def write(self, pipeline_run_id, created):
+        print("created", created.run_id, flush=True)
+        time.sleep(3600)
+parent.resolve(MlflowClient(uri), Connection(uri), spec(run_id, "killed"), Hang(), runtime)
 """
+
+
+class Records:
+    """Parent records kept in a list: the test's runs do not exist in ZenML."""
+
+    def __init__(self) -> None:
+        self.written: list[str] = []
+
+    def read(self, pipeline_run_id: str) -> None:
+        return None
+
+    def write(self, pipeline_run_id: str, created: parent.Parent) -> None:
+        self.written.append(created.run_id)
+
+    lock = staticmethod(creation_lock)
+
+
+def spec(run_id: str, name: str) -> parent.ParentSpec:
+    return parent.ParentSpec(run_id, "lock-takeover", name, {tags.PIPELINE_RUN_ID: run_id})
 
 
 def lock_tags() -> list[str]:
@@ -59,15 +80,12 @@ def test_a_killed_lock_holder_is_taken_over_at_once(zenml_stack, session_dir):
     assert len(stale) == 2  # the lock and the tag naming its holder
 
     client = MlflowClient(uri)
-    exp = runs.experiment_id(client, uri, "lock-takeover", None)
-    recorded: list[str] = []
+    exp = parent.experiment_id(client, Connection(uri), "lock-takeover", runtime)
+    records = Records()
     started = time.monotonic()
-    parent_id, _ = runs.resolve_parent_run(
-        client, uri, exp, run_id, "taker", {tags.PIPELINE_RUN_ID: run_id}, lambda: None,
-        recorded.append,
-    )  # fmt: skip
+    found = parent.resolve(client, Connection(uri), spec(run_id, "taker"), records, runtime)
     assert time.monotonic() - started < 15  # not the 60 s bound on waiting
-    assert parent_id == created and recorded == [created]
+    assert found.run_id == created and records.written == [created]
     assert [r.info.run_id for r in runs.find_parent_runs(client, exp, run_id)] == [created]
     assert set(stale) & set(lock_tags()) == set()
     assert [name for name in lock_tags() if run_id in name] == []

@@ -10,8 +10,8 @@ from tests.integration import pipelines
 from tests.integration.pipelines import bad_values, fan_out_with_a_bad_value, through_fault
 from tests.integration.test_dynamic import wait_for_status
 from tests.integration.test_performance import SERVER_ENV, active_stack
-from tests.support.proxy import DROP, FAIL, FREEZE, REFUSE, Proxy
-from tests.support.servers import MlflowServer
+from testsupport.proxy import DROP, FAIL, FREEZE, REFUSE, Proxy
+from testsupport.servers import MlflowServer
 from tracker_flavor.batching import DELIVERED_KEY, UNDELIVERED_KEY
 
 pytestmark = pytest.mark.integration
@@ -27,8 +27,9 @@ def faulty(zenml_stack, session_dir) -> Iterator[tuple[MlflowServer, Proxy]]:
     try:
         with Proxy(server.url) as proxy:
             with active_stack(
-                "faulty", f"tracking_uri={proxy.url}", "max_retries=0", "connect_timeout_seconds=2"
-            ):
+                "faulty", f"tracking_uri={proxy.url}", "max_retries=0", "connect_timeout_seconds=2",
+                "read_timeout_seconds=2", "on_tracking_outage=fail",
+            ):  # fmt: skip
                 yield server, proxy
             proxy.heal()
     finally:

@@ -72,3 +72,20 @@ def wait_for_status(client, run_id, status, seconds=20.0):
     while (current := client.get_run(run_id).info.status) != status and time.monotonic() < deadline:
         time.sleep(0.2)
     return current
+
+
+def test_one_mapped_step_ending_leaves_autologging_on_for_the_others(
+    zenml_stack, embedded_client, process_snapshot
+):
+    """Issue 10 hazard 1: the first mapped step to end turned autologging off for the process."""
+    from mlflow.utils.autologging_utils import autologging_is_disabled
+
+    from tests.integration.pipelines import autolog_overlap
+
+    assert autologging_is_disabled("mlflow")
+    run = Client().get_pipeline_run(autolog_overlap().id)
+    assert run.status == "completed"
+    probes = sorted(name for name in run.steps if name.startswith("map:autolog_probe"))
+    assert len(probes) == 2
+    assert [run.steps[name].outputs["output"][0].load() for name in probes] == [True, True]
+    assert autologging_is_disabled("mlflow")  # back to the state before the pipeline

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.harness import ROOT
-from tests.support.servers import free_port
+from testsupport.harness import ROOT
+from testsupport.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -78,9 +78,9 @@ def run_pipelines(stack_id: str, count: int, workdir: Path) -> list[tuple[int, s
 def parent_runs(artifacts: Path) -> list[object]:
     """Return the parent (pipeline) runs in the embedded store of `artifacts`."""
     from mlflow import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
     from tracker_flavor.embedded import embedded_tracking_uri
-    from tracker_flavor.runs import MLFLOW_PARENT_RUN_ID
 
     client = MlflowClient(embedded_tracking_uri(str(artifacts)))
     experiments = [e.experiment_id for e in client.search_experiments()]

@@ -8,12 +8,12 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 from zenml.client import Client
 
-from benchmarks.pipelines import LINEAR_STEPS, bench_linear
-from benchmarks.probe import Probe
 from cli.main import cli
 from tests.integration.pipelines import outage
-from tests.support.proxy import Proxy
-from tests.support.servers import MlflowServer
+from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
+from testsupport.probe import Probe
+from testsupport.proxy import Proxy
+from testsupport.servers import MlflowServer
 from tracker_flavor.batching import DELIVERED_KEY, UNDELIVERED_KEY
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
@@ -75,7 +75,10 @@ def test_a_server_lost_mid_step_fails_the_step_with_the_count_of_lost_points(
     server = MlflowServer(workdir, env=SERVER_ENV).start()
     assert server.process is not None
     try:
-        config = (f"tracking_uri={server.url}", "max_retries=0", "connect_timeout_seconds=5")
+        config = (
+            f"tracking_uri={server.url}", "max_retries=0", "connect_timeout_seconds=5",
+            "read_timeout_seconds=5", "on_tracking_outage=fail",
+        )  # fmt: skip
         with active_stack("outage", *config), pytest.raises(RuntimeError):
             outage(server_pid=server.process.pid, delivered=1200, lost=800)
     finally:

@@ -84,7 +84,7 @@ def test_register_refuses_credentials_in_the_uri_and_a_missing_sqlite_directory(
         ({"tracking_uri": "mlflow.internal:5000"}, "tracking_uri 'mlflow.internal:5000' has"),
         ({"databricks_host": "https://adb.net"}, "set tracking_uri=databricks"),
         ({"experiment_name": ""}, "experiment_name must not be empty"),
-        ({"tags": {"epochs": 3}}, "tags must have string values"),
+        ({"tags": ["epochs"]}, "tags must be a mapping"),
     ],
 )
 def test_bad_config_is_refused_and_nothing_is_registered(zenml_stack, config, message):

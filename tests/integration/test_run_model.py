@@ -192,3 +192,14 @@ def test_parent_and_child_runs_show_who_created_them_and_the_pipeline_source(
             "mlflow.source.name": "tests.integration.pipelines.linear",
             "mlflow.source.type": "JOB",
         }.items() <= run.data.tags.items()
+
+
+def test_unified_steps_see_the_parent_as_their_active_run(zenml_stack, embedded_client):
+    """Issue 10 hazard 5: steps saw a placeholder with an empty name, started "now"."""
+    from tests.integration.pipelines import active_runs
+
+    run = Client().get_pipeline_run(active_runs().id)
+    (parent,), _ = runs_of(embedded_client, run.id)
+    expected = f"{parent.info.run_name}|{parent.info.start_time}"
+    seen = [step.outputs["output"][0].load() for step in run.steps.values()]
+    assert seen == [expected, expected]

@@ -15,7 +15,7 @@ from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from tests.integration.conftest import links_on_port
 from tests.integration.pipelines import linear
-from tests.support.servers import free_port, stop, wait_for_health
+from testsupport.servers import free_port, stop, wait_for_health
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from mlflow.store.tracking.rest_store import RestStore
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils.rest_utils import MlflowHostCreds
 
-from tests.support.servers import free_port
+from testsupport.servers import free_port
 from tracker_flavor.batching import WINDOW_SECONDS, BatchingQueue, Ledger
 
 pytestmark = pytest.mark.unit
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def sqlite_store(tmp_path):
-    return SqlAlchemyStore(f"sqlite:///{tmp_path}/mlflow.db", f"file://{tmp_path}/artifacts")
+def sqlite_store(sqlite_uri, tmp_path):
+    return SqlAlchemyStore(sqlite_uri, f"file://{tmp_path}/artifacts")
 
 
 def metric(index: int) -> Metric:
@@ -117,7 +117,11 @@ def test_the_tracker_module_imports_no_model_flavor_or_server_code():
         "mlflow.server",
         "mlflow.pytorch",
         "mlflow.tensorflow",
-        "zenml.integrations.mlflow",
+        # The tracker subclasses the built-in's class (issue 11), nothing else of the integration.
+        "zenml.integrations.mlflow.model_deployers",
+        "zenml.integrations.mlflow.model_registries",
+        "zenml.integrations.mlflow.services",
+        "zenml.integrations.mlflow.steps",
     )
     assert modules_imported_by("import tracker_flavor.tracker", unneeded) == []
 
@@ -356,3 +360,22 @@ def test_one_steps_refused_value_does_not_fail_the_other_steps_of_a_shared_run(s
     assert all(ledger.delivered == 300 and ledger.failure() is None for ledger in ledgers)
     for number in range(8):
         assert len(sqlite_store.get_metric_history(run_id, f"m{number}")) == 300
+
+
+def test_a_value_from_a_thread_of_no_step_is_not_charged_to_a_step_sharing_its_run(sqlite_store):
+    """Issue 10 hazard 4: it was charged to whichever step opened its ledger last."""
+    import threading
+
+    run_id = sqlite_store.create_run("0", "u", 0, [], "r").info.run_id
+    queue = BatchingQueue(sqlite_store.log_batch)
+    first, second = Ledger(run_id, "sqlite"), Ledger(run_id, "sqlite")
+    queue.open(first)
+    queue.open(second)
+    thread = threading.Thread(target=queue.log_batch_async, args=(run_id, [], [], [metric(1)]))
+    thread.start()
+    thread.join()
+    queue.close(first)
+    queue.close(second)
+    queue.stop()
+    assert first.submitted == second.submitted == 0
+    assert len(sqlite_store.get_metric_history(run_id, "loss")) == 1  # delivered all the same

@@ -54,7 +54,7 @@ def test_secret_references_are_not_resolved_by_validation():
             "several authentication methods",
         ),
         ({"experiment_name": ""}, "experiment_name must not be empty"),
-        ({"tags": {"n": 1}}, "tags must have string values"),
+        ({"tags": ["n"]}, "tags must be a mapping"),
     ],
 )
 def test_bad_config_names_the_field_and_the_fix(kwargs, message):
@@ -71,3 +71,8 @@ def test_errors_do_not_echo_credentials():
 def test_settings_values_are_the_explicit_component_defaults():
     config = MLflowPlusConfig(tracking_uri="http://h", nested=True, tags={"team": "a"})
     assert config.settings_values() == {"nested": True, "tags": {"team": "a"}}
+
+
+def test_non_string_tag_values_become_strings_as_the_builtin_s_do():
+    config = MLflowPlusConfig(tags={"epochs": 10, "lr": 0.5, "final": True, "team": "a"})
+    assert config.tags == {"epochs": "10", "lr": "0.5", "final": "True", "team": "a"}

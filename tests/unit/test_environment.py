@@ -2,7 +2,9 @@ import os
 
 import mlflow
 import pytest
+from pydantic import SecretStr
 
+from tracker_flavor.connection import Connection
 from tracker_flavor.environment import ProcessEnvironment
 
 pytestmark = pytest.mark.unit
@@ -21,8 +23,8 @@ def test_last_leave_restores_variables_and_tracking_uri(clean_env, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "false")
     before = mlflow.get_tracking_uri()
     env = ProcessEnvironment()
-    env.enter("http://127.0.0.1:9", {"MLFLOW_TRACKING_TOKEN": "tok"})
-    env.enter("http://127.0.0.1:9", {"MLFLOW_TRACKING_TOKEN": "rotated"})
+    env.enter(Connection("http://127.0.0.1:9", token=SecretStr("tok")))
+    env.enter(Connection("http://127.0.0.1:9", token=SecretStr("rotated")))
     assert mlflow.get_tracking_uri() == "http://127.0.0.1:9"
     assert os.environ["MLFLOW_TRACKING_TOKEN"] == "rotated"
     assert "MLFLOW_TRACKING_INSECURE_TLS" not in os.environ
@@ -37,9 +39,25 @@ def test_last_leave_restores_variables_and_tracking_uri(clean_env, monkeypatch):
 
 def test_a_second_tracking_uri_at_the_same_time_is_refused(clean_env):
     env = ProcessEnvironment()
-    env.enter("http://127.0.0.1:9", {})
+    env.enter(Connection("http://127.0.0.1:9"))
     try:
         with pytest.raises(RuntimeError, match="different tracking URIs"):
-            env.enter("http://127.0.0.1:10", {})
+            env.enter(Connection("http://127.0.0.1:10"))
     finally:
         env.leave()
+
+
+def test_run_variables_a_platform_set_are_hidden_from_steps_and_restored(clean_env, monkeypatch):
+    """Issue 11 F3: MLFLOW_RUN_ID and friends of the platform's run leaked into steps."""
+    inherited = {
+        "MLFLOW_RUN_ID": "0123456789abcdef0123456789abcdef",
+        "MLFLOW_EXPERIMENT_ID": "42",
+        "MLFLOW_EXPERIMENT_NAME": "azureml-job",
+    }
+    for name, value in inherited.items():
+        monkeypatch.setenv(name, value)
+    env = ProcessEnvironment()
+    env.enter(Connection("http://127.0.0.1:9"))
+    assert not set(inherited) & set(os.environ)
+    env.leave()
+    assert {name: os.environ[name] for name in inherited} == inherited

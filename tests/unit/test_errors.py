@@ -74,7 +74,7 @@ def test_a_server_that_never_answers_is_reported_with_the_time_really_waited():
     assert message == (
         "http://127.0.0.1:5000 accepted the connection but did not answer within 32 s (3 attempts "
         "of 10 s plus 2 s backoff): see the server's log (hung or overloaded?) and any proxy on "
-        "the way, or raise connect_timeout_seconds."
+        "the way, or raise read_timeout_seconds."
     )
     # Without the limits of the failed requests, no time is claimed.
     assert " within " not in (explain(error, "http://127.0.0.1:5000") or "")

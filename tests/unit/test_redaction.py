@@ -1,15 +1,11 @@
 """No message shows the credentials of a URI (issue 18: delivery errors printed them in full)."""
 
-import uuid
-from datetime import datetime
-
 import pytest
-from zenml.enums import StackComponentType
+from pydantic import SecretStr
 
 from tracker_flavor.batching import Ledger
-from tracker_flavor.config import MLflowPlusConfig
-from tracker_flavor.errors import TrackingServerError
-from tracker_flavor.tracker import MLflowPlusExperimentTracker
+from tracker_flavor.connection import Connection
+from tracker_flavor.errors import TrackingServerError, explained
 
 pytestmark = pytest.mark.unit
 
@@ -27,15 +23,17 @@ def test_delivery_errors_do_not_show_credentials():
 
 
 def test_unexplained_server_errors_lose_the_credentials_of_their_uri():
-    now = datetime.now()
-    tracker = MLflowPlusExperimentTracker(
-        name="probe", id=uuid.uuid4(), config=MLflowPlusConfig(), flavor="mlflow_plus",
-        type=StackComponentType.EXPERIMENT_TRACKER, user=None, created=now, updated=now,
-    )  # fmt: skip
+    connection = Connection(URI)
     with pytest.raises(TrackingServerError) as error:
-        with tracker._explained(URI):
+        with explained(connection):
             raise ValueError(f"API request to {URI}/api/2.0/mlflow/runs/get failed: odd reply")
     assert "s3cret" not in str(error.value) and "odd reply" in str(error.value)
     with pytest.raises(ValueError, match="no URI here"):
-        with tracker._explained(URI):
+        with explained(connection):
             raise ValueError("no URI here")
+
+
+def test_a_connection_never_shows_its_secrets():
+    connection = Connection(URI, token=SecretStr("tok3n"), password=SecretStr("pa55"))
+    assert "tok3n" not in repr(connection) and "pa55" not in repr(connection)
+    assert "s3cret" not in connection.shown

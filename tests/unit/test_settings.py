@@ -24,9 +24,11 @@ def test_blank_names_are_rejected(field):
         MLflowPlusSettings(**{field: "  "})
 
 
-def test_non_string_tags_are_rejected_with_the_fix():
-    with pytest.raises(ValidationError, match=r"'epochs' \(int\).*quote them"):
-        MLflowPlusSettings(tags={"epochs": 10, "team": "a"})
+def test_non_string_tags_are_converted_like_mlflow_set_tag():
+    assert MLflowPlusSettings(tags={"epochs": 10, "team": "a"}).tags == {
+        "epochs": "10",
+        "team": "a",
+    }
 
 
 def test_experiment_name_longer_than_mlflow_allows_is_rejected():

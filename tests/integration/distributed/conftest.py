@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.postgres import Postgres
-from tests.support.proxy import Proxy
-from tests.support.servers import MlflowServer
+from testsupport.postgres import Postgres
+from testsupport.proxy import Proxy
+from testsupport.servers import MlflowServer
 
 
 @dataclass
@@ -69,7 +69,7 @@ def harness_stack(tracking_uri: str) -> str:
         client.get_flavor_by_name_and_type("process_harness", StackComponentType.ORCHESTRATOR)
     except KeyError:
         client.create_flavor(
-            source="tests.support.harness.HarnessOrchestratorFlavor",
+            source="testsupport.harness.HarnessOrchestratorFlavor",
             component_type=StackComponentType.ORCHESTRATOR,
         )
     orchestrator = client.create_stack_component(

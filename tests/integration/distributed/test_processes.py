@@ -11,7 +11,7 @@ from zenml.client import Client
 from tests.integration.distributed.conftest import snapshot_of
 from tests.integration.distributed.pipelines import POINTS, fan_out, gated, six_steps
 from tests.integration.test_run_model import runs_of
-from tests.support.harness import run_snapshots, start_step
+from testsupport.harness import run_snapshots, start_step
 
 pytestmark = pytest.mark.integration
 

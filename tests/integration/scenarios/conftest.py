@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import MlflowServer
-from tests.support.tls import self_signed_certificate
+from testsupport.servers import MlflowServer
+from testsupport.tls import self_signed_certificate
 
 ADMIN_PASSWORD = "admin-pw-for-tests-only"
 ALICE_PASSWORD = "alice-pw-for-tests-only"
@@ -55,7 +55,7 @@ def servers(session_dir: Path) -> Iterator[Servers]:
     plain = MlflowServer(root / "plain")
     auth = MlflowServer(
         auth_dir,
-        app_name="basic-auth",
+        basic_auth=True,
         env={
             "MLFLOW_AUTH_CONFIG_PATH": str(auth_dir / "basic_auth.ini"),
             "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,

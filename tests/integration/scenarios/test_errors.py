@@ -15,10 +15,12 @@ from zenml.enums import StackComponentType
 
 from tests.integration.scenarios.conftest import ADMIN_PASSWORD, ALICE_PASSWORD, Servers, api
 from tests.integration.scenarios.pipelines import scenario
-from tests.support.proxy import Proxy
-from tests.support.servers import free_port
+from testsupport.proxy import Proxy
+from testsupport.servers import free_port
+from tracker_flavor import steps
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.errors import TrackingServerError
+from tracker_flavor.runtime import runtime
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 pytestmark = pytest.mark.integration
@@ -35,11 +37,15 @@ def tracker(**config: object) -> MLflowPlusExperimentTracker:
 
 
 def failure(probe: MLflowPlusExperimentTracker, call: Callable[[MlflowClient], object]) -> str:
-    uri = probe.tracking_uri()
+    connection = probe.connection()
     started = time.monotonic()
     with pytest.raises(TrackingServerError) as error:
-        with probe.connected(uri, probe.client_variables(uri)) as client:
-            call(client)
+        runtime.environment.enter(connection)
+        try:
+            with steps.client(connection, probe.config) as client:
+                call(client)
+        finally:
+            runtime.environment.leave()
     assert time.monotonic() - started < BOUND_SECONDS
     return str(error.value)
 
@@ -122,7 +128,8 @@ def black_hole() -> Iterator[str]:
 def test_a_server_that_never_answers_fails_the_step_in_the_stated_time_with_one_line(
     black_hole, tracker_stack, caplog
 ):
-    tracker_stack("plus_black_hole", tracking_uri=black_hole)  # 10 s per attempt, 2 retries
+    # 10 s per attempt, 2 retries; it accepts connections, so it is slow, not down: no spool.
+    tracker_stack("plus_black_hole", tracking_uri=black_hole, read_timeout_seconds=10)
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="failure in step"):
         scenario()

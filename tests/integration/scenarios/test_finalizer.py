@@ -12,7 +12,8 @@ from tests.integration.scenarios.pipelines import dynamic_metrics
 from tests.integration.scenarios.test_servers import as_user
 from tests.integration.test_dynamic import wait_for_status
 from tests.integration.test_run_model import runs_of
-from tracker_flavor.environment import process_environment
+from tracker_flavor.connection import Connection
+from tracker_flavor.runtime import runtime
 
 pytestmark = pytest.mark.integration
 
@@ -52,17 +53,17 @@ def test_the_finalizer_settles_while_another_tracking_uri_is_active(
     tracker_stack("plus_final_plain", tracking_uri=servers.plain.url)
     run = dynamic_metrics()
     # A step of another tracker starts in this process before the finalizer settles the run.
-    process_environment.enter(f"sqlite:///{session_dir}/other.db", {})
+    runtime.environment.enter(Connection(f"sqlite:///{session_dir}/other.db"))
     try:
         mlflow = MlflowClient(servers.plain.url)
         (parent,), _ = runs_of(mlflow, run.id)
         assert wait_for_status(mlflow, parent.info.run_id, "FINISHED") == "FINISHED"
     finally:
-        process_environment.leave()
+        runtime.environment.leave()
 
 
 def test_the_finalizer_reaches_databricks_with_its_own_credentials(servers, tracker_stack):
-    from tests.support.proxy import Proxy
+    from testsupport.proxy import Proxy
 
     # The gateway stands in for the workspace: it wants the token on every request.
     with Proxy(servers.plain.url, token="dapi-final") as workspace:

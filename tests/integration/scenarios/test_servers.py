@@ -18,7 +18,7 @@ from zenml.enums import StackComponentType
 from tests.integration.scenarios.conftest import ADMIN_PASSWORD, ALICE_PASSWORD
 from tests.integration.scenarios.pipelines import metrics_only, scenario, scenario_with_model
 from tests.integration.test_run_model import runs_of
-from tests.support.proxy import Proxy
+from testsupport.proxy import Proxy
 
 pytestmark = pytest.mark.integration
 

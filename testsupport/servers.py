@@ -1,4 +1,4 @@
-"""Start real `mlflow server` processes on 127.0.0.1 for the tests, and wait for /health."""
+"""Start real `mlflow server` processes on 127.0.0.1 (the CLI's launcher), wait for /health."""
 
 import socket
 import subprocess
@@ -69,33 +69,34 @@ class MlflowServer:
         workdir: Path,
         *,
         backend_store_uri: str | None = None,
-        app_name: str | None = None,
+        basic_auth: bool = False,
         env: dict[str, str] | None = None,
         ssl: tuple[Path, Path] | None = None,
         artifacts_destination: str | None = None,
     ) -> None:
-        import os
-        import sys
+        from cli.server import server_command, server_environment
 
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         scheme = "https" if ssl else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.log = workdir / "server.log"
-        command = [
-            sys.executable, "-m", "mlflow", "server",
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-            "--backend-store-uri", backend_store_uri or f"sqlite:///{workdir}/mlflow.db",
-            "--artifacts-destination", artifacts_destination or str(workdir / "artifacts"),
-        ]  # fmt: skip
-        if app_name:
-            command += ["--app-name", app_name]
+        # The launcher of `zenml-mlflow server start` and `zenml-mlflow ui`.
+        command = server_command(
+            "127.0.0.1",
+            self.port,
+            backend_store_uri or f"sqlite:///{workdir}/mlflow.db",
+            None if artifacts_destination else workdir / "artifacts",
+            basic_auth=basic_auth,
+        )
+        if artifacts_destination:  # an object store URI, e.g. s3://bucket
+            command += ["--artifacts-destination", artifacts_destination]
         if ssl:
             key, cert = ssl
             command += ["--uvicorn-opts", f"--ssl-keyfile {key} --ssl-certfile {cert}"]
         self._command = command
         # No background job runners (GenAI evaluation jobs): they only add load to the tests.
-        self._env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env or {})}
+        self._env = {**server_environment(jobs=False), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     def launch(self) -> "MlflowServer":

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.servers import free_port
+from testsupport.servers import free_port
 
 
 def _bin(name: str) -> str:

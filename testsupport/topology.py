@@ -2,7 +2,7 @@
 
 The client and every step process talk to the ZenML server over REST with a service account's API
 key, through a counting proxy; ZenML's artifact store is an `s3` artifact store on moto, and the
-MLflow server keeps its artifacts in another moto bucket. `python -m tests.support.topology`
+MLflow server keeps its artifacts in another moto bucket. `python -m testsupport.topology`
 (`make topology`) starts it for a user and stops it on Ctrl-C.
 """
 
@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.postgres import Postgres
-from tests.support.proxy import Proxy
-from tests.support.servers import MlflowServer, free_port, stop, wait_for_health
+from testsupport.postgres import Postgres
+from testsupport.proxy import Proxy
+from testsupport.servers import MlflowServer, free_port, stop, wait_for_health
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 # moto accepts any credentials; these only have to be the same on every side.
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "topology",

@@ -1,0 +1,46 @@
+"""Autologging is on for the steps that ask, and back to its state after the last step."""
+
+import mlflow
+import pytest
+from mlflow.utils.autologging_utils import autologging_is_disabled
+
+from tracker_flavor.autologging import Autologging, current_state
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def autologging_off():
+    mlflow.autolog(disable=True, silent=True)
+    yield
+    mlflow.autolog(disable=True, silent=True)
+
+
+def test_one_step_ending_leaves_autologging_on_for_a_step_still_running(autologging_off):
+    """Issue 10 hazard 1: the first mapped step to end turned it off for the process."""
+    steps = Autologging()
+    steps.enter(turn_on=True)
+    steps.enter(turn_on=True)
+    steps.leave()
+    assert not autologging_is_disabled("mlflow")
+    steps.leave()
+    assert autologging_is_disabled("mlflow") and current_state() == {}
+    steps.leave()  # an extra leave is harmless
+
+
+def test_autologging_a_step_turned_on_itself_is_off_after_it(autologging_off):
+    """Issue 11 F4: it stayed on in later steps of the process."""
+    steps = Autologging()
+    steps.enter(turn_on=False)
+    mlflow.autolog(silent=True)  # the step's own code
+    steps.leave()
+    assert autologging_is_disabled("mlflow")
+
+
+def test_autologging_the_user_had_on_before_the_steps_stays_as_it_was(autologging_off):
+    mlflow.autolog(log_models=False, silent=True)
+    before = current_state()
+    steps = Autologging()
+    steps.enter(turn_on=True)  # on with other options
+    steps.leave()
+    assert current_state() == before and not autologging_is_disabled("mlflow")

@@ -1,0 +1,129 @@
+"""A step's runs: opened with few requests, active for its code, ended with its status."""
+
+from contextlib import contextmanager
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from tests.unit.conftest import copy_of
+from tracker_flavor import active_run, runs, steps, tags
+from tracker_flavor.connection import Connection
+from tracker_flavor.plan import PipelineFacts, StepFacts, step_plan
+from tracker_flavor.runtime import Runtime
+from tracker_flavor.settings import MLflowPlusSettings
+
+pytestmark = pytest.mark.unit
+
+REQUESTS = {"create_run", "log_batch", "search_runs", "set_terminated", "get_run", "update_run"}
+
+
+class Counting(MlflowClient):
+    """A real client of a SQLite store that counts run requests."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(uri)
+        self.calls: list[str] = []
+
+    def __getattribute__(self, name):
+        if name in REQUESTS:
+            object.__getattribute__(self, "calls").append(name)
+        return super().__getattribute__(name)
+
+
+class Records:
+    """No record in ZenML: the step resolves the parent itself."""
+
+    def __init__(self) -> None:
+        self.written = []
+
+    def read(self, pipeline_run_id):
+        return None
+
+    def write(self, pipeline_run_id, created):
+        self.written.append(created)
+
+    @contextmanager
+    def lock(self, pipeline_run_id, recorded):
+        yield recorded()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, migrated_db):
+    uri = copy_of(migrated_db, tmp_path_factory.mktemp("steps"))
+    return Counting(uri), Connection(uri)
+
+
+def plan_of(run_id: str, **settings):
+    facts = StepFacts(PipelineFacts(run_id, f"name-{run_id}", "pipe"), "fit", "s1", 1, {"a": 1})
+    return step_plan(MLflowPlusSettings(**settings), facts, "alice")
+
+
+def resolved(store, plan, state):
+    """Start a first step of the run, which resolves its parent, and leave its run."""
+    client, connection = store
+    step = steps.start(client, connection, plan, Records(), state)
+    active_run.pop_until(step.run_id)
+    client.calls.clear()
+    return step
+
+
+def test_a_unified_step_makes_the_parent_its_active_run_with_its_name_and_start(store):
+    """Issue 10 hazard 5: later steps saw an empty name and a start time of "now"."""
+    client, connection = store
+    state = Runtime()
+    first = resolved(store, plan_of("u1"), state)
+    step = steps.start(client, connection, plan_of("u1"), Records(), state)
+    active = mlflow.active_run()
+    assert active is not None and active.info.run_id == step.parent.run_id
+    parent = client.get_run(step.parent.run_id)
+    assert (active.info.run_name, active.info.start_time) == (
+        parent.info.run_name, parent.info.start_time,
+    )  # fmt: skip
+    assert first.parent == step.parent and parent.data.params == {"fit.a": "1"}
+    assert parent.data.tags[tags.LAST_STEP] == "fit"
+    steps.end(client, step, failed=False)
+    assert mlflow.active_run() is None
+
+
+def test_a_known_parent_costs_one_request_to_start_a_unified_step(store):
+    client, connection = store
+    state = Runtime()
+    resolved(store, plan_of("u2"), state)
+    step = steps.start(client, connection, plan_of("u2"), Records(), state)
+    assert client.calls == ["log_batch"]
+    steps.end(client, step, failed=False)
+    assert client.calls == ["log_batch"]  # the parent is settled once, for the run
+
+
+def test_a_nested_step_gets_a_child_and_ends_it_with_its_status(store):
+    client, connection = store
+    state = Runtime()
+    resolved(store, plan_of("n1", nested=True), state)
+    step = steps.start(client, connection, plan_of("n1", nested=True), Records(), state)
+    assert client.calls == ["log_batch", "create_run"]  # params go in the first batch
+    child = client.get_run(step.run_id)
+    assert child.data.tags["mlflow.parentRunId"] == step.parent.run_id
+    assert child.data.tags[tags.STEP_NAME] == "fit"
+    left_open = client.create_run(child.info.experiment_id).info.run_id
+    active_run.push(client.get_run(left_open))
+    steps.end(client, step, failed=True)
+    assert client.get_run(step.run_id).info.status == "FAILED"
+    assert client.get_run(left_open).info.status == "FAILED"
+
+
+def test_a_step_whose_parent_was_deleted_logs_to_a_new_one(store):
+    """Issue 11 F2: the step failed with "must be in the 'active' state"."""
+    client, connection = store
+    state = Runtime()
+    first = resolved(store, plan_of("d1"), state)
+    client.delete_run(first.parent.run_id)
+    step = steps.start(client, connection, plan_of("d1", tags={"team": "ml"}), Records(), state)
+    active_run.pop_until(step.run_id)
+    assert step.parent.run_id != first.parent.run_id
+    replaced = client.get_run(step.parent.run_id)
+    assert replaced.info.run_name == "name-d1" and replaced.data.tags[tags.PIPELINE_RUN_ID] == "d1"
+    assert replaced.data.tags["team"] == "ml"  # issue 11 F5: the step's tags reach the parent
+    assert runs.find_parent_runs(client, replaced.info.experiment_id, "d1")[0].info.run_id == (
+        step.parent.run_id
+    )

@@ -1,0 +1,93 @@
+"""MLflow autologging while steps run: on for the steps that ask, restored when the last one ends.
+
+Autologging is process-wide, and mapped steps share the process. The first step to start saves
+which integrations were on (and how); the steps that ask turn it on; the last step to end puts
+back exactly the saved state, so one step ending never turns it off under another (issue 10,
+hazard 1) and what a step's code turned on (`mlflow.sklearn.autolog()`) does not outlive the
+steps (issue 11, F4).
+"""
+
+import importlib
+import threading
+from typing import Any
+
+from zenml.logger import get_logger
+
+from tracker_flavor.imports import AUTOLOG_LOCK
+
+logger = get_logger(__name__)
+
+UNIVERSAL = "mlflow"
+"""The integration name of `mlflow.autolog()`, which drives all the others."""
+
+State = dict[str, dict[str, Any]]
+"""The configuration of each autologging integration that is on."""
+
+
+def current_state() -> State:
+    """Return the integrations that are on now, with their configuration."""
+    from mlflow.utils.autologging_utils import AUTOLOGGING_INTEGRATIONS
+
+    return {
+        name: dict(config)
+        for name, config in AUTOLOGGING_INTEGRATIONS.items()
+        if config and not config.get("disable", True)
+    }
+
+
+def _autolog_function(name: str) -> Any:
+    """Return the `autolog` function of an integration (`mlflow.autolog` for the universal one)."""
+    import mlflow
+
+    return (
+        mlflow.autolog if name == UNIVERSAL else importlib.import_module(f"mlflow.{name}").autolog
+    )
+
+
+def restore(saved: State) -> None:
+    """Put autologging back to `saved`: turn off what was off, reconfigure what changed."""
+    now = current_state()
+    if now == saved:
+        return
+    if not saved:
+        _autolog_function(UNIVERSAL)(disable=True, silent=True)
+        return
+    for name, config in now.items():
+        if saved.get(name) == config:
+            continue
+        try:
+            if name in saved:
+                _autolog_function(name)(**saved[name])
+            else:
+                _autolog_function(name)(disable=True, silent=True)
+        except Exception as error:  # an integration MLflow cannot import any more
+            logger.warning("Could not restore MLflow autologging of %s: %s", name, error)
+
+
+class Autologging:
+    """Reference-counted autologging for the steps running in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved: State = {}
+
+    def enter(self, turn_on: bool) -> None:
+        """Start a step: save the state if it is the first, and turn autologging on if asked."""
+        with self._lock, AUTOLOG_LOCK:
+            if self._depth == 0:
+                self._saved = current_state()
+            self._depth += 1
+            if turn_on:
+                import mlflow
+
+                mlflow.autolog(silent=True)
+
+    def leave(self) -> None:
+        """End a step: the last one restores the state saved by the first."""
+        with self._lock, AUTOLOG_LOCK:
+            if self._depth == 0:
+                return
+            self._depth -= 1
+            if self._depth == 0:
+                restore(self._saved)

@@ -1,0 +1,64 @@
+"""The `mlflow_plus` model registry flavor: ZenML's MLflow registry on an mlflow_plus tracker.
+
+ZenML's own registry validates stacks by the tracker's flavor name (`mlflow`); this one accepts
+any tracker that is an `MLFlowExperimentTracker`, which the mlflow_plus tracker is.
+"""
+
+from typing import TYPE_CHECKING
+
+from zenml.integrations.mlflow.flavors.mlflow_model_registry_flavor import (
+    MLFlowModelRegistryFlavor,
+)
+
+from tracker_flavor import FLAVOR_NAME
+
+if TYPE_CHECKING:
+    from zenml.integrations.mlflow.model_registries.mlflow_model_registry import (
+        MLFlowModelRegistry,
+    )
+
+
+def tracker_problem(tracker: object) -> str | None:
+    """Return why a stack's experiment tracker cannot back the registry, or None if it can."""
+    from zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker import (
+        MLFlowExperimentTracker,
+    )
+
+    if isinstance(tracker, MLFlowExperimentTracker):
+        return None
+    return (
+        f"the {FLAVOR_NAME} model registry keeps models in the MLflow store of the stack's "
+        "experiment tracker, which must be an MLflow one: `zenml stack update STACK "
+        f"-e TRACKER` with a tracker of flavor {FLAVOR_NAME} (or mlflow)."
+    )
+
+
+class MLflowPlusModelRegistryFlavor(MLFlowModelRegistryFlavor):
+    """MLflow model registry on the store of the stack's mlflow_plus experiment tracker."""
+
+    @property
+    def name(self) -> str:
+        """Return the flavor name (the tracker's)."""
+        return FLAVOR_NAME
+
+    @property
+    def display_name(self) -> str:
+        """Return the name shown in the dashboard."""
+        return "MLflow Plus"
+
+    @property
+    def docs_url(self) -> str | None:
+        """Return the flavor's documentation URL."""
+        return None
+
+    @property
+    def sdk_docs_url(self) -> str | None:
+        """Return the flavor's SDK documentation URL."""
+        return None
+
+    @property
+    def implementation_class(self) -> type["MLFlowModelRegistry"]:
+        """Return the registry class (imports MLflow lazily)."""
+        from tracker_flavor.registry import MLflowPlusModelRegistry
+
+        return MLflowPlusModelRegistry

@@ -1,0 +1,77 @@
+"""Settings under the built-in's key `experiment_tracker.mlflow` apply to an mlflow_plus tracker.
+
+ZenML resolves a `type.flavor` settings key to the one component of that flavor in the stack and
+drops it (with an info line only) when there is none, before any component sees it; so a project
+moved to mlflow_plus would silently lose its `nested` and `tags`. The alias is resolved in that
+same step, ZenML's `settings_utils.resolve_stack_component_setting_key`.
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from zenml.enums import StackComponentType
+from zenml.logger import get_logger
+from zenml.utils import settings_utils
+
+from tracker_flavor import FLAVOR_NAME
+
+logger = get_logger(__name__)
+
+BUILTIN_KEY = f"{StackComponentType.EXPERIMENT_TRACKER.value}.mlflow"
+NEW_KEY = StackComponentType.EXPERIMENT_TRACKER.value
+
+_warned: set[str] = set()
+
+
+def _flavor(component: Any) -> str:
+    """Return the flavor of a stack component or of a component model."""
+    return str(getattr(component, "flavor_name", None) or component.flavor)
+
+
+def aliased_key(
+    key: str, components_by_type: Mapping[StackComponentType, Sequence[Any]]
+) -> str | None:
+    """Return the canonical key of the mlflow_plus tracker that `experiment_tracker.mlflow` means.
+
+    None when the key is another one, or when the stack has a built-in `mlflow` tracker (then the
+    key means it) or not exactly one mlflow_plus tracker.
+    """
+    if key != BUILTIN_KEY:
+        return None
+    trackers = components_by_type.get(StackComponentType.EXPERIMENT_TRACKER, [])
+    flavors = [_flavor(tracker) for tracker in trackers]
+    if "mlflow" in flavors or flavors.count(FLAVOR_NAME) != 1:
+        return None
+    name = trackers[flavors.index(FLAVOR_NAME)].name
+    if key not in _warned:
+        _warned.add(key)
+        logger.warning(
+            "Settings key %r is the built-in mlflow flavor's; applying it to the mlflow_plus "
+            "tracker %r. Rename it to %r (or %r) in your code: the old key is deprecated.",
+            BUILTIN_KEY,
+            name,
+            NEW_KEY,
+            f"{NEW_KEY}.{FLAVOR_NAME}",
+        )
+    return f"{NEW_KEY}:{name}"
+
+
+def install() -> None:
+    """Make ZenML resolve `experiment_tracker.mlflow` to the stack's mlflow_plus tracker (once)."""
+    original = settings_utils.resolve_stack_component_setting_key
+    if getattr(original, "mlflow_plus_alias", False):
+        return
+
+    def resolve(
+        key: str,
+        components_by_type: Mapping[StackComponentType, Sequence[Any]],
+        legacy: bool = False,
+    ) -> str | None:
+        """Resolve the built-in key to the mlflow_plus tracker, any other key as ZenML does."""
+        if not legacy and (aliased := aliased_key(key, components_by_type)):
+            return aliased
+        return original(key, components_by_type, legacy)
+
+    patched: Callable[..., str | None] = resolve
+    patched.mlflow_plus_alias = True  # type: ignore[attr-defined]
+    settings_utils.resolve_stack_component_setting_key = patched

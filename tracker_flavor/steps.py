@@ -1,0 +1,149 @@
+"""One step attempt's MLflow runs: opened and made active when it starts, ended when it ends.
+
+Once the parent is known (see parent.py), a unified step starts with one request (the parent's
+tags and params in one `log-batch`) and a nested one with two or three (the parent's last-step
+tag, the child's creation, its params unless they travel in the step's first batch); see
+docs/benchmarks.md for the counts per step.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from zenml.enums import ExecutionStatus
+
+from tracker_flavor import active_run, records, runs
+from tracker_flavor import parent as parents
+from tracker_flavor.errors import explained
+from tracker_flavor.imports import AUTOLOG_LOCK
+from tracker_flavor.runs import Parent
+from tracker_flavor.status import failed_step
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from zenml.metadata.metadata_types import MetadataType
+
+    from tracker_flavor.config import MLflowPlusConfig
+    from tracker_flavor.connection import Connection
+    from tracker_flavor.plan import StepPlan
+    from tracker_flavor.records import ParentRecords
+    from tracker_flavor.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class StepRun:
+    """What the tracker knows about one step attempt between its hooks."""
+
+    connection: "Connection"
+    parent: Parent
+    run_id: str
+    nested: bool
+    autolog: bool
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Return the key of the step's parent among the parent statuses of the process."""
+        return self.connection.uri, self.parent.run_id
+
+    def metadata(self) -> dict[str, "MetadataType"]:
+        """Return the step's run link and ids, recorded as ZenML step metadata."""
+        return records.step_metadata(self.connection, self.parent, self.run_id)
+
+
+@contextmanager
+def client(
+    connection: "Connection", config: "MLflowPlusConfig | None" = None
+) -> Iterator["MlflowClient"]:
+    """Yield a client of the connection's store; explain its failures in one line.
+
+    The autolog lock is held: creating a client and its requests import lazily, which would
+    deadlock with another step turning autologging on (it imports under MLflow's hook lock).
+    """
+    from mlflow import MlflowClient
+
+    with AUTOLOG_LOCK, explained(connection, config):
+        yield MlflowClient(tracking_uri=connection.uri)
+
+
+def resolve_parent(
+    mlflow: "MlflowClient",
+    connection: "Connection",
+    spec: parents.ParentSpec,
+    parent_records: "ParentRecords",
+    state: "Runtime",
+) -> Parent:
+    """Return the ZenML run's parent run, reopened if the run runs again after it ended."""
+    parent = parents.resolve(mlflow, connection, spec, parent_records, state)
+    state.statuses.reopen(mlflow, (connection.uri, parent.run_id), parent.status)
+    return parent
+
+
+def start(
+    mlflow: "MlflowClient",
+    connection: "Connection",
+    plan: "StepPlan",
+    parent_records: "ParentRecords",
+    state: "Runtime",
+) -> StepRun:
+    """Open the step's runs and push the one it logs into on the thread's active-run stack."""
+    from mlflow.exceptions import MlflowException
+
+    parent = resolve_parent(mlflow, connection, plan.parent, parent_records, state)
+    try:
+        runs.log(mlflow, parent.run_id, plan.parent_tags, plan.parent_params)
+    except MlflowException as error:
+        if not runs.is_gone(error):
+            raise
+        parent = parents.replace(mlflow, connection, plan.parent, parent, parent_records, state)
+        runs.log(mlflow, parent.run_id, plan.parent_tags, plan.parent_params)
+    if plan.nested:
+        run = runs.create_step_run(mlflow, parent, plan.step_name, plan.step_tags)
+        runs.log(mlflow, run.info.run_id, {}, plan.child_params)
+    else:
+        run = parent.active_run()
+    active_run.push(run)
+    return StepRun(connection, parent, run.info.run_id, plan.nested, plan.autolog)
+
+
+def end(mlflow: "MlflowClient", step: StepRun, failed: bool) -> None:
+    """End the step's run and every run its code left open, with the step's status."""
+    status = "FAILED" if failed else "FINISHED"
+    for left_open in reversed(active_run.pop_until(step.run_id)):
+        mlflow.set_terminated(left_open, status)
+    if step.nested:
+        mlflow.set_terminated(step.run_id, status)
+
+
+def settle_after_step(
+    connection: "Connection",
+    step: StepRun,
+    step_name: str,
+    final: ExecutionStatus,
+    state: "Runtime",
+) -> None:
+    """Fail the runs of a step that ZenML failed after its cleanup (saving its outputs)."""
+    if final.is_successful:
+        return
+    with explained(connection):
+        settler = connection.settler()
+        if step.nested:
+            settler.set_terminated(step.run_id, "FAILED")
+        if final != ExecutionStatus.RETRIED:  # else a later attempt decides
+            state.statuses.settle(settler, step.key, "FAILED", step_name)
+
+
+def settle_after_run(
+    connection: "Connection", step: StepRun, run_id: UUID, final: ExecutionStatus, state: "Runtime"
+) -> None:
+    """Settle the parent after ZenML finished the pipeline run (see finalizer.py)."""
+    from zenml.client import Client
+
+    failed = None
+    if not final.is_successful:
+        failed = failed_step(Client().zen_store.get_run(run_id, hydrate=True))
+    with explained(connection):
+        state.statuses.settle(
+            connection.settler(), step.key, "FINISHED" if final.is_successful else "FAILED", failed
+        )
