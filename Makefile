@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README, `make demo` and `make test`, and the version matrix.
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON_PREFERENCE := only-system
@@ -15,7 +15,7 @@ DEMO_ENV := ZENML_CONFIG_PATH=$(CURDIR)/.zenml-demo \
 	ZENML_REPOSITORY_PATH=$(CURDIR)/.zenml-demo/no-repository \
 	ZENML_CUSTOM_SOURCE_ROOT=$(CURDIR)
 
-.PHONY: demo ui test lint docs bench topology clean
+.PHONY: demo ui test test-compat lint docs bench topology clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -31,6 +31,12 @@ ui: $(VENV)/.synced
 
 test: $(VENV)/.synced
 	$(BIN)/python -m pytest
+
+# Unit and core integration tests against the oldest supported ZenML/MLflow pairs, each in a
+# throw-away venv resolved from pyproject.toml's ranges (docs/versions.md); `make test` covers
+# the newest, locked set. (.synced brings uv.)
+test-compat: $(VENV)/.synced
+	.ci/compat
 
 lint: $(VENV)/.synced
 	$(BIN)/ruff check .

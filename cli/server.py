@@ -24,6 +24,7 @@ from tracker_flavor.uris import strip_credentials
 
 DATA_DIR_ENV = "ZENML_MLFLOW_DATA_DIR"
 ADMIN_USERNAME = "admin"
+GUNICORN_THREADS = 8
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
 LOG_TAIL_LINES = 20
@@ -151,6 +152,13 @@ def log_tail(log: Path, lines: int) -> str:
         return "".join(deque(handle, maxlen=lines))
 
 
+def serves_with_gunicorn() -> bool:
+    """Tell whether `mlflow server` runs gunicorn (MLflow 2) rather than uvicorn."""
+    import mlflow
+
+    return int(mlflow.__version__.split(".")[0]) < 3
+
+
 def server_command(
     host: str,
     port: int,
@@ -168,14 +176,25 @@ def server_command(
         command += ["--artifacts-destination", str(artifacts)]
     if basic_auth:
         command += ["--app-name", "basic-auth"]
+    if serves_with_gunicorn():  # its default worker answers one request at a time
+        command += ["--gunicorn-opts", f"--threads {GUNICORN_THREADS}"]
     return command
 
 
 def server_environment(jobs: bool) -> dict[str, str]:
     """Return the server's environment: MLflow's job runner (7 more processes) only if asked."""
-    from mlflow.environment_variables import MLFLOW_SERVER_ENABLE_JOB_EXECUTION
+    import mlflow
+    from mlflow import environment_variables
 
-    return {**os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION.name: str(jobs).lower()}
+    variable = getattr(environment_variables, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION", None)
+    if variable is None:  # MLflow 2 has no job runner
+        if jobs:
+            raise click.ClickException(
+                f"--jobs needs MLflow's job runner, which MLflow {mlflow.__version__} does not "
+                "have: leave out --jobs, or install MLflow 3.10 or newer."
+            )
+        return dict(os.environ)
+    return {**os.environ, variable.name: str(jobs).lower()}
 
 
 def jobs_option(command: Any) -> Any:
@@ -214,18 +233,25 @@ def require_auth_extra() -> None:
 
 def auth_environment(data: DataDir) -> dict[str, str]:
     """Return the variables of MLflow's basic-auth app, with its files in the data directory."""
+    from mlflow import environment_variables
+
+    password = os.environ.get(ADMIN_PASSWORD_ENV) or data.private_value(data.admin_password)
+    # MLflow without this variable (3.10 and older) reads the admin password from the file only.
+    in_file = not hasattr(environment_variables, ADMIN_PASSWORD_ENV)
     config = data.path / "basic_auth.ini"
+    config.touch()
+    config.chmod(0o600)
     config.write_text(
         "[mlflow]\n"
         "default_permission = READ\n"
         f"database_uri = sqlite:///{data.path / 'basic_auth.db'}\n"
         f"admin_username = {ADMIN_USERNAME}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        + (f"admin_password = {password}\n" if in_file else "")
+        + "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
     return {
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
-        ADMIN_PASSWORD_ENV: os.environ.get(ADMIN_PASSWORD_ENV)
-        or data.private_value(data.admin_password),
+        ADMIN_PASSWORD_ENV: password,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": data.private_value(data.path / "flask-secret-key"),
     }
 

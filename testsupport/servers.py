@@ -6,6 +6,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from cli.server import serves_with_gunicorn
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -89,11 +91,12 @@ class MlflowServer:
             None if artifacts_destination else workdir / "artifacts",
             basic_auth=basic_auth,
         )
+        if ssl and serves_with_gunicorn():  # MLflow 2: TLS options join the gunicorn ones
+            command[-1] += f" --keyfile {ssl[0]} --certfile {ssl[1]}"
+        elif ssl:
+            command += ["--uvicorn-opts", f"--ssl-keyfile {ssl[0]} --ssl-certfile {ssl[1]}"]
         if artifacts_destination:  # an object store URI, e.g. s3://bucket
             command += ["--artifacts-destination", artifacts_destination]
-        if ssl:
-            key, cert = ssl
-            command += ["--uvicorn-opts", f"--ssl-keyfile {key} --ssl-certfile {cert}"]
         self._command = command
         # No background job runners (GenAI evaluation jobs): they only add load to the tests.
         self._env = {**server_environment(jobs=False), **(env or {})}

@@ -7,15 +7,15 @@ and pops it without terminating it (the tracker decides statuses itself).
 
 from typing import TYPE_CHECKING
 
+from tracker_flavor import internals
+
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
 
 def push(run: "Run") -> None:
     """Make `run` the active run of the current thread."""
-    from mlflow.tracking import fluent
-
-    fluent._active_run_stack.get().append(fluent.ActiveRun(run))
+    internals.push_active_run(run)
 
 
 def pop_until(run_id: str) -> list[str]:
@@ -23,14 +23,4 @@ def pop_until(run_id: str) -> list[str]:
 
     Returns the ids of the runs the user started inside the step and did not end.
     """
-    from mlflow.tracking import fluent
-
-    stack = fluent._active_run_stack.get()
-    ids = [run.info.run_id for run in stack]
-    if run_id not in ids:
-        return []
-    position = ids.index(run_id)
-    left_open = ids[position + 1 :]
-    del stack[position:]
-    fluent._last_active_run_id.set(run_id)
-    return left_open
+    return internals.pop_active_runs(run_id)

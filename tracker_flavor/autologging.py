@@ -49,10 +49,9 @@ def restore(saved: State) -> None:
     now = current_state()
     if now == saved:
         return
-    if not saved:
-        _autolog_function(UNIVERSAL)(disable=True, silent=True)
-        return
-    for name, config in now.items():
+    # The universal switch first: it drives the others. It does not turn off an integration a
+    # step turned on by itself (`mlflow.sklearn.autolog()`), so each of those goes one by one.
+    for name, config in sorted(now.items(), key=lambda item: item[0] != UNIVERSAL):
         if saved.get(name) == config:
             continue
         try:

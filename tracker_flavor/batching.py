@@ -36,6 +36,7 @@ from uuid import UUID
 
 from zenml.logger import get_logger
 
+from tracker_flavor import internals
 from tracker_flavor.imports import AUTOLOG_LOCK
 from tracker_flavor.uris import redact_credentials
 
@@ -52,7 +53,10 @@ MAX_VALUES = 1000
 MAX_PARAMS = 100
 MAX_TAGS = 100
 MAX_REQUEST_BYTES = 900_000
-"""MLflow's limits for one `log-batch` request (its body may have 1 MB; leave room for JSON)."""
+"""MLflow's limits for one `log-batch` request (its body may have 1 MB; leave room for JSON).
+
+Literals, as importing this module must not import MLflow; a unit test holds them equal to
+`mlflow.utils.validation`'s."""
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 8.0
 """Wait after a failed request before the next one; doubles with each failure in a row."""
@@ -245,27 +249,29 @@ def _validated(
     """Check values with MLflow's validators; return the valid ones and (kind, key, error)s."""
     from mlflow.entities import Param, RunTag
     from mlflow.exceptions import MlflowException
-    from mlflow.utils.validation import _validate_metric, _validate_param, _validate_tag
 
+    if (found := internals.validators()) is None:
+        return list(metrics), list(params), list(tags), []
+    _validate_metric, _validate_param, _validate_tag = found
     good_metrics: list[Metric] = []
     good_params: list[Param] = []
     good_tags: list[RunTag] = []
     bad: list[tuple[str, str, Exception]] = []
     for metric in metrics:
         try:
-            _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)  # type: ignore[no-untyped-call]
+            _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
             good_metrics.append(metric)
         except MlflowException as error:
             bad.append(("metric", metric.key, error))
     for param in params:
         try:  # the validators return long values truncated, as MLflow stores them
-            checked = _validate_param(param.key, str(param.value))  # type: ignore[no-untyped-call]
+            checked = _validate_param(param.key, str(param.value))
             good_params.append(Param(checked.key, checked.value))
         except MlflowException as error:
             bad.append(("param", param.key, error))
     for tag in tags:
         try:
-            checked = _validate_tag(tag.key, str(tag.value))  # type: ignore[no-untyped-call]
+            checked = _validate_tag(tag.key, str(tag.value))
             good_tags.append(RunTag(checked.key, checked.value))
         except MlflowException as error:
             bad.append(("tag", tag.key, error))
@@ -654,6 +660,15 @@ def final_wait() -> float:
     return float(timeout * (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() + 1))  # type: ignore[no-untyped-call]
 
 
+def _log_params_now(uri: str, run_id: str, params: Mapping[str, str]) -> None:
+    """Log `params` in one request, without the queue (MLflow has no async queue to replace)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Param
+
+    if params:
+        MlflowClient(uri).log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+
+
 class Ledgers:
     """The steps' open ledgers, and the queue installed on each store while steps use it."""
 
@@ -676,17 +691,19 @@ class Ledgers:
         take.
         """
         from mlflow.entities import Param
-        from mlflow.tracking._tracking_service.utils import _get_store
 
         with self._guard:
             installation = self._installations.get(uri)
             if installation is None:
-                store = _get_store(uri)  # type: ignore[no-untyped-call]
-                original = store._async_logging_queue
+                store = internals.tracking_store(uri)
+                original = None if store is None else internals.async_queue(store)
+                if store is None or original is None:  # no batching: MLflow logs on its own
+                    _log_params_now(uri, run_id, params or {})
+                    return
                 if not original.is_idle():
                     original.shut_down_async_logging()
                 installation = _Installation(store, original, BatchingQueue(store.log_batch))
-                store._async_logging_queue = installation.queue
+                internals.set_async_queue(store, installation.queue)
                 self._installations[uri] = installation
             installation.users += 1
             wait = final_wait() if wait_seconds is None else wait_seconds
@@ -731,7 +748,7 @@ class Ledgers:
             installation.users -= 1
             if installation.users == 0:
                 installation.queue.stop()
-                installation.store._async_logging_queue = installation.original
+                internals.set_async_queue(installation.store, installation.original)
                 del self._installations[ledger.uri]
         return ledger.failure()
 

@@ -191,13 +191,7 @@ def _link_step(
     connection: "Connection", journal: Journal, parent: runs.Parent, run_id: str, component_id: UUID
 ) -> None:
     """Add the delivered run's link to the ZenML step run (its metadata named the spool)."""
-    from zenml.client import Client
-    from zenml.enums import MetadataResourceTypes
-    from zenml.models import RunMetadataResource
-
     step_run_id = journal.path.rstrip("/").rsplit("/", 1)[-1]
-    Client().create_run_metadata(
-        metadata=records.step_metadata(connection, parent, run_id),
-        resources=[RunMetadataResource(id=UUID(step_run_id), type=MetadataResourceTypes.STEP_RUN)],
-        stack_component_id=component_id,
+    records.record_step(
+        component_id, UUID(step_run_id), records.step_metadata(connection, parent, run_id)
     )

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from tracker_flavor import internals
 from tracker_flavor.connection import MANAGED_VARIABLES
 
 if TYPE_CHECKING:
@@ -30,18 +31,16 @@ class ProcessEnvironment:
 
     def enter(self, connection: "Connection", extra: Mapping[str, str] | None = None) -> None:
         """Apply the connection's environment (and `extra`) until the matching `leave`."""
-        from mlflow.tracking._tracking_service import utils as tracking_utils
-
         tracking_uri = connection.uri
         variables = {**connection.environment(), **(extra or {})}
         with self._lock:
             if self._depth == 0:
                 self._saved_variables = {name: os.environ.get(name) for name in MANAGED_VARIABLES}
-                self._saved_tracking_uri = tracking_utils._tracking_uri
+                self._saved_tracking_uri = internals.process_tracking_uri()
                 for name in MANAGED_VARIABLES:
                     os.environ.pop(name, None)
                 self._tracking_uri = tracking_uri
-                tracking_utils.set_tracking_uri(tracking_uri)
+                internals.set_process_tracking_uri(tracking_uri)
             elif tracking_uri != self._tracking_uri:
                 raise RuntimeError(
                     "two MLflow trackers with different tracking URIs are running steps in one "
@@ -54,15 +53,13 @@ class ProcessEnvironment:
 
     def leave(self) -> None:
         """Undo one `enter`; the last one restores the variables and tracking URI saved first."""
-        from mlflow.tracking._tracking_service import utils as tracking_utils
-
         with self._lock:
             if self._depth == 0:
                 return
             self._depth -= 1
             if self._depth:
                 return
-            tracking_utils.set_tracking_uri(self._saved_tracking_uri)  # type: ignore[arg-type]
+            internals.set_process_tracking_uri(self._saved_tracking_uri)
             for name, value in self._saved_variables.items():
                 if value is None:
                     os.environ.pop(name, None)

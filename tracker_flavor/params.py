@@ -5,10 +5,12 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from mlflow.utils.validation import MAX_ENTITY_KEY_LENGTH, MAX_PARAM_VAL_LENGTH
+
 logger = logging.getLogger(__name__)
 
-MAX_KEY_LENGTH = 250
-MAX_VALUE_LENGTH = 6000
+MAX_KEY_LENGTH = MAX_ENTITY_KEY_LENGTH
+MAX_VALUE_LENGTH = MAX_PARAM_VAL_LENGTH
 _INVALID_KEY_CHARS = re.compile(r"[^\w./\- :]")
 
 

@@ -85,6 +85,19 @@ def step_metadata(
     }
 
 
+def record_step(component_id: UUID, step_run_id: UUID, metadata: dict[str, "MetadataType"]) -> None:
+    """Add metadata to a ZenML step run, on behalf of a tracker component."""
+    from zenml.client import Client
+    from zenml.enums import MetadataResourceTypes
+    from zenml.models import RunMetadataResource
+
+    Client().create_run_metadata(
+        metadata=metadata,
+        resources=[RunMetadataResource(id=step_run_id, type=MetadataResourceTypes.STEP_RUN)],
+        stack_component_id=component_id,
+    )
+
+
 class ParentRecords(Protocol):
     """Where the parent run of a ZenML run is recorded, and its creation coordinated."""
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from zenml.logger import get_logger
 
-from tracker_flavor import tags
+from tracker_flavor import internals, tags
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -44,9 +44,9 @@ class Parent:
 
     def active_run(self) -> "Run":
         """Return the parent as a RUNNING run for MLflow's active-run stack, without a request."""
-        from mlflow.entities import Run, RunData, RunInfo
+        from mlflow.entities import Run, RunData
 
-        info = RunInfo(
+        info = internals.run_info(
             run_id=self.run_id,
             experiment_id=self.experiment_id,
             user_id="",

@@ -50,6 +50,49 @@ class MLflowPlusSettings(BaseSettings):
         "before it spools what is left.",
     )
 
+    track_output: bool | list[str] = Field(
+        False,
+        description="Store the step's outputs that no later step consumes (True), or the named "
+        "outputs, as MLflow artifacts under zenml/<step>/<output>/data/.",
+    )
+    track_reports: bool | list[str] = Field(
+        True,
+        description="Store the visualizations ZenML makes of the step's outputs (all, or of the "
+        "named outputs) as MLflow artifacts, so reports open in the MLflow UI.",
+    )
+    track_intermediates: bool | list[str] = Field(
+        False,
+        description="Store the step's outputs that later steps consume (True), or the named "
+        "ones, as MLflow artifacts.",
+    )
+    max_artifact_mb: float = Field(
+        100,
+        gt=0,
+        description="Largest output or report (in MB) stored in MLflow; larger ones are "
+        "skipped with a warning.",
+    )
+    lineage: bool = Field(
+        True,
+        description="Record the step's input and output ZenML artifact versions as MLflow "
+        "datasets of its run, and the run's link on each output artifact version.",
+    )
+    log_model: str | None = Field(
+        None,
+        description="Name of the step output to log as an MLflow model of the step's run.",
+    )
+    registered_model_name: str | None = Field(
+        None,
+        description="Register the model of log_model as a new version of this registered model.",
+    )
+    log_system_metrics: bool = Field(
+        False,
+        description="Sample MLflow's system metrics (CPU, memory, disk, network, GPU) while "
+        "the step runs; prefixed by the step name in unified mode.",
+    )
+    system_metrics_interval_seconds: float = Field(
+        10, gt=0, description="Seconds between two samples of the system metrics."
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _reject_unknown_keys(cls, data: Any) -> Any:
@@ -98,3 +141,13 @@ class MLflowPlusSettings(BaseSettings):
         if not isinstance(value, dict):
             raise ValueError("tags must be a mapping of tag names to values.")
         return {key: item if isinstance(item, str) else str(item) for key, item in value.items()}
+
+    @model_validator(mode="after")
+    def _model_to_register(self) -> "MLflowPlusSettings":
+        """Refuse registered_model_name without log_model, which names what to register."""
+        if self.registered_model_name and not self.log_model:
+            raise ValueError(
+                "registered_model_name needs log_model: name the step output to register, "
+                "e.g. log_model='model'."
+            )
+        return self

@@ -8,6 +8,7 @@ takes no lock and does no migration work.
 """
 
 import datetime
+import fcntl
 import os
 import sqlite3
 import threading
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from functools import cache
 from pathlib import Path
+
+from tracker_flavor import internals
 
 LOCK_SUFFIX = ".lock"
 # SQLite waits this long for another writer's lock instead of failing with "database is locked".
@@ -43,18 +46,15 @@ def sqlite_path(uri: str) -> Path | None:
 @cache
 def head_revision() -> str:
     """Return the schema revision the installed MLflow needs."""
-    from mlflow.store.db.utils import _get_latest_schema_revision
-
-    return str(_get_latest_schema_revision())  # type: ignore[no-untyped-call]
+    return internals.latest_schema_revision()
 
 
 def known_revision(revision: str) -> bool:
     """Tell whether the installed MLflow has a migration to `revision`."""
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
-    from mlflow.store.db.utils import _get_alembic_config
 
-    config = _get_alembic_config("")  # type: ignore[no-untyped-call]
+    config = internals.alembic_config("")
     try:
         ScriptDirectory.from_config(config).get_revision(revision)
     except CommandError:
@@ -114,17 +114,16 @@ def repair_message(path: Path, diagnosis: str) -> str:
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path`.lock (beside a database) against other processes."""
-    from mlflow.utils.file_utils import ExclusiveFileLock
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    with ExclusiveFileLock(f"{path}{LOCK_SUFFIX}"):
+    with open(f"{path}{LOCK_SUFFIX}", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         yield
 
 
 def prepare(path: Path) -> None:
     """Create the store if it is missing, once across processes; fail if it needs a repair."""
     path = path.resolve()
-    if path in _current:
+    if path in _current or not internals.has_schema_tools():
         return
     with _current_lock:
         if path in _current:
@@ -159,7 +158,6 @@ def _migrate(path: Path, revision: str | None) -> None:
     """Create MLflow's tables in `path` if there are none, then migrate them to `revision`."""
     import sqlalchemy
     from alembic import command
-    from mlflow.store.db.utils import _get_alembic_config
     from mlflow.store.tracking.dbmodels.initial_models import Base as InitialBase
 
     uri = f"sqlite:///{path}"
@@ -167,7 +165,7 @@ def _migrate(path: Path, revision: str | None) -> None:
     try:
         if not schema_state(path)[2]:
             InitialBase.metadata.create_all(engine)
-        config = _get_alembic_config(uri)  # type: ignore[no-untyped-call]
+        config = internals.alembic_config(uri)
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, revision or "heads")

@@ -17,11 +17,24 @@ from zenml.logger import get_logger
 from zenml.stack import StackValidator
 from zenml.utils import settings_utils
 
-from tracker_flavor import batching, catchup, errors, outage, plan, quiet, records, spool, steps
+from tracker_flavor import (
+    batching,
+    catchup,
+    errors,
+    outage,
+    plan,
+    published,
+    quiet,
+    records,
+    spool,
+    steps,
+    system_metrics,
+)
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.connection import Connection, connect, unprotected
 from tracker_flavor.errors import TrackingServerError
 from tracker_flavor.public_api import BuiltinTrackerApi
+from tracker_flavor.publisher import publisher
 from tracker_flavor.runtime import runtime
 from tracker_flavor.settings import MLflowPlusSettings
 from tracker_flavor.status import pipeline_outcome
@@ -135,7 +148,12 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
                 runtime.ledgers.open(
                     info.step_run_id, connection.uri, step.run_id, step_plan.queued_params, wait
                 )
+            if settings.log_system_metrics and not (step_spool and step_spool.offline):
+                node = None if step_plan.nested else info.pipeline_step_name
+                interval = settings.system_metrics_interval_seconds
+                system_metrics.start(info.step_run_id, step.run_id, connection.uri, interval, node)
         except BaseException:
+            system_metrics.stop(info.step_run_id)
             runtime.ledgers.close(info.step_run_id)
             if autologging:
                 runtime.autologging.leave()
@@ -174,6 +192,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
 
     def get_step_run_metadata(self, info: "StepRunInfo") -> dict[str, "MetadataType"]:
         """Return the step's run link and ids, recorded as ZenML step metadata."""
+        system_metrics.stop(info.step_run_id)  # its last samples go into the ledger counted here
         step = self._steps.get(info.step_run_id)
         if step is None:
             return {}
@@ -258,14 +277,12 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         outcome, failed_step = pipeline_outcome(
             info.run_id, info.snapshot, info.pipeline_step_name, failed
         )
-        uri, step_name, run_id = step.connection.uri, info.pipeline_step_name, info.run_id
+        uri, run_id = step.connection.uri, info.run_id
         if not failed:
             # ZenML saves the outputs after this hook: the step may still fail.
             runtime.finalizer.watch(
                 info.step_run_id,
-                lambda final: steps.settle_after_step(
-                    self.connection(uri), step, step_name, final, runtime
-                ),
+                lambda final: self._after_step(self.connection(uri), step, info, final),
                 kind="step",
             )
         if outcome == "RUNNING":
@@ -277,6 +294,23 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             )
             return
         runtime.statuses.settle(mlflow, step.key, outcome, failed_step)
+
+    def _after_step(
+        self,
+        connection: Connection,
+        step: steps.StepRun,
+        info: "StepRunInfo",
+        final: "ExecutionStatus",
+    ) -> None:
+        """Once ZenML published the step: send its outputs, or fail its runs if it failed."""
+        steps.settle_after_step(connection, step, info.pipeline_step_name, final, runtime)
+        settings = cast(MLflowPlusSettings, self.get_settings(info))
+        if not final.is_successful or not published.wanted(settings):
+            return
+        target = published.Target(step.run_id, connection.ui_base, step.metadata())
+        with errors.explained(connection):
+            account = published.deliver(publisher(connection), info, settings, target)
+        records.record_step(self.id, info.step_run_id, account)
 
     def get_pipeline_run_metadata(self, run_id: UUID) -> dict[str, "MetadataType"]:
         """Create the parent run when ZenML creates the pipeline run, and return its link."""

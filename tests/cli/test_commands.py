@@ -53,7 +53,7 @@ def test_server_start_command_for_a_team_database_with_basic_auth(tmp_path):
     assert command[command.index("--artifacts-destination") + 1] == str(tmp_path / "artifacts")
     assert command[command.index("--port") + 1] == "5001"
     assert command[command.index("--host") + 1] == "127.0.0.1"
-    assert command[-2:] == ["--app-name", "basic-auth"]
+    assert command[command.index("--app-name") + 1] == "basic-auth"
     assert not (tmp_path / "server.pid").exists()
 
 

@@ -37,6 +37,17 @@ def test_autologging_a_step_turned_on_itself_is_off_after_it(autologging_off):
     assert autologging_is_disabled("mlflow")
 
 
+def test_one_integration_a_step_turned_on_itself_is_off_after_it(autologging_off):
+    """Issue 11 F4: `mlflow.sklearn.autolog()` is not turned off by the universal switch."""
+    import mlflow.sklearn
+
+    steps = Autologging()
+    steps.enter(turn_on=False)
+    mlflow.sklearn.autolog(silent=True)
+    steps.leave()
+    assert autologging_is_disabled("sklearn") and current_state() == {}
+
+
 def test_autologging_the_user_had_on_before_the_steps_stays_as_it_was(autologging_off):
     mlflow.autolog(log_models=False, silent=True)
     before = current_state()

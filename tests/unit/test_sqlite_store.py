@@ -3,6 +3,7 @@
 import sqlite3
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from tracker_flavor.sqlite_store import diagnose, head_revision, is_current, sqlite_path
@@ -53,7 +54,7 @@ def test_a_current_store_needs_nothing(tmp_path):
 def test_an_old_revision_or_a_leftover_migration_table_needs_a_repair(tmp_path):
     old = store(tmp_path, "c8d9e0f1a2b3")
     assert diagnose(old) == (
-        f"has schema revision c8d9e0f1a2b3, but MLflow 3.17.2 needs revision {head_revision()}"
+        f"has schema revision c8d9e0f1a2b3, but MLflow {mlflow.__version__} needs revision {head_revision()}"
     )
     old.unlink()
     leftover = store(tmp_path, head_revision(), "_alembic_tmp_runs")

@@ -49,6 +49,7 @@ def servers(session_dir: Path) -> Iterator[Servers]:
     (auth_dir / "basic_auth.ini").write_text(
         "[mlflow]\ndefault_permission = READ\n"
         f"database_uri = sqlite:///{auth_dir}/basic_auth.db\nadmin_username = admin\n"
+        f"admin_password = {ADMIN_PASSWORD}\n"  # MLflow 3.10 and older read it only here
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
     key, cert = self_signed_certificate(root / "tls-cert")

@@ -1,0 +1,63 @@
+"""The MLflow UI shows a step's report and its ZenML datasets (issue 14), in a real Chromium.
+
+The screenshots are the ones of docs/what-gets-logged.md (copied from test-artifacts/).
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
+
+from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
+from tests.integration.outputs_pipelines import outputs_pipeline
+from tests.integration.test_outputs import delivered
+from tests.integration.test_performance import SERVER_ENV, active_stack
+from testsupport.servers import MlflowServer
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def train_link(zenml_stack: str, session_dir: Path) -> Iterator[tuple[str, str]]:
+    """Run the outputs pipeline on a real server; return the train step's link and report."""
+    server = MlflowServer(session_dir / "servers" / "outputs-ui", env=SERVER_ENV).start()
+    try:
+        with active_stack("outputs_ui", f"tracking_uri={server.url}"):
+            outputs_pipeline()
+            step = delivered("train", "outputs_pipeline")
+        link = str(step.run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
+        run_id = str(step.run_metadata["mlflow_run_id"])
+        (report,) = [
+            a.path
+            for a in MlflowClient(server.url).list_artifacts(run_id, "zenml/train/report")
+            if a.path.endswith(".html")
+        ]
+        yield link, report
+    finally:
+        server.stop()
+
+
+def test_the_run_shows_the_zenml_datasets_and_the_report(train_link):
+    from playwright.sync_api import sync_playwright
+
+    link, report = train_link
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(link)
+            try:
+                page.get_by_text("Datasets", exact=True).first.wait_for(timeout=90_000)
+                page.get_by_text("frame (", exact=False).first.wait_for(timeout=90_000)
+            finally:
+                page.screenshot(path=str(ARTIFACTS / "outputs-datasets.png"), full_page=True)
+            page.goto(f"{link}/artifacts/{report}")
+            try:
+                page.frame_locator("iframe").get_by_text("Training report").wait_for(timeout=90_000)
+            finally:
+                page.screenshot(path=str(ARTIFACTS / "outputs-report.png"), full_page=True)
+        finally:
+            browser.close()

@@ -1,0 +1,209 @@
+"""Outputs, reports, lineage, models and system metrics in MLflow, for real (issue 14)."""
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+from zenml.client import Client
+from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
+
+from tests.integration.outputs_pipelines import REGISTERED_MODEL, guarded_pipeline, outputs_pipeline
+from tests.integration.test_performance import SERVER_ENV, active_stack
+from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
+from testsupport.probe import Probe
+from testsupport.proxy import Proxy
+from testsupport.servers import MlflowServer
+from tracker_flavor import lineage, models, published, tags
+from tracker_flavor.finalizer import POLL_SECONDS
+from tracker_flavor.tracker import MLflowPlusExperimentTracker
+
+pytestmark = pytest.mark.integration
+
+
+def eventually(check: Callable[[], Any], seconds: float = 60) -> Any:
+    """Return check()'s first truthy result: outputs arrive once ZenML published the step."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if result := check():
+                return result
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            pytest.fail(f"{check} did not hold within {seconds}s")
+        time.sleep(0.5)
+
+
+def delivered(step: str, pipeline_name: str) -> Any:
+    """Wait for the step's account (recorded last), and return the step run."""
+
+    def account() -> Any:
+        run = Client().get_pipeline(pipeline_name).last_run
+        step_run = Client().get_run_step(run.steps[step].id)
+        return step_run if published.DELIVERED_KEY in step_run.run_metadata else None
+
+    return eventually(account)
+
+
+def test_embedded_store_and_one_warning_per_skipped_output(zenml_stack, embedded_client, caplog):
+    guarded_pipeline()
+    step_run = delivered("describe", "guarded_pipeline")
+    load_run = delivered("load", "guarded_pipeline")
+    run_id = step_run.run_metadata["mlflow_run_id"]
+    listed = [a.path for a in embedded_client.list_artifacts(run_id, "zenml/describe/summary")]
+    assert any(path.endswith(".html") for path in listed), listed  # the report, by default
+    assert not embedded_client.list_artifacts(run_id, "zenml/load/frame/data")  # too large
+    assert load_run.run_metadata[published.SKIPPED_KEY] == 2  # its files and its report
+    assert step_run.run_metadata[published.SKIPPED_KEY] == 1  # the model no flavor saves
+    assert "output 'frame' is not stored in MLflow (track_intermediates)" in caplog.text
+    assert "max_artifact_mb=0.0001" in caplog.text
+    assert "Output 'summary' is not logged as an MLflow model (log_model)" in caplog.text
+    entries = embedded_client.get_run(run_id).inputs.dataset_inputs
+    assert {e.dataset.digest for e in entries} >= {str(load_run.outputs["frame"][0].id)}
+
+
+@pytest.fixture(scope="module")
+def served(zenml_stack, session_dir) -> Iterator[tuple[MlflowServer, Proxy]]:
+    """A real server with proxied artifacts, behind a counting proxy, in the active stack.
+
+    Module-scoped and first used after the embedded-store test, which needs the session stack.
+    """
+    server = MlflowServer(session_dir / "servers" / "outputs", env=SERVER_ENV).start()
+    try:
+        with Proxy(server.url) as proxy, active_stack("outputs", f"tracking_uri={proxy.url}"):
+            yield server, proxy
+    finally:
+        server.stop()
+
+
+def test_outputs_reports_lineage_model_and_system_metrics_reach_the_server(
+    served, tmp_path, process_snapshot
+):
+    server, _ = served
+    run = outputs_pipeline()
+    train_run = delivered("train", "outputs_pipeline")
+    load_run = delivered("load", "outputs_pipeline")
+    client = MlflowClient(server.url)
+    mlflow_run = client.get_run(train_run.run_metadata["mlflow_run_id"])  # the parent: unified
+    assert mlflow_run.data.tags[tags.PIPELINE_RUN_ID] == str(run.id)
+    run_id = mlflow_run.info.run_id
+    assert run_id == load_run.run_metadata["mlflow_run_id"]
+
+    # Artifacts under zenml/<step>/<output>/, through the server's proxied upload.
+    assert mlflow_run.info.artifact_uri.startswith("mlflow-artifacts:")
+    listed = {a.path for a in client.list_artifacts(run_id, "zenml/train/report")}
+    report_files = [p for p in listed if p.endswith(".html")]
+    assert report_files, listed
+    report = Path(client.download_artifacts(run_id, report_files[0], str(tmp_path)))
+    assert "Training report" in report.read_text()
+    frame_files = client.list_artifacts(run_id, "zenml/load/frame/data")
+    assert frame_files, "track_intermediates=['frame'] stored the DataFrame's files"
+    downloaded = Path(client.download_artifacts(run_id, "zenml/load/frame/data", str(tmp_path)))
+    assert any(downloaded.rglob("*")), "the DataFrame's files download"
+    assert client.list_artifacts(run_id, "zenml/train/model/data")  # track_output: a result
+    assert train_run.run_metadata[published.DELIVERED_KEY] >= 3  # data of model, report; the model
+    assert train_run.run_metadata[published.UNDELIVERED_KEY] == 0
+
+    # Dataset entries name the ZenML artifact versions, inputs and outputs.
+    sources = {}
+    for entry in mlflow_run.inputs.dataset_inputs:
+        assert entry.dataset.source_type == lineage.SOURCE_TYPE
+        context = {t.key: t.value for t in entry.tags}
+        sources[(context[lineage.STEP_TAG], context[lineage.CONTEXT_TAG], entry.dataset.name)] = (
+            entry.dataset.digest,
+            json.loads(entry.dataset.source),
+        )
+    frame = load_run.outputs["frame"][0]
+    # One entry per artifact version and run: in unified mode `train` reads what `load` wrote.
+    digest, source = sources[("load", "output", frame.artifact.name)]
+    assert digest == str(frame.id)
+    assert source == {
+        "artifact_version_id": str(frame.id),
+        "name": frame.artifact.name,
+        "version": str(frame.version),
+        "uri": frame.uri,
+    }
+    report_version = train_run.outputs["report"][0]
+    assert sources[("train", "output", report_version.artifact.name)][0] == str(report_version.id)
+
+    # The ZenML artifact versions carry the MLflow run's link.
+    for version in (frame, report_version):
+        metadata = Client().get_artifact_version(version.id).run_metadata
+        assert metadata["mlflow_run_id"] == run_id
+        assert str(metadata[METADATA_EXPERIMENT_TRACKER_URL]).endswith(f"/runs/{run_id}")
+
+    # The registered model version, with its ZenML ids, loads with pyfunc.
+    model_version_id = train_run.outputs["model"][0].id
+    (registered,) = client.search_model_versions(
+        f"name = '{REGISTERED_MODEL}' and run_id = '{run_id}'"
+    )
+    assert registered.tags == {
+        tags.PIPELINE_RUN_ID: str(run.id),
+        tags.STEP_RUN_ID: str(train_run.id),
+        models.ARTIFACT_VERSION_ID: str(model_version_id),
+    }
+    import mlflow.artifacts
+    import mlflow.pyfunc
+    import pandas as pd
+
+    local = mlflow.artifacts.download_artifacts(
+        client.get_model_version_download_uri(REGISTERED_MODEL, registered.version),
+        dst_path=str(tmp_path / "model"),
+        tracking_uri=server.url,
+    )
+    loaded = mlflow.pyfunc.load_model(local)
+    assert list(loaded.predict(pd.DataFrame({"x": [0.0, 5.0]}))) == [0, 1]
+    zenml_model = Client().get_pipeline_run(run.id).model_version
+    assert zenml_model is not None
+    metadata = Client().zen_store.get_model_version(zenml_model.id).run_metadata
+    assert metadata[models.MODEL_VERSION_KEY] == str(registered.version)
+    assert str(metadata[models.MODEL_VERSION_URL_KEY]).endswith(
+        f"/#/models/{REGISTERED_MODEL}/versions/{registered.version}"
+    )
+
+    # System metrics per step, prefixed by the step name (unified mode).
+    for step in ("load", "train"):
+        key = f"system/{step}/cpu_utilization_percentage"
+        assert key in mlflow_run.data.metrics, sorted(mlflow_run.data.metrics)
+
+
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts/"
+LOG_INPUTS = "/api/2.0/mlflow/runs/log-inputs"
+LOG_BATCH = "/api/2.0/mlflow/runs/log-batch"
+OFF = {"track_reports": False, "lineage": False}
+"""With these (and the other options at their defaults) nothing is sent after the step."""
+
+
+def test_every_option_off_costs_two_requests_per_step_and_the_defaults_two_more(
+    served, process_snapshot
+):
+    _, proxy = served
+    sent = {}
+    for name, settings in (("off", OFF), ("defaults", {})):
+        pipeline = bench_linear.with_options(settings={"experiment_tracker": settings})
+        seen = Counter(proxy.requests)
+        with Probe(lambda: proxy.total).instrumented(MLflowPlusExperimentTracker) as probe:
+            with probe.run() as steps:
+                run = pipeline()
+        if name == "off":
+            assert all(sample.requests <= 2 for sample in steps[1:-1]), steps
+            time.sleep(2 * POLL_SECONDS)  # the watcher saw every step: it sent nothing
+        else:
+            for step in run.steps:
+                delivered(step, "bench_linear")
+        sent[name] = Counter(proxy.requests) - seen
+    uploads = [path for path in sent["defaults"] if path.startswith(ARTIFACTS)]
+    assert not any(path.startswith(ARTIFACTS) for path in sent["off"]), sent
+    assert LOG_INPUTS not in sent["off"]
+    # The defaults add, per step, its JSON report (ZenML's visualization of an int) and lineage.
+    assert sorted(path.rsplit("/artifacts/", 1)[1] for path in uploads) == sorted(
+        f"zenml/{step}/output/data.json" for step in run.steps
+    )
+    assert sent["defaults"][LOG_INPUTS] == LINEAR_STEPS
+    assert sent["defaults"][LOG_BATCH] == sent["off"][LOG_BATCH] == 2 * LINEAR_STEPS

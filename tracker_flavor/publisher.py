@@ -1,0 +1,181 @@
+"""MLflow writes after a step, made without touching the process's MLflow environment.
+
+Outputs are sent once ZenML has published the step, on the tracker's watcher thread, when the
+step's environment (tracking URI, credentials) is no longer applied and other code of the
+process may run. So, like the watcher's settling client (detached.py), this carries the
+server's address and credentials in itself: MLflow's REST stores with fixed credentials for a
+server, a client bound to the URI for a database or file store.
+"""
+
+import json
+import os
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tracker_flavor.detached import SET_TAG
+
+if TYPE_CHECKING:
+    from mlflow.entities import DatasetInput
+
+    from tracker_flavor.connection import Connection
+
+PROXIED_SCHEME = "mlflow-artifacts:"
+"""Artifact URIs of a server that proxies uploads (`mlflow server --artifacts-destination`)."""
+GET_RUN = "/api/2.0/mlflow/runs/get"
+LOG_INPUTS = "/api/2.0/mlflow/runs/log-inputs"
+CREATE_REGISTERED_MODEL = "/api/2.0/mlflow/registered-models/create"
+CREATE_MODEL_VERSION = "/api/2.0/mlflow/model-versions/create"
+
+
+class Publisher(Protocol):
+    """What sending a step's outputs needs of MLflow."""
+
+    def log_inputs(self, run_id: str, datasets: list["DatasetInput"]) -> None:
+        """Record dataset entries on a run."""
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        """Set one tag of a run."""
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
+        """Upload a local folder's files under `artifact_path` of the run's artifacts."""
+
+    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
+        """Create a version of registered model `name` from the run's `path`; return it."""
+
+
+@dataclass
+class LocalPublisher:
+    """A database or file store: a client bound to its URI needs nothing from the process."""
+
+    uri: str
+
+    def _client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def log_inputs(self, run_id: str, datasets: list["DatasetInput"]) -> None:
+        """Record dataset entries on a run."""
+        self._client().log_inputs(run_id, datasets=datasets)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        """Set one tag of a run."""
+        self._client().set_tag(run_id, key, value, synchronous=True)
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
+        """Upload a local folder's files under `artifact_path` of the run's artifacts."""
+        self._client().log_artifacts(run_id, local_dir, artifact_path)
+
+    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
+        """Create a version of registered model `name` from the run's `path`; return it."""
+        return _register(self._client(), name, run_id, path, tags)
+
+
+@dataclass
+class RestPublisher:
+    """A tracking server over its REST API, with the tracker's credentials and time limits."""
+
+    connection: "Connection"
+    _artifact_uris: dict[str, str] = field(default_factory=dict)
+
+    def _request(self, method: str, endpoint: str, host: str | None = None, **body: Any) -> Any:
+        """Send one request as MLflow's client does, within the tracker's limits; return JSON."""
+        from mlflow.utils.rest_utils import http_request, verify_rest_response
+
+        creds = self.connection.host_creds()
+        if host:  # the server's artifact proxy, with the same credentials
+            creds.host = host
+        limits = self.connection.limits
+        response = http_request(
+            creds, endpoint, method,
+            max_retries=limits.retries, backoff_factor=1, backoff_jitter=0,
+            timeout=limits.timeout_seconds, **body,
+        )  # type: ignore[no-untyped-call]  # fmt: skip
+        verify_rest_response(response, endpoint)
+        return response.json() if response.content else {}
+
+    def log_inputs(self, run_id: str, datasets: list["DatasetInput"]) -> None:
+        """Record dataset entries on a run."""
+        from mlflow.utils.proto_json_utils import message_to_json
+
+        entries = [json.loads(message_to_json(d.to_proto())) for d in datasets]
+        self._request("POST", LOG_INPUTS, json={"run_id": run_id, "datasets": entries})
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        """Set one tag of a run."""
+        self._request("POST", SET_TAG, json={"run_id": run_id, "key": key, "value": value})
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
+        """Upload a local folder's files; through the server's proxy where it has one."""
+        if run_id not in self._artifact_uris:
+            run = self._request("GET", GET_RUN, params={"run_id": run_id})
+            self._artifact_uris[run_id] = run["run"]["info"]["artifact_uri"]
+        artifact_uri = self._artifact_uris[run_id]
+        if not artifact_uri.startswith(PROXIED_SCHEME):
+            # An object store or path the client writes to directly, with its own credentials.
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            repository = get_artifact_repository(artifact_uri)
+            repository.log_artifacts(local_dir, artifact_path)  # type: ignore[no-untyped-call]
+            return
+        from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+
+        root = MlflowArtifactsRepository.resolve_uri(artifact_uri, self.connection.uri)  # type: ignore[no-untyped-call]
+        for folder, _, names in os.walk(local_dir):
+            relative = os.path.relpath(folder, local_dir)
+            target = artifact_path if relative == "." else posixpath.join(artifact_path, relative)
+            for name in names:
+                with open(os.path.join(folder, name), "rb") as data:
+                    path = posixpath.join("/", target, name)
+                    self._request("PUT", path, host=root, data=data)
+
+    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
+        """Create a version of registered model `name` from the run's `path`; return it."""
+        return _register(self, name, run_id, path, tags)
+
+    def create_registered_model(self, name: str) -> None:
+        """Create a registered model (MlflowException RESOURCE_ALREADY_EXISTS if it exists)."""
+        self._request("POST", CREATE_REGISTERED_MODEL, json={"name": name})
+
+    def create_model_version(
+        self, name: str, source: str, run_id: str, tags: Mapping[str, str]
+    ) -> "Registered":
+        """Create a model version tagged with `tags`."""
+        body = {
+            "name": name, "source": source, "run_id": run_id,
+            "tags": [{"key": key, "value": value} for key, value in tags.items()],
+        }  # fmt: skip
+        version = self._request("POST", CREATE_MODEL_VERSION, json=body)["model_version"]
+        return Registered(version["name"], str(version["version"]))
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered model version."""
+
+    name: str
+    version: str
+
+
+def _register(
+    client: Any, name: str, run_id: str, path: str, tags: Mapping[str, str]
+) -> "Registered":
+    """Create the registered model if it is new, then a version of it from the run's `path`."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(name, f"runs:/{run_id}/{path}", run_id, tags=dict(tags))
+    return Registered(version.name, str(version.version))
+
+
+def publisher(connection: "Connection") -> Publisher:
+    """Return the publisher for the connection's tracking store."""
+    if connection.is_remote:
+        return RestPublisher(connection)
+    return LocalPublisher(connection.uri)
