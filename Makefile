@@ -5,6 +5,7 @@ export UV_PYTHON_PREFERENCE := only-system
 export ZENML_ANALYTICS_OPT_IN := false
 
 UV := python3 -m uv
+TOPOLOGY_ZENML_PORT ?= 8237
 VENV := .venv
 BIN := $(VENV)/bin
 # The demo keeps its ZenML store and active stack inside .zenml-demo, away from your own ZenML
@@ -14,7 +15,7 @@ DEMO_ENV := ZENML_CONFIG_PATH=$(CURDIR)/.zenml-demo \
 	ZENML_REPOSITORY_PATH=$(CURDIR)/.zenml-demo/no-repository \
 	ZENML_CUSTOM_SOURCE_ROOT=$(CURDIR)
 
-.PHONY: demo ui test test-compat lint docs bench clean
+.PHONY: demo ui test test-compat lint docs bench topology clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -42,6 +43,13 @@ lint: $(VENV)/.synced
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The production set-up on 127.0.0.1: a ZenML server (REST, API key), S3 on moto, PostgreSQL +
+# MLflow server; runs in the foreground, Ctrl-C stops every part and removes its data.
+topology: $(VENV)/.synced
+	rm -rf .topology
+	TOPOLOGY_DIR=$(CURDIR)/.topology TOPOLOGY_ZENML_PORT=$(TOPOLOGY_ZENML_PORT) \
+		$(BIN)/python -m testsupport.topology
+
 bench: $(VENV)/.synced
 	$(BIN)/python -m benchmarks.run
 
@@ -49,4 +57,4 @@ docs: $(VENV)/.synced
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d site
 
 clean:
-	rm -rf .zenml-demo .pytest_cache .mypy_cache .ruff_cache site
+	rm -rf .zenml-demo .topology .pytest_cache .mypy_cache .ruff_cache site

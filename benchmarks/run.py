@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from benchmarks.width import WidthPoint
 
 ROOT = Path(__file__).resolve().parents[1]
+KEPT_SECTION = "## On a ZenML server"
+"""Heading of the section of docs/benchmarks.md measured by the topology tests, not by this run."""
 WORK = Path(tempfile.mkdtemp(prefix="mlflow-plus-bench-"))
 # Before ZenML is imported: a private, quiet store that the user's set-up never sees.
 os.environ["ZENML_CONFIG_PATH"] = str(WORK / "zenml")
@@ -193,8 +195,16 @@ class Results:
     comparison: "Comparison | None" = None
 
     def write(self) -> None:
-        """Write docs/benchmarks.md (and the plot) with the sweeps done so far."""
-        self.output.write_text(self.render())
+        """Write docs/benchmarks.md (and the plot) with the sweeps done so far.
+
+        The measured-elsewhere section (the ZenML server topology's tests) is kept as it is.
+        """
+        kept = ""
+        if self.output.exists():
+            old = self.output.read_text()
+            if KEPT_SECTION in old:
+                kept = "\n" + old[old.index(KEPT_SECTION) :]
+        self.output.write_text(self.render().rstrip("\n") + "\n" + kept)
 
     def render(self) -> str:
         """Render the document."""

@@ -19,6 +19,8 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 import pytest  # noqa: E402
 
+from testsupport.topology import on_topology, topology_session  # noqa: E402, F401
+
 
 @pytest.fixture(scope="session")
 def session_dir() -> Path:

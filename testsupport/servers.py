@@ -16,9 +16,13 @@ def free_port() -> int:
 
 
 def wait_for_health(
-    url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 300
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    seconds: float = 300,
+    path: str = "/health",
 ) -> None:
-    """Poll `url`/health until it answers 200; fail with the server's log if it does not.
+    """Poll `url` + `path` until it answers 200; fail with the server's log if it does not.
 
     A self-signed HTTPS server is polled without verifying its certificate.
     """
@@ -34,7 +38,7 @@ def wait_for_health(
                 f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}"
             )
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2, context=context) as response:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2, context=context) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -70,6 +74,7 @@ class MlflowServer:
         basic_auth: bool = False,
         env: dict[str, str] | None = None,
         ssl: tuple[Path, Path] | None = None,
+        artifacts_destination: str | None = None,
     ) -> None:
         from cli.server import server_command, server_environment
 
@@ -83,13 +88,15 @@ class MlflowServer:
             "127.0.0.1",
             self.port,
             backend_store_uri or f"sqlite:///{workdir}/mlflow.db",
-            workdir / "artifacts",
+            None if artifacts_destination else workdir / "artifacts",
             basic_auth=basic_auth,
         )
         if ssl and serves_with_gunicorn():  # MLflow 2: TLS options join the gunicorn ones
             command[-1] += f" --keyfile {ssl[0]} --certfile {ssl[1]}"
         elif ssl:
             command += ["--uvicorn-opts", f"--ssl-keyfile {ssl[0]} --ssl-certfile {ssl[1]}"]
+        if artifacts_destination:  # an object store URI, e.g. s3://bucket
+            command += ["--artifacts-destination", artifacts_destination]
         self._command = command
         # No background job runners (GenAI evaluation jobs): they only add load to the tests.
         self._env = {**server_environment(jobs=False), **(env or {})}

@@ -1,6 +1,7 @@
 """Mapped steps of a dynamic pipeline on ZenML's thread pool share one tracker instance."""
 
 import pytest
+from mlflow import MlflowClient
 from zenml.client import Client
 
 from tests.integration.pipelines import fan_out
@@ -9,21 +10,35 @@ from tests.integration.test_run_model import runs_of
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def mlflow_store(request):
+    """The MLflow store the run goes to: the embedded one, or the ZenML server topology's."""
+    if request.param == "zenml-server":
+        return MlflowClient(request.getfixturevalue("on_topology").mlflow.url)
+    return request.getfixturevalue("embedded_client")
+
+
 @pytest.mark.parametrize(
-    ("nested", "count", "workers"),
-    [(True, 8, "10"), (True, 16, "8"), (False, 16, "8")],  # 10: ZenML's default pool size
+    ("nested", "count", "workers", "mlflow_store"),
+    [
+        (True, 8, "10", "embedded"),  # 10: ZenML's default pool size
+        (True, 16, "8", "embedded"),
+        (False, 16, "8", "embedded"),
+        (True, 16, "8", "zenml-server"),
+    ],
+    indirect=["mlflow_store"],
 )
 def test_mapped_steps_on_the_thread_pool(
-    nested, count, workers, zenml_stack, embedded_client, process_snapshot, monkeypatch
+    nested, count, workers, mlflow_store, process_snapshot, monkeypatch
 ):
     monkeypatch.setenv("ZENML_DYNAMIC_PIPELINE_WORKER_COUNT", workers)
     pipeline = fan_out.with_options(settings={"experiment_tracker": {"nested": nested}})
     run = Client().get_pipeline_run(pipeline(count=count).id)
     assert run.status == "completed"
-    parents, children = runs_of(embedded_client, run.id)
+    parents, children = runs_of(mlflow_store, run.id)
     assert len(parents) == 1
     parent = parents[0]
-    assert wait_for_status(embedded_client, parent.info.run_id, "FINISHED") == "FINISHED"
+    assert wait_for_status(mlflow_store, parent.info.run_id, "FINISHED") == "FINISHED"
     square_steps = sorted(name for name in run.steps if name.startswith("map:square"))
     assert len(square_steps) == count
     if nested:
@@ -44,7 +59,7 @@ def test_mapped_steps_on_the_thread_pool(
         points = [
             m
             for rid in set(run_ids.values())
-            for m in embedded_client.get_metric_history(rid, f"square_{x}")
+            for m in mlflow_store.get_metric_history(rid, f"square_{x}")
         ]
         assert len(points) == 10
 
