@@ -19,7 +19,7 @@ from testsupport.probe import Probe
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor import lineage, models, published, tags
-from tracker_flavor.finalizer import POLL_SECONDS
+from tracker_flavor.runtime import runtime
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 pytestmark = pytest.mark.integration
@@ -193,7 +193,7 @@ def test_every_option_off_costs_two_requests_per_step_and_the_defaults_two_more(
                 run = pipeline()
         if name == "off":
             assert all(sample.requests <= 2 for sample in steps[1:-1]), steps
-            time.sleep(2 * POLL_SECONDS)  # the watcher saw every step: it sent nothing
+            runtime.finalizer.check()  # the watcher saw every step: it sent nothing
         else:
             for step in run.steps:
                 delivered(step, "bench_linear")
