@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from mlflow import environment_variables as mlflow_env
 from pydantic import SecretStr
 
-from tracker_flavor import secrets
+from tracker_flavor import internals, secrets
 from tracker_flavor.embedded import (
     embedded_artifact_location,
     embedded_tracking_uri,
@@ -79,10 +79,11 @@ MANAGED_VARIABLES = (
             mlflow_env.MLFLOW_HTTP_REQUEST_BACKOFF_JITTER,
             mlflow_env.MLFLOW_ENABLE_DB_SDK,
             mlflow_env.MLFLOW_ENABLE_ASYNC_LOGGING,
-            mlflow_env.MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT,
-            mlflow_env.MLFLOW_ALLOW_FILE_STORE,
         )
     ),
+    # Names, not MLflow's objects: releases before MLflow 3.1x lack these two.
+    internals.SUPPRESS_URLS,
+    internals.ALLOW_FILE_STORE,
     *INHERITED_RUN_VARIABLES,
     DATABRICKS_HOST,
     DATABRICKS_USERNAME,
@@ -166,7 +167,7 @@ class Connection:
         variables = {
             **self.limits.variables(),
             # Else every set_terminated fetches the run again only to print its URL.
-            env.MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.name: "true",
+            internals.SUPPRESS_URLS: "true",
         }
         token = _reveal(self.token)
         if self.kind == "databricks":
@@ -194,7 +195,7 @@ class Connection:
                 variables[env.MLFLOW_TRACKING_PASSWORD.name] = self.password.get_secret_value()
         if self.kind == "file":
             # MLflow 3 refuses its file store unless asked for it; a file: URI is that request.
-            variables[env.MLFLOW_ALLOW_FILE_STORE.name] = "true"
+            variables[internals.ALLOW_FILE_STORE] = "true"
         if self.insecure_tls:
             variables[env.MLFLOW_TRACKING_INSECURE_TLS.name] = "true"
         if self.ca_bundle:

@@ -76,6 +76,8 @@ TOUCH_POINTS = (
     URL_PRINTING,
 )
 SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
+"""MLflow 3's switch for its file store; older releases take `file:` stores without it."""
 
 _warned: set[TouchPoint] = set()
 _warned_lock = threading.Lock()
