@@ -102,6 +102,9 @@ def test_killed_step_is_repaired_and_its_relaunch_reuses_the_parent(cluster, ses
 
 
 @pytest.mark.load
+# On the production topology only: the session's SQLite store had this test in earlier CI runs,
+# and both would take about 20 of CI's 45 minutes.
+@pytest.mark.parametrize("session_cluster", ["zenml-server"], indirect=True)
 def test_load_eight_pipelines_of_six_steps(cluster, capsys):
     snapshot = snapshot_of(six_steps, cluster)
     runs = [(snapshot, str(uuid.uuid4())) for _ in range(8)]
