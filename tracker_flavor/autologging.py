@@ -46,6 +46,11 @@ def _autolog_function(name: str) -> Any:
 
 def restore(saved: State) -> None:
     """Put autologging back to `saved`: turn off what was off, reconfigure what changed."""
+    from mlflow.utils.autologging_utils import (
+        AUTOLOGGING_CONF_KEY_IS_GLOBALLY_CONFIGURED,
+        AUTOLOGGING_INTEGRATIONS,
+    )
+
     now = current_state()
     if now == saved:
         return
@@ -57,8 +62,14 @@ def restore(saved: State) -> None:
         try:
             if name in saved:
                 _autolog_function(name)(**saved[name])
-            else:
+            elif name == UNIVERSAL or not config.get(
+                AUTOLOGGING_CONF_KEY_IS_GLOBALLY_CONFIGURED, False
+            ):
                 _autolog_function(name)(disable=True, silent=True)
+                if name != UNIVERSAL:
+                    # Else a later `mlflow.autolog()` takes it for the user's own choice and
+                    # leaves it off (MLflow skips integrations configured one by one).
+                    AUTOLOGGING_INTEGRATIONS.pop(name, None)
         except Exception as error:  # an integration MLflow cannot import any more
             logger.warning("Could not restore MLflow autologging of %s: %s", name, error)
 

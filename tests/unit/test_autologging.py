@@ -46,6 +46,12 @@ def test_one_integration_a_step_turned_on_itself_is_off_after_it(autologging_off
     mlflow.sklearn.autolog(silent=True)
     steps.leave()
     assert autologging_is_disabled("sklearn") and current_state() == {}
+    # A later step asking for autologging gets sklearn too: it is not left "chosen off".
+    steps.enter(turn_on=True)
+    import sklearn.linear_model  # noqa: F401  (MLflow patches an integration on import)
+
+    assert not autologging_is_disabled("sklearn")
+    steps.leave()
 
 
 def test_autologging_the_user_had_on_before_the_steps_stays_as_it_was(autologging_off):
