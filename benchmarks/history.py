@@ -41,8 +41,9 @@ def fill(backend_uri: str, experiment: str, count: int) -> float:
         SqlTag,
     )
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-    from tracker_flavor import runs, tags
+    from tracker_flavor import tags
 
     start = time.perf_counter()
     store = SqlAlchemyStore(backend_uri, "mlflow-artifacts:/")
@@ -62,7 +63,7 @@ def fill(backend_uri: str, experiment: str, count: int) -> float:
                         source_type="UNKNOWN", source_name="", entry_point_name="",
                         source_version="", user_id="benchmark",
                         tags=[
-                            SqlTag(key=runs.MLFLOW_RUN_NAME, value=name),
+                            SqlTag(key=MLFLOW_RUN_NAME, value=name),
                             SqlTag(key=tags.PIPELINE_RUN_ID, value=str(uuid.uuid4())),
                             SqlTag(key=tags.PIPELINE_NAME, value=experiment),
                         ],
