@@ -10,7 +10,7 @@ from zenml.integrations.mlflow.flavors.mlflow_model_registry_flavor import (
     MLFlowModelRegistryFlavor,
 )
 
-from tracker_flavor import FLAVOR_NAME
+from tracker_flavor import FLAVOR_NAME, FlavorIdentity
 
 if TYPE_CHECKING:
     from zenml.integrations.mlflow.model_registries.mlflow_model_registry import (
@@ -33,28 +33,8 @@ def tracker_problem(tracker: object) -> str | None:
     )
 
 
-class MLflowPlusModelRegistryFlavor(MLFlowModelRegistryFlavor):
+class MLflowPlusModelRegistryFlavor(FlavorIdentity, MLFlowModelRegistryFlavor):
     """MLflow model registry on the store of the stack's mlflow_plus experiment tracker."""
-
-    @property
-    def name(self) -> str:
-        """Return the flavor name (the tracker's)."""
-        return FLAVOR_NAME
-
-    @property
-    def display_name(self) -> str:
-        """Return the name shown in the dashboard."""
-        return "MLflow Plus"
-
-    @property
-    def docs_url(self) -> str | None:
-        """Return the flavor's documentation URL."""
-        return None
-
-    @property
-    def sdk_docs_url(self) -> str | None:
-        """Return the flavor's SDK documentation URL."""
-        return None
 
     @property
     def implementation_class(self) -> type["MLFlowModelRegistry"]:
