@@ -1,9 +1,7 @@
 """The code of ZenML's MLflow page (as docs/migrating.md gives it) runs on an mlflow_plus tracker."""
 
 import io
-import linecache
 import logging
-import re
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -13,6 +11,8 @@ from zenml import pipeline
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
+from testsupport import docs
+from testsupport.docs import python_block
 from tracker_flavor import settings_alias, tags
 
 pytestmark = pytest.mark.integration
@@ -25,17 +25,12 @@ def snippet(heading: str) -> str:
     """Return the Python block of a `###` subsection of the page's section."""
     section = PAGE.read_text().split(SECTION, 1)[1].split("\n## ", 1)[0]
     part = section.split(f"### {heading}\n", 1)[1].split("\n### ", 1)[0]
-    found = re.search(r"```python\n(.*?)```", part, re.DOTALL)
-    assert found, heading
-    return found[1]
+    return python_block(part, heading)
 
 
 def define(heading: str) -> None:
     """Run a block in this module, as if written here (ZenML reads a step's source)."""
-    code = snippet(heading)
-    filename = f"{PAGE}#{heading}"
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    exec(compile(code, filename, "exec"), globals())
+    docs.define(snippet(heading), f"{PAGE}#{heading}", globals())
 
 
 @pipeline(enable_cache=False)

@@ -1,8 +1,6 @@
 """The Getting started page's code, run as written: its step, and finding the run, also when cached."""
 
 import io
-import linecache
-import re
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -11,6 +9,8 @@ from zenml import pipeline
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
+from testsupport import docs
+from testsupport.docs import python_block
 from tracker_flavor import tags
 
 pytestmark = pytest.mark.integration
@@ -21,17 +21,12 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "getting-started.md"
 def snippet(heading: str) -> str:
     """Return the first Python block of a section of the page."""
     section = PAGE.read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    found = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert found, heading
-    return found[1]
+    return python_block(section, heading)
 
 
 def define(heading: str) -> None:
     """Run a section's code in this module, as if written here (ZenML reads a step's source)."""
-    code = snippet(heading)
-    filename = f"{PAGE}#{heading}"
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    exec(compile(code, filename, "exec"), globals())
+    docs.define(snippet(heading), f"{PAGE}#{heading}", globals())
 
 
 define("3. Track a step")
