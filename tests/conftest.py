@@ -26,3 +26,17 @@ from testsupport.topology import on_topology, topology_session  # noqa: E402, F4
 def session_dir() -> Path:
     """Return the session's scratch directory."""
     return _SESSION_DIR
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """With `-m KIND` (one marker), leave unimported the test modules that never name that marker.
+
+    Marks come only from the modules' own source (`pytestmark`, `@pytest.mark.KIND`), so such a
+    module holds no test of that kind; importing the integration modules costs seconds.
+    """
+    kind = config.option.markexpr.strip()
+    if not kind.isidentifier() or not collection_path.name.startswith("test_"):
+        return None
+    if collection_path.suffix != ".py" or f"pytest.mark.{kind}" in collection_path.read_text():
+        return None
+    return True

@@ -50,12 +50,12 @@ def test_rest_credentials_come_from_the_connection_not_the_environment(monkeypat
     assert Connection("https://h", insecure_tls=True).host_creds().ignore_tls_verification
 
 
-def test_the_finalizer_gets_a_rest_client_with_the_limits_or_mlflow_own_for_files(tmp_path):
+def test_the_finalizer_gets_a_rest_client_with_the_limits_or_mlflow_own_for_files(sqlite_uri):
     from mlflow import MlflowClient
 
     settler = Connection("http://h:5000", limits=RequestLimits(7, 1)).settler()
     assert isinstance(settler, RestSettler) and (settler.timeout, settler.max_retries) == (7, 1)
-    assert isinstance(Connection(f"sqlite:///{tmp_path}/m.db").settler(), MlflowClient)
+    assert isinstance(Connection(sqlite_uri).settler(), MlflowClient)
 
 
 def test_file_stores_are_allowed_and_local_links_go_to_the_ui_command():

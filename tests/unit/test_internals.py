@@ -49,9 +49,9 @@ def test_private_api_is_touched_only_in_the_seam():
 
 
 @pytest.fixture
-def tracking_uri(tmp_path):
+def tracking_uri(sqlite_uri):
     """A fresh SQLite store as the process's tracking URI, as the tracker sets it in steps."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = sqlite_uri
     before = internals.process_tracking_uri()
     internals.set_process_tracking_uri(uri)
     yield uri
