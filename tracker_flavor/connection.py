@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from mlflow import environment_variables as mlflow_env
 from pydantic import SecretStr
 
-from tracker_flavor import internals, secrets
+from tracker_flavor import internals, quiet, secrets
 from tracker_flavor.embedded import (
     embedded_artifact_location,
     embedded_tracking_uri,
@@ -303,6 +303,7 @@ def connect(config: "MLflowPlusConfig", uri: str | None = None) -> Connection:
     """Build the connection a config describes, resolving its secrets now (rotation counts).
 
     `uri` is a tracking URI already resolved for this config (a step's, for the finalizer).
+    With `tracking_insecure_tls`, urllib3's warning per request is off: the tracker warns once.
     """
 
     def value(field: str) -> Any:
@@ -317,6 +318,8 @@ def connect(config: "MLflowPlusConfig", uri: str | None = None) -> Connection:
                 f"{field} {path!r} is not a file on this machine: mount the PEM file "
                 f"where steps run, or correct {field}."
             )
+    if config.tracking_insecure_tls:
+        quiet.skip_unverified_warnings(uri)
     return Connection(
         uri=uri,
         artifact_location=artifact_location,

@@ -10,21 +10,35 @@ not write. catchup.py delivers it all later.
 """
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
+from uuid import UUID
 
-from tracker_flavor import active_run, spool
+from zenml.logger import get_logger
+
+from tracker_flavor import active_run, catchup, records, spool, steps
+from tracker_flavor.batching import SPOOLED_KEY
+from tracker_flavor.connection import connect
+from tracker_flavor.errors import TrackingServerError
 from tracker_flavor.runs import Parent
+from tracker_flavor.runtime import runtime
+from tracker_flavor.status import pipeline_outcome
 from tracker_flavor.steps import StepRun
 from tracker_flavor.timeouts import accepts_connections
 
 if TYPE_CHECKING:
+    from zenml.config.step_run_info import StepRunInfo
+    from zenml.enums import ExecutionStatus
     from zenml.metadata.metadata_types import MetadataType
 
     from tracker_flavor.batching import Chunk
+    from tracker_flavor.config import MLflowPlusConfig
     from tracker_flavor.connection import Connection
     from tracker_flavor.plan import StepPlan
     from tracker_flavor.settlement import Outcome
+
+logger = get_logger(__name__)
 
 SPOOL_KEY = "mlflow_spool"
 SYNC_COMMAND_KEY = "mlflow_spool_sync_command"
@@ -53,9 +67,30 @@ class StepSpool:
     offline: bool = False
     spooled: int = 0
 
+    @classmethod
+    def of(cls, connection: "Connection", info: "StepRunInfo") -> "StepSpool":
+        """Return the spool of a step attempt in the artifact store, for the connection's server."""
+        root = spool.active_root(connection.shown)
+        return cls(
+            spool.Journal.of(root, str(info.run_id), str(info.step_run_id)), str(info.run_id)
+        )
+
+    def final_wait(self, grace_seconds: float) -> float:
+        """Return how long the step's end waits for its values: an offline step's spool at once."""
+        return 0.0 if self.offline else grace_seconds
+
     def metadata(self) -> dict[str, "MetadataType"]:
         """Return the step metadata that names the spool and the command that delivers it."""
         return {SPOOL_KEY: self.journal.path, SYNC_COMMAND_KEY: sync_command(self.pipeline_run_id)}
+
+    def step_metadata(
+        self, step: StepRun, delivery: Mapping[str, "MetadataType"]
+    ) -> dict[str, "MetadataType"]:
+        """Return the step's metadata: its runs' (placeholders: none), the delivery, the spool."""
+        if self.offline:
+            return {**delivery, **self.metadata(), SPOOLED_KEY: self.spooled}
+        named = self.metadata() if self.spooled else {}
+        return {**step.metadata(), **delivery, **named}
 
     def spool_values(self, left: list["Chunk"]) -> None:
         """Journal the values the batching queue could not deliver."""
@@ -114,3 +149,78 @@ def start_offline(connection: "Connection", plan: "StepPlan", journal: spool.Jou
     journal.append(operations)
     active_run.push(run.active_run())
     return StepRun(connection, parent, run.run_id, plan.nested, plan.autolog)
+
+
+def start(
+    connection: "Connection",
+    config: "MLflowPlusConfig",
+    component_id: UUID,
+    plan: "StepPlan",
+    step_spool: StepSpool | None,
+) -> StepRun:
+    """Open the step's runs, after delivering the run's spool; offline if the server is down."""
+    if step_spool is not None and is_down(connection):
+        step_spool.offline = True
+        return start_offline(connection, plan, step_spool.journal)
+    try:
+        with steps.client(connection, config) as mlflow:
+            if step_spool is not None:
+                root = spool.active_root(connection.shown)
+                catchup.deliver_pending(
+                    mlflow, connection, root, step_spool.pipeline_run_id, component_id
+                )
+            zenml_records = records.ZenMLRecords(connection, component_id)
+            return steps.start(mlflow, connection, plan, zenml_records, runtime)
+    except TrackingServerError:
+        if step_spool is None or not is_down(connection):
+            raise
+    step_spool.offline = True
+    return start_offline(connection, plan, step_spool.journal)
+
+
+def end(
+    info: "StepRunInfo",
+    step: StepRun,
+    failed: bool,
+    step_spool: StepSpool,
+    config: "MLflowPlusConfig",
+    component_id: UUID,
+) -> None:
+    """Journal the step's end and the parent's status; the finalizer delivers them if it can."""
+    outcome, failed_step = pipeline_outcome(
+        info.run_id, info.snapshot, info.pipeline_step_name, failed
+    )
+    step_spool.spool_end(step, failed, outcome, failed_step)
+    offline, run_id = step_spool.offline, info.run_id
+    runtime.finalizer.watch(
+        run_id, lambda final: after_run(config, component_id, step, offline, run_id, final)
+    )
+    logger.warning(
+        "The MLflow tracking server %s is down: this step's MLflow values are spooled in %s; "
+        "a later step delivers them, or run `%s`.",
+        step.connection.shown,
+        step_spool.journal.path,
+        sync_command(str(run_id)),
+    )
+
+
+def after_run(
+    config: "MLflowPlusConfig",
+    component_id: UUID,
+    step: StepRun,
+    offline: bool,
+    run_id: UUID,
+    final: "ExecutionStatus",
+) -> None:
+    """Once the ZenML run is over: deliver its spool if the server is back, then settle."""
+    connection = connect(config, step.connection.uri)  # the secrets of now, not the step's
+    if is_down(connection):
+        return
+    with steps.client(connection, config) as mlflow:
+        catchup.deliver_pending(
+            mlflow, connection, spool.active_root(connection.shown), str(run_id), component_id
+        )
+    # An offline step's parent is a placeholder: the delivery resolved the real one.
+    parent = runtime.parents.get((connection.uri, str(run_id))) if offline else step.parent
+    if parent is not None:
+        steps.settle_after_run(connection, replace(step, parent=parent), run_id, final, runtime)

@@ -1,7 +1,8 @@
 """The step plan: what a step's MLflow runs are, decided once from settings and step facts.
 
 Pure functions over plain data (like ZenML's wandb integration builds its run arguments): the
-unified/nested and async decisions, the names, tags and params of the parent and the step's run.
+unified/nested and async decisions, the names, tags and params of the parent and the step's run,
+how its system metrics are sampled.
 `facts_of_step`/`facts_of_run` read the facts off ZenML's objects.
 """
 
@@ -44,6 +45,15 @@ class StepFacts:
 
 
 @dataclass(frozen=True)
+class Sampling:
+    """How a step's system metrics are sampled (see system_metrics.py)."""
+
+    interval_seconds: float
+    node: str | None
+    """The step's name in unified mode, where steps share the parent run; None in its own run."""
+
+
+@dataclass(frozen=True)
 class StepPlan:
     """The MLflow runs of one step attempt and what is logged on them when it starts."""
 
@@ -62,6 +72,8 @@ class StepPlan:
     """Logged on the child run right after it is created (nested, synchronous logging)."""
     queued_params: Mapping[str, str]
     """Sent in the step's first batch instead (nested, async logging): one request less."""
+    sampling: Sampling | None
+    """System metrics, if the settings ask for them."""
 
 
 def parent_spec(
@@ -101,6 +113,10 @@ def step_plan(settings: "MLflowPlusSettings", facts: StepFacts, user: str | None
         params = step_params(facts.parameters, prefix="" if settings.nested else facts.step_name)
     last_step = {tags.LAST_STEP: facts.step_name}
     nested, queued = settings.nested, settings.nested and settings.async_logging
+    sampling = None
+    if settings.log_system_metrics:
+        node = None if nested else facts.step_name
+        sampling = Sampling(settings.system_metrics_interval_seconds, node)
     return StepPlan(
         parent=parent_spec(settings, pipeline, user),
         nested=nested,
@@ -112,6 +128,7 @@ def step_plan(settings: "MLflowPlusSettings", facts: StepFacts, user: str | None
         parent_params={} if nested else params,
         child_params=params if nested and not queued else {},
         queued_params=params if queued else {},
+        sampling=sampling,
     )
 
 

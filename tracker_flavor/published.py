@@ -15,16 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 from zenml.logger import get_logger
 
-from tracker_flavor import lineage, models, outputs
+from tracker_flavor import lineage, models, outputs, records
+from tracker_flavor.errors import explained
+from tracker_flavor.publisher import publisher
 from tracker_flavor.uris import redact_credentials
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from zenml.config.step_run_info import StepRunInfo
     from zenml.metadata.metadata_types import MetadataType
     from zenml.models import StepRunResponse
 
+    from tracker_flavor.connection import Connection
     from tracker_flavor.publisher import Publisher
     from tracker_flavor.settings import MLflowPlusSettings
+    from tracker_flavor.steps import StepRun
 
 logger = get_logger(__name__)
 
@@ -255,3 +261,19 @@ def _record_on_model(
             RunMetadataResource(id=model_version.id, type=MetadataResourceTypes.MODEL_VERSION)
         ],
     )
+
+
+def after_step(
+    connection: "Connection",
+    step: "StepRun",
+    info: "StepRunInfo",
+    settings: "MLflowPlusSettings",
+    component_id: "UUID",
+) -> None:
+    """Send what the settings ask for of a step ZenML published; record the account on the step."""
+    if not wanted(settings):
+        return
+    target = Target(step.run_id, connection.ui_base, step.metadata())
+    with explained(connection):
+        account = deliver(publisher(connection), info, settings, target)
+    records.record_step(component_id, info.step_run_id, account)

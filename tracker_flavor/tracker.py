@@ -7,7 +7,6 @@ parent.py (the parent run), steps.py (a step's runs), settlement.py (statuses), 
 
 import os
 import threading
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
@@ -17,24 +16,11 @@ from zenml.logger import get_logger
 from zenml.stack import StackValidator
 from zenml.utils import settings_utils
 
-from tracker_flavor import (
-    batching,
-    catchup,
-    errors,
-    outage,
-    plan,
-    published,
-    quiet,
-    records,
-    spool,
-    steps,
-    system_metrics,
-)
+from tracker_flavor import batching, errors, outage, plan, published, records, steps, system_metrics
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.connection import Connection, connect, unprotected
 from tracker_flavor.errors import TrackingServerError
 from tracker_flavor.public_api import BuiltinTrackerApi
-from tracker_flavor.publisher import publisher
 from tracker_flavor.runtime import runtime
 from tracker_flavor.settings import MLflowPlusSettings
 from tracker_flavor.status import pipeline_outcome
@@ -99,10 +85,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
 
     def connection(self, uri: str | None = None) -> Connection:
         """Return the connection to the tracker's store, with its secrets resolved now."""
-        connection = connect(self.config, uri)
-        if connection.insecure_tls:
-            quiet.skip_unverified_warnings(connection.uri)  # `_warn_once` warns instead, once
-        return connection
+        return connect(self.config, uri)
 
     def tracking_uri(self) -> str:
         """Return the tracking URI: config, else MLFLOW_TRACKING_URI, else the embedded store."""
@@ -129,28 +112,21 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         # Held for the whole step (user code logs through it); released in cleanup_step_run.
         runtime.environment.enter(connection, batching.environment(settings.async_logging))
         autologging = False
-        step_spool = None
         try:
             step_plan = plan.step_plan(settings, plan.facts_of_step(info), plan.tracking_user())
-            if spooling:
-                journal = spool.Journal.of(
-                    spool.active_root(connection.shown), str(info.run_id), str(info.step_run_id)
-                )
-                step_spool = outage.StepSpool(journal, str(info.run_id))
-            step = self._start(connection, step_plan, step_spool)
+            step_spool = outage.StepSpool.of(connection, info) if spooling else None
+            step = outage.start(connection, self.config, self.id, step_plan, step_spool)
             runtime.autologging.enter(settings.autolog)
             autologging = True
             # Only now: a batching-thread request while autolog() imports deadlocks (issue 9).
             if settings.async_logging:
-                wait = None
-                if step_spool is not None:  # an offline step's values go to the spool at once
-                    wait = 0.0 if step_spool.offline else settings.outage_grace_seconds
+                grace = settings.outage_grace_seconds
+                wait = step_spool.final_wait(grace) if step_spool is not None else None
                 runtime.ledgers.open(
                     info.step_run_id, connection.uri, step.run_id, step_plan.queued_params, wait
                 )
-            if settings.log_system_metrics and not (step_spool and step_spool.offline):
-                node = None if step_plan.nested else info.pipeline_step_name
-                interval = settings.system_metrics_interval_seconds
+            if (sampling := step_plan.sampling) and not (step_spool and step_spool.offline):
+                interval, node = sampling.interval_seconds, sampling.node
                 system_metrics.start(info.step_run_id, step.run_id, connection.uri, interval, node)
         except BaseException:
             system_metrics.stop(info.step_run_id)
@@ -164,32 +140,6 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             if step_spool is not None:
                 self._spools[info.step_run_id] = step_spool
 
-    def _start(
-        self, connection: Connection, step_plan: plan.StepPlan, step_spool: outage.StepSpool | None
-    ) -> steps.StepRun:
-        """Open the step's runs, after delivering the run's spool; offline if the server is down."""
-        if step_spool is not None and outage.is_down(connection):
-            step_spool.offline = True
-            return outage.start_offline(connection, step_plan, step_spool.journal)
-        try:
-            with steps.client(connection, self.config) as mlflow:
-                if step_spool is not None:
-                    catchup.deliver_pending(
-                        mlflow,
-                        connection,
-                        spool.active_root(connection.shown),
-                        step_spool.pipeline_run_id,
-                        self.id,
-                    )
-                return steps.start(
-                    mlflow, connection, step_plan, self._records(connection), runtime
-                )
-        except TrackingServerError:
-            if step_spool is None or not outage.is_down(connection):
-                raise
-        step_spool.offline = True
-        return outage.start_offline(connection, step_plan, step_spool.journal)
-
     def get_step_run_metadata(self, info: "StepRunInfo") -> dict[str, "MetadataType"]:
         """Return the step's run link and ids, recorded as ZenML step metadata."""
         system_metrics.stop(info.step_run_id)  # its last samples go into the ledger counted here
@@ -200,11 +150,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         if step_spool is None:
             return {**step.metadata(), **runtime.ledgers.metadata(info.step_run_id)}
         step_spool.spool_values(runtime.ledgers.spill(info.step_run_id))
-        delivery = runtime.ledgers.metadata(info.step_run_id)
-        if step_spool.offline:
-            return {**delivery, **step_spool.metadata(), batching.SPOOLED_KEY: step_spool.spooled}
-        named = step_spool.metadata() if step_spool.spooled else {}
-        return {**step.metadata(), **delivery, **named}
+        return step_spool.step_metadata(step, runtime.ledgers.metadata(info.step_run_id))
 
     def cleanup_step_run(self, info: "StepRunInfo", step_failed: bool) -> None:
         """End the step's runs, settle the parent's status and restore the process."""
@@ -219,7 +165,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             with runtime.ledgers.delivered(info.step_run_id) as lost:
                 failed = step_failed or lost
                 if step_spool is not None and step_spool.offline:
-                    self._spool_end(info, step, failed, step_spool)
+                    outage.end(info, step, failed, step_spool, self.config, self.id)
                     return
                 try:
                     # Per-step extras (outputs, lineage) log into step.run_id here, before it ends.
@@ -229,46 +175,10 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
                 except TrackingServerError:
                     if step_spool is None or not outage.is_down(step.connection):
                         raise
-                    self._spool_end(info, step, failed, step_spool)
+                    outage.end(info, step, failed, step_spool, self.config, self.id)
         finally:
             runtime.autologging.leave()
             runtime.environment.leave()
-
-    def _spool_end(
-        self, info: "StepRunInfo", step: steps.StepRun, failed: bool, step_spool: outage.StepSpool
-    ) -> None:
-        """Journal the step's end and the parent's status; the finalizer delivers them if it can."""
-        outcome, failed_step = pipeline_outcome(
-            info.run_id, info.snapshot, info.pipeline_step_name, failed
-        )
-        step_spool.spool_end(step, failed, outcome, failed_step)
-        uri, offline = step.connection.uri, step_spool.offline
-        runtime.finalizer.watch(
-            info.run_id, lambda final: self._after_outage(uri, step, offline, info.run_id, final)
-        )
-        logger.warning(
-            "The MLflow tracking server %s is down: this step's MLflow values are spooled in %s; "
-            "a later step delivers them, or run `%s`.",
-            step.connection.shown,
-            step_spool.journal.path,
-            outage.sync_command(str(info.run_id)),
-        )
-
-    def _after_outage(
-        self, uri: str, step: steps.StepRun, offline: bool, run_id: UUID, final: "ExecutionStatus"
-    ) -> None:
-        """Once the ZenML run is over: deliver its spool if the server is back, then settle."""
-        connection = self.connection(uri)
-        if outage.is_down(connection):
-            return
-        with steps.client(connection, self.config) as mlflow:
-            catchup.deliver_pending(
-                mlflow, connection, spool.active_root(connection.shown), str(run_id), self.id
-            )
-        # An offline step's parent is a placeholder: the delivery resolved the real one.
-        parent = runtime.parents.get((connection.uri, str(run_id))) if offline else step.parent
-        if parent is not None:
-            steps.settle_after_run(connection, replace(step, parent=parent), run_id, final, runtime)
 
     def _settle(
         self, mlflow: "MlflowClient", info: "StepRunInfo", step: steps.StepRun, failed: bool
@@ -282,7 +192,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             # ZenML saves the outputs after this hook: the step may still fail.
             runtime.finalizer.watch(
                 info.step_run_id,
-                lambda final: self._after_step(self.connection(uri), step, info, final),
+                lambda final: self._after_step(uri, step, info, final),
                 kind="step",
             )
         if outcome == "RUNNING":
@@ -296,21 +206,14 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         runtime.statuses.settle(mlflow, step.key, outcome, failed_step)
 
     def _after_step(
-        self,
-        connection: Connection,
-        step: steps.StepRun,
-        info: "StepRunInfo",
-        final: "ExecutionStatus",
+        self, uri: str, step: steps.StepRun, info: "StepRunInfo", final: "ExecutionStatus"
     ) -> None:
         """Once ZenML published the step: send its outputs, or fail its runs if it failed."""
+        connection = self.connection(uri)
         steps.settle_after_step(connection, step, info.pipeline_step_name, final, runtime)
-        settings = cast(MLflowPlusSettings, self.get_settings(info))
-        if not final.is_successful or not published.wanted(settings):
-            return
-        target = published.Target(step.run_id, connection.ui_base, step.metadata())
-        with errors.explained(connection):
-            account = published.deliver(publisher(connection), info, settings, target)
-        records.record_step(self.id, info.step_run_id, account)
+        if final.is_successful:
+            settings = cast(MLflowPlusSettings, self.get_settings(info))
+            published.after_step(connection, step, info, settings, self.id)
 
     def get_pipeline_run_metadata(self, run_id: UUID) -> dict[str, "MetadataType"]:
         """Create the parent run when ZenML creates the pipeline run, and return its link."""

@@ -1,7 +1,10 @@
 """A connection renders the MLflow environment, REST credentials and links from one place."""
 
+import warnings
+
 import pytest
 from pydantic import SecretStr
+from urllib3.exceptions import InsecureRequestWarning
 
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.connection import Connection, connect, unprotected
@@ -88,3 +91,14 @@ def test_plain_http_off_the_machine_and_unverified_tls_are_warned_about():
     assert set(unprotected(Connection("http://10.0.0.1:5000"))) == {"http"}
     assert unprotected(Connection("http://127.0.0.1:5000")) == {}
     assert set(unprotected(Connection("https://h", insecure_tls=True))) == {"tls"}
+
+
+def test_an_insecure_connection_silences_urllib3_for_its_host_only():
+    with warnings.catch_warnings():
+        connect(MLflowPlusConfig(tracking_uri="https://h.example:5000", tracking_insecure_tls=True))
+        ignored = [
+            f for f in warnings.filters if f[0] == "ignore" and f[2] is InsecureRequestWarning
+        ]
+        assert [f[1].pattern for f in ignored] == [
+            "Unverified HTTPS request is being made to host 'h\\.example'"
+        ]

@@ -3,7 +3,7 @@
 import pytest
 
 from tracker_flavor import tags
-from tracker_flavor.plan import PipelineFacts, StepFacts, parent_spec, step_plan
+from tracker_flavor.plan import PipelineFacts, Sampling, StepFacts, parent_spec, step_plan
 from tracker_flavor.settings import MLflowPlusSettings
 
 pytestmark = pytest.mark.unit
@@ -50,3 +50,11 @@ def test_nested_steps_get_a_tagged_child_and_its_params_travel_in_the_first_batc
 
 def test_parameters_are_left_out_when_asked():
     assert step_plan(settings(log_step_parameters=False), STEP, None).parent_params == {}
+
+
+def test_system_metrics_are_sampled_only_when_asked_named_after_the_step_in_a_shared_run():
+    assert step_plan(settings(), STEP, None).sampling is None
+    unified = step_plan(settings(log_system_metrics=True), STEP, None).sampling
+    assert unified == Sampling(10, "fit")  # steps share the parent: each names its metrics
+    nested = settings(log_system_metrics=True, nested=True, system_metrics_interval_seconds=2)
+    assert step_plan(nested, STEP, None).sampling == Sampling(2, None)

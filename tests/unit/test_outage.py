@@ -1,0 +1,53 @@
+"""A step that finds the server down goes on offline, and its metadata names its spool."""
+
+import uuid
+
+import pytest
+
+from testsupport.servers import free_port
+from tracker_flavor import active_run, outage, spool
+from tracker_flavor.batching import SPOOLED_KEY
+from tracker_flavor.config import MLflowPlusConfig
+from tracker_flavor.connection import Connection
+from tracker_flavor.plan import PipelineFacts, StepFacts, step_plan
+from tracker_flavor.runs import Parent
+from tracker_flavor.settings import MLflowPlusSettings
+from tracker_flavor.steps import StepRun
+from tracker_flavor.timeouts import RequestLimits
+
+pytestmark = pytest.mark.unit
+
+STEP = StepFacts(PipelineFacts("run-id", "train-2026", "train"), "fit", "step-id", 1)
+
+
+def step_spool(tmp_path) -> outage.StepSpool:
+    return outage.StepSpool(spool.Journal.of(str(tmp_path), "run-id", "step-id"), "run-id")
+
+
+def test_a_step_that_finds_the_server_down_starts_offline_on_placeholder_runs(tmp_path):
+    down = Connection(f"http://127.0.0.1:{free_port()}", limits=RequestLimits(1, 0, 1))
+    plan = step_plan(MLflowPlusSettings(nested=True), STEP, None)
+    journaled = step_spool(tmp_path)
+    step = outage.start(down, MLflowPlusConfig(), uuid.uuid4(), plan, journaled)
+    try:
+        assert journaled.offline and step.nested and step.run_id != step.parent.run_id
+        operations = [operation["op"] for _, operation in journaled.journal.operations()]
+        assert operations == ["run", "log", "run", "log"]  # the parent, then the step's run
+    finally:
+        active_run.pop_until(step.run_id)
+
+
+def test_an_offline_step_names_its_spool_and_no_placeholder_run(tmp_path):
+    step = StepRun(Connection("http://h:5000"), Parent("p", "1", "train"), "p", False, False)
+    delivery = {"mlflow_values_delivered": 0}
+    offline = step_spool(tmp_path)
+    offline.offline, offline.spooled = True, 3
+    assert offline.step_metadata(step, delivery) == {
+        **delivery, **offline.metadata(), SPOOLED_KEY: 3,
+    }  # fmt: skip
+    assert offline.final_wait(30) == 0.0  # its values go to the spool at once
+    online = step_spool(tmp_path)
+    assert online.step_metadata(step, delivery) == {**step.metadata(), **delivery}
+    assert online.final_wait(30) == 30
+    online.spooled = 5  # the rest of its values went to the spool after the grace
+    assert online.step_metadata(step, delivery)[outage.SPOOL_KEY] == online.journal.path
