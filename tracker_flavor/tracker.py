@@ -2,7 +2,8 @@
 
 Who owns what: connection.py (config → store, environment), plan.py (what a step's runs are),
 parent.py (the parent run), steps.py (a step's runs), settlement.py (statuses), records.py
-(ZenML metadata), runtime.py (process state).
+(ZenML metadata), runtime.py (process state), outage.py (a step without its server), published.py
+(what is sent once ZenML published a step).
 """
 
 import os
