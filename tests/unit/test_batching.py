@@ -195,13 +195,13 @@ def test_a_store_that_stays_down_leaves_every_value_on_the_ledger_after_the_fina
     send = Flaky(sqlite_store, lambda n: lost_answer() if n > 1 else None)
     queue = BatchingQueue(send, window=10, backoff=FAST)
     # Long enough for the first batch to land and the second to be sent, also on a busy machine.
-    ledger = Ledger(run_id, "sqlite", final_wait=3.0)
+    ledger = Ledger(run_id, "sqlite", final_wait=1.5)
     queue.open(ledger)
     for index in range(1200):
         queue.log_batch_async(run_id, [], [], [metric(index)])
     started = time.monotonic()
     queue.close(ledger)
-    assert time.monotonic() - started < 8  # bounded by the final wait (and one request)
+    assert time.monotonic() - started < 6  # bounded by the final wait (and one request)
     queue.stop()
 
     assert ledger.delivered == 1000 and ledger.undelivered == 200
