@@ -29,12 +29,22 @@ logger = get_logger(__name__)
 Settle = Callable[["ExecutionStatus"], None]
 """Called once with the final status of the ZenML run or step."""
 Kind = Literal["run", "step"]
+ReadStatuses = Callable[[list[UUID], list[UUID]], dict[UUID, "ExecutionStatus"]]
+"""Return the status of each of the given run ids and step run ids that still exists."""
+
+
+def zenml_statuses(run_ids: list[UUID], step_ids: list[UUID]) -> dict[UUID, "ExecutionStatus"]:
+    """Read the statuses from the active ZenML store."""
+    from zenml.client import Client
+
+    return statuses(Client().zen_store, run_ids, step_ids)
 
 
 class RunFinalizer:
     """Watch ZenML pipeline runs and call their settle callbacks when they finish."""
 
-    def __init__(self) -> None:
+    def __init__(self, read: ReadStatuses = zenml_statuses) -> None:
+        self._read = read
         self._pending: dict[UUID, tuple[Kind, Settle]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -56,24 +66,21 @@ class RunFinalizer:
 
     def check(self) -> None:
         """Settle every watched run and step that ZenML reports finished."""
-        from zenml.client import Client
-
         with self._lock:
             pending = list(self._pending.items())
         if not pending:
             return
         try:
-            found = statuses(
-                Client().zen_store,
+            found = self._read(
                 [run_id for run_id, (kind, _) in pending if kind == "run"],
                 [run_id for run_id, (kind, _) in pending if kind == "step"],
             )
         except Exception as error:  # a watcher must never take the process down
             logger.warning(
-                "Could not read the status of the watched ZenML runs: %s",
+                "Could not read the status of the watched ZenML runs (asking again later): %s",
                 redact_credentials(str(error)),
             )
-            found = {}
+            return
         for run_id, (kind, settle) in pending:
             status = found.get(run_id)
             if status is not None and not status.is_finished:

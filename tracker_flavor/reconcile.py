@@ -16,6 +16,7 @@ from tracker_flavor.status import failed_step
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from zenml.models import PipelineRunResponse
+    from zenml.zen_stores.base_zen_store import BaseZenStore
 
 
 @dataclass(frozen=True)
@@ -40,17 +41,21 @@ def parent_run_id(pipeline_run: "PipelineRunResponse", client: "MlflowClient") -
     return found[0].info.run_id if found else None
 
 
-def reconcile_run(pipeline_run: "PipelineRunResponse", client: "MlflowClient") -> list[Repair]:
+def reconcile_run(
+    pipeline_run: "PipelineRunResponse",
+    client: "MlflowClient",
+    store: "BaseZenStore | None" = None,
+) -> list[Repair]:
     """Set the MLflow runs of a finished ZenML run to ZenML's statuses; return what changed."""
     from zenml.client import Client
 
+    store = store or Client().zen_store
     outcome = final_status(pipeline_run.status)
     parent_id = parent_run_id(pipeline_run, client)
     if outcome is None or parent_id is None:
         return []
     parent = client.get_run(parent_id)
     repairs = []
-    store = Client().zen_store
     for child in runs.child_runs(client, parent.info.experiment_id, parent_id):
         step_run_id = child.data.tags.get(tags.STEP_RUN_ID)
         if step_run_id is None:

@@ -13,23 +13,12 @@ from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from examples.quickstart.pipeline import quickstart
 from tests.integration.conftest import TRACKER, links_on_port
+from testsupport.browser import chromium_page, screenshot_after
 from testsupport.servers import free_port, stop, wait_for_health
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 BIN = Path(sys.executable).parent / "zenml-mlflow"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @dataclass
@@ -86,32 +75,21 @@ def runs(zenml_stack: str, session_dir: Path) -> Iterator[dict[str, tuple[Quicks
         subprocess.run([str(BIN), "server", "stop", "--data-dir", str(data_dir)], check=False)
 
 
-def open_in_chromium(link: str, expected: list[str], screenshot: Path) -> None:
+def open_in_chromium(link: str, expected: list[str], screenshot: str) -> None:
     """Open `link` headless, wait until every expected text shows, and save a screenshot."""
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.goto(link)
-            try:
-                for text in expected:
-                    page.get_by_text(text, exact=True).first.wait_for(timeout=90_000)
-            finally:
-                page.screenshot(path=str(screenshot), full_page=True)
-        finally:
-            browser.close()
+    with chromium_page() as page, screenshot_after(page, screenshot):
+        page.goto(link)
+        for text in expected:
+            page.get_by_text(text, exact=True).first.wait_for(timeout=90_000)
 
 
 def test_step_link_opens_its_run_on_a_zenml_mlflow_server(runs):
     run, server_url = runs["server"]
     assert run.link.startswith(f"{server_url}/#/experiments/")
-    open_in_chromium(run.link, [run.name, "test_accuracy"], ARTIFACTS / "server-run.png")
+    open_in_chromium(run.link, [run.name, "test_accuracy"], "server-run.png")
 
 
 def test_step_link_opens_its_run_in_zenml_mlflow_ui(runs):
     run, ui_url = runs["embedded"]
     assert run.link.startswith(f"{ui_url}/#/experiments/")
-    open_in_chromium(run.link, [run.name, "test_accuracy"], ARTIFACTS / "embedded-run.png")
+    open_in_chromium(run.link, [run.name, "test_accuracy"], "embedded-run.png")

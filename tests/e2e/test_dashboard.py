@@ -10,7 +10,7 @@ from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from examples.quickstart.pipeline import quickstart
-from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
+from testsupport.browser import ARTIFACTS, chromium_page, screenshot_after
 from testsupport.topology import USER
 
 pytestmark = pytest.mark.e2e
@@ -51,44 +51,30 @@ def tracked_runs(topology_session) -> dict[str, TrackedRun]:
 
 def follow_the_step_link(top, run: TrackedRun, name: str) -> str:
     """Log in, open the run's step, follow its experiment_tracker_url; return the page's text."""
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        # The login page animates a WebGL shader: software rendering of it slows every step.
-        flags = [*CHROMIUM_FLAGS, "--disable-webgl", "--disable-3d-apis"]
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
-        try:
-            page = browser.new_page(
-                viewport={"width": 1440, "height": 1000}, reduced_motion="reduce"
-            )
-            page.set_default_timeout(120_000)
-            page.goto(f"{top.zenml.url}/login")
-            page.get_by_label("Username").fill(USER)
-            page.get_by_label("Password").fill(top.password)
-            page.get_by_label("Password").press("Enter")
-            page.wait_for_url(lambda url: "/login" not in url)
-            page.goto(f"{top.zenml.url}/projects/default/runs/{run.run_id}")
-            page.get_by_text(STEP, exact=True).first.click()
-            page.get_by_role("tab", name="Metadata").click()
-            key = page.locator("dt", has_text=METADATA_EXPERIMENT_TRACKER_URL)
-            link = key.locator("xpath=following-sibling::dd[1]//a")
-            assert link.get_attribute("href") == run.link
-            page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}-step.png"))
-            with page.context.expect_page() as opened:
-                link.click()  # target=_blank: MLflow opens in a new tab
-            mlflow_page = opened.value
-            mlflow_page.set_default_timeout(120_000)
-            try:
-                mlflow_page.get_by_text("test_accuracy", exact=True).first.wait_for()
-            finally:
-                mlflow_page.screenshot(
-                    path=str(ARTIFACTS / f"dashboard-{name}-mlflow.png"), full_page=True
-                )
-            assert mlflow_page.url == run.link
-            return mlflow_page.locator("body").inner_text()
-        finally:
-            browser.close()
+    # The login page animates a WebGL shader: software rendering of it slows every step.
+    flags = ["--disable-webgl", "--disable-3d-apis"]
+    with chromium_page(flags, reduced_motion="reduce") as page:
+        page.set_default_timeout(120_000)
+        page.goto(f"{top.zenml.url}/login")
+        page.get_by_label("Username").fill(USER)
+        page.get_by_label("Password").fill(top.password)
+        page.get_by_label("Password").press("Enter")
+        page.wait_for_url(lambda url: "/login" not in url)
+        page.goto(f"{top.zenml.url}/projects/default/runs/{run.run_id}")
+        page.get_by_text(STEP, exact=True).first.click()
+        page.get_by_role("tab", name="Metadata").click()
+        key = page.locator("dt", has_text=METADATA_EXPERIMENT_TRACKER_URL)
+        link = key.locator("xpath=following-sibling::dd[1]//a")
+        assert link.get_attribute("href") == run.link
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}-step.png"))
+        with page.context.expect_page() as opened:
+            link.click()  # target=_blank: MLflow opens in a new tab
+        mlflow_page = opened.value
+        mlflow_page.set_default_timeout(120_000)
+        with screenshot_after(mlflow_page, f"dashboard-{name}-mlflow.png"):
+            mlflow_page.get_by_text("test_accuracy", exact=True).first.wait_for()
+        assert mlflow_page.url == run.link
+        return mlflow_page.locator("body").inner_text()
 
 
 def run_name(top, run_id: str) -> str:

@@ -10,10 +10,10 @@ import pytest
 from mlflow import MlflowClient
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
-from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
 from tests.integration.outputs_pipelines import outputs_pipeline
 from tests.integration.test_outputs import delivered
 from tests.integration.test_performance import SERVER_ENV, active_stack
+from testsupport.browser import chromium_page, screenshot_after
 from testsupport.servers import MlflowServer
 
 pytestmark = pytest.mark.e2e
@@ -40,24 +40,12 @@ def train_link(zenml_stack: str, session_dir: Path) -> Iterator[tuple[str, str]]
 
 
 def test_the_run_shows_the_zenml_datasets_and_the_report(train_link):
-    from playwright.sync_api import sync_playwright
-
     link, report = train_link
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.goto(link)
-            try:
-                page.get_by_text("Datasets", exact=True).first.wait_for(timeout=90_000)
-                page.get_by_text("frame (", exact=False).first.wait_for(timeout=90_000)
-            finally:
-                page.screenshot(path=str(ARTIFACTS / "outputs-datasets.png"), full_page=True)
-            page.goto(f"{link}/artifacts/{report}")
-            try:
-                page.frame_locator("iframe").get_by_text("Training report").wait_for(timeout=90_000)
-            finally:
-                page.screenshot(path=str(ARTIFACTS / "outputs-report.png"), full_page=True)
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        page.goto(link)
+        with screenshot_after(page, "outputs-datasets.png"):
+            page.get_by_text("Datasets", exact=True).first.wait_for(timeout=90_000)
+            page.get_by_text("frame (", exact=False).first.wait_for(timeout=90_000)
+        page.goto(f"{link}/artifacts/{report}")
+        with screenshot_after(page, "outputs-report.png"):
+            page.frame_locator("iframe").get_by_text("Training report").wait_for(timeout=90_000)

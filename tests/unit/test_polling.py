@@ -1,10 +1,13 @@
 """The watcher polls quickly at first, then ever less often; steps are read in chunks."""
 
+import json
 import uuid
+from types import SimpleNamespace
 
 import pytest
+from zenml.enums import ExecutionStatus
 
-from tracker_flavor.polling import FIRST_SECONDS, LAST_SECONDS, chunks, poll_interval
+from tracker_flavor.polling import FIRST_SECONDS, LAST_SECONDS, chunks, poll_interval, statuses
 
 pytestmark = pytest.mark.unit
 
@@ -22,3 +25,31 @@ def test_step_ids_are_read_a_hundred_at_a_time():
     assert [len(chunk) for chunk in chunks(ids)] == [100, 100, 50]
     assert [i for chunk in chunks(ids) for i in chunk] == ids
     assert list(chunks([])) == []
+
+
+class Store:
+    """A ZenML store answering status reads, counting its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def get_run(self, run_id, hydrate):
+        self.calls.append("get_run")
+        assert hydrate is False
+        return SimpleNamespace(status=ExecutionStatus.RUNNING)
+
+    def list_run_steps(self, step_filter):
+        self.calls.append("list_run_steps")
+        ids = json.loads(step_filter.id.removeprefix("oneof:"))
+        assert step_filter.size == len(ids)
+        items = [SimpleNamespace(id=uuid.UUID(i), status=ExecutionStatus.COMPLETED) for i in ids]
+        return SimpleNamespace(items=items)
+
+
+def test_statuses_cost_a_call_per_run_and_one_per_hundred_steps():
+    store = Store()
+    run_ids = [uuid.uuid4() for _ in range(2)]
+    step_ids = [uuid.uuid4() for _ in range(250)]
+    found = statuses(store, run_ids, step_ids)
+    assert store.calls == ["get_run"] * 2 + ["list_run_steps"] * 3
+    assert set(found) == {*run_ids, *step_ids}
