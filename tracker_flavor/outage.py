@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
-from uuid import UUID
 
 from zenml.logger import get_logger
 
@@ -154,7 +153,7 @@ def start_offline(connection: "Connection", plan: "StepPlan", journal: spool.Jou
 def start(
     connection: "Connection",
     config: "MLflowPlusConfig",
-    component_id: UUID,
+    component_id: uuid.UUID,
     plan: "StepPlan",
     step_spool: StepSpool | None,
 ) -> StepRun:
@@ -184,7 +183,7 @@ def end(
     failed: bool,
     step_spool: StepSpool,
     config: "MLflowPlusConfig",
-    component_id: UUID,
+    component_id: uuid.UUID,
 ) -> None:
     """Journal the step's end and the parent's status; the finalizer delivers them if it can."""
     outcome, failed_step = pipeline_outcome(
@@ -206,10 +205,10 @@ def end(
 
 def after_run(
     config: "MLflowPlusConfig",
-    component_id: UUID,
+    component_id: uuid.UUID,
     step: StepRun,
     offline: bool,
-    run_id: UUID,
+    run_id: uuid.UUID,
     final: "ExecutionStatus",
 ) -> None:
     """Once the ZenML run is over: deliver its spool if the server is back, then settle."""
