@@ -116,6 +116,15 @@ class Chunk:
         return len(self.metrics) + len(self.params) + len(self.tags)
 
     @property
+    def ordered_keys(self) -> set[tuple[str, str]]:
+        """Return the keys whose stored value depends on the order of requests.
+
+        A run keeps a tag's last value and a param's first (a changed one is refused); it keeps
+        every metric point, ordered by step and time whatever order they arrive in.
+        """
+        return {("param", p.key) for p in self.params} | {("tag", t.key) for t in self.tags}
+
+    @property
     def bytes(self) -> int:
         """Return about how much of a request body the chunk takes."""
         strings = [(p.key, p.value) for p in self.params] + [(t.key, t.value) for t in self.tags]
@@ -155,6 +164,8 @@ class Ledger:
     left: list[Chunk] = field(default_factory=list)
     """What was not delivered by the step's end, in order, with every value."""
     queued: int = 0
+    settling: bool = False
+    """The step is ending: its values are due at once, ahead of other steps' values."""
     closed: bool = False
 
     @property
@@ -385,11 +396,20 @@ class BatchingQueue:
                 self._ledgers.remove(ledger)
 
     def settle(self, ledger: Ledger) -> None:
-        """Deliver the ledger's values within its final wait; keep what is left on the ledger."""
-        self._wait_until(lambda: not ledger.queued, time.monotonic() + ledger.final_wait)
+        """Deliver the ledger's values within its final wait; keep what is left on the ledger.
+
+        Only the ledger's values are due, and what must reach the store before them (see
+        `_needed`): other steps' values wait for their own window or end.
+        """
+        deadline = time.monotonic() + ledger.final_wait
         with self._cond:
+            ledger.settling = True
+            self._cond.notify_all()
+            while ledger.queued and (remaining := deadline - time.monotonic()) > 0:
+                self._cond.wait(remaining)
             # A request under way settles first: failed, its chunks are back at the head.
             self._cond.wait_for(lambda: all(chunk.ledger is not ledger for chunk in self._sending))
+            ledger.settling = False
             ledger.closed = True
             for chunks in self._pending.values():
                 for chunk in [chunk for chunk in chunks if chunk.ledger is ledger]:
@@ -508,6 +528,10 @@ class BatchingQueue:
         now = time.monotonic()
         if now < self._retry_at:
             return self._retry_at - now
+        if any(ledger.settling and ledger.queued for ledger in self._ledgers):
+            for run_id, chunks in self._pending.items():
+                if needed := _needed(chunks):
+                    return run_id, self._take(run_id, needed)
         wait = float(self._window)
         for run_id, since in self._since.items():
             due = since + self._window
@@ -534,14 +558,13 @@ class BatchingQueue:
                 self._sending = batch
             self._send(run_id, batch)
 
-    def _take(self, run_id: str) -> list[Chunk]:
-        """Take the next request's worth of chunks of `run_id` (lock held)."""
+    def _take(self, run_id: str, needed: list[Chunk] | None = None) -> list[Chunk]:
+        """Take the next request's worth of chunks of `run_id`, or of `needed` (lock held)."""
         chunks = self._pending[run_id]
         taken: list[Chunk] = []
         values = tags = size = 0
         keys: set[str] = set()
-        while chunks:
-            chunk = chunks[0]
+        for chunk in chunks if needed is None else needed:
             if taken and (
                 chunk.group != taken[0].group
                 or values + chunk.size > MAX_VALUES
@@ -551,9 +574,15 @@ class BatchingQueue:
                 or not keys.isdisjoint(param.key for param in chunk.params)
             ):
                 break
-            taken.append(chunks.popleft())
+            taken.append(chunk)
             values, tags, size = values + chunk.size, tags + len(chunk.tags), size + chunk.bytes
             keys.update(param.key for param in chunk.params)
+        if needed is None:
+            for _ in taken:
+                chunks.popleft()
+        else:
+            gone = {id(chunk) for chunk in taken}
+            chunks = self._pending[run_id] = deque(c for c in chunks if id(c) not in gone)
         if chunks:
             self._pending_values[run_id] -= values
         else:
@@ -634,6 +663,23 @@ class BatchingQueue:
         self._requeue(run_id, batch)
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, self._max_backoff)
+
+
+def _needed(chunks: Iterable[Chunk]) -> list[Chunk]:
+    """Return the chunks of ending steps in a run's queue, and those that must go before them.
+
+    Those are earlier chunks with a param or tag of the same key (their order decides what the
+    run keeps), and so on backwards; the rest of the queue keeps its window.
+    """
+    needed: list[Chunk] = []
+    keys: set[tuple[str, str]] = set()
+    for chunk in reversed(list(chunks)):
+        if (chunk.ledger is not None and chunk.ledger.settling) or not keys.isdisjoint(
+            chunk.ordered_keys
+        ):
+            needed.append(chunk)
+            keys |= chunk.ordered_keys
+    return needed[::-1]
 
 
 @dataclass
