@@ -593,7 +593,7 @@ class BatchingQueue:
         """Send one batch and settle, split or requeue its chunks by the outcome."""
         error: Exception | None = None
         try:
-            with AUTOLOG_LOCK:  # MLflow's request path imports lazily
+            with AUTOLOG_LOCK.shared():  # MLflow's request path imports lazily
                 self._log_batch(
                     run_id=run_id,
                     metrics=[m for chunk in batch for m in chunk.metrics],
