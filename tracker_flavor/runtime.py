@@ -122,11 +122,11 @@ class Runtime:
         """A pipeline run's first failure, kept for its first step (see errors.defer)."""
         self.current_stores: BoundedCache[Path, bool] = BoundedCache()
         """SQLite stores found at the schema this MLflow needs (see sqlite_store.prepare)."""
-        self._warned: BoundedCache[tuple[str, str], bool] = BoundedCache()
+        self._warned: BoundedCache[tuple[Hashable, ...], bool] = BoundedCache()
 
-    def first(self, uri: str, warning: str) -> bool:
-        """Tell whether this process has not yet given this warning for this URI (and now has)."""
-        return self._warned.put_new((uri, warning), True)
+    def first(self, *warning: Hashable) -> bool:
+        """Tell whether this process has not yet given this warning (and now has)."""
+        return self._warned.put_new(warning, True)
 
     def reset(self) -> None:
         """Start afresh (tests): forget every cache; pending watchers are dropped."""
