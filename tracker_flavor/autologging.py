@@ -84,7 +84,7 @@ class Autologging:
 
     def enter(self, turn_on: bool) -> None:
         """Start a step: save the state if it is the first, and turn autologging on if asked."""
-        with self._lock, AUTOLOG_LOCK:
+        with self._lock, AUTOLOG_LOCK.exclusive():
             if self._depth == 0:
                 self._saved = current_state()
             self._depth += 1
@@ -95,7 +95,7 @@ class Autologging:
 
     def leave(self) -> None:
         """End a step: the last one restores the state saved by the first."""
-        with self._lock, AUTOLOG_LOCK:
+        with self._lock, AUTOLOG_LOCK.exclusive():
             if self._depth == 0:
                 return
             self._depth -= 1

@@ -15,8 +15,9 @@ many values were lost. While steps run, this module puts its own queue on the st
   safe: MLflow stores a metric once per (key, timestamp, step, value), a param once per value,
   and a tag's latest value, so a request whose answer was lost but which did arrive counts once.
 - Each step keeps an exact account of what it logged, into any run (the user's own runs too).
-  At the end of the step the queue keeps trying for the step's final wait (the time one
-  request may take: MLflow's request timeout times its tries); what is still not delivered
+  At the end of the step its values are due at once, with only what must reach the store
+  before them (see `_needed`), and the queue keeps trying for the step's final wait (the time
+  one request may take: MLflow's request timeout times its tries); what is still not delivered
   stays on the step's ledger (`Ledger.left`), and the step fails, saying how many values and
   how many of those were sent without an answer (they may have arrived).
 """
@@ -116,6 +117,15 @@ class Chunk:
         return len(self.metrics) + len(self.params) + len(self.tags)
 
     @property
+    def ordered_keys(self) -> set[tuple[str, str]]:
+        """Return the keys whose stored value depends on the order of requests.
+
+        A run keeps a tag's last value and a param's first (a changed one is refused); it keeps
+        every metric point, ordered by step and time whatever order they arrive in.
+        """
+        return {("param", p.key) for p in self.params} | {("tag", t.key) for t in self.tags}
+
+    @property
     def bytes(self) -> int:
         """Return about how much of a request body the chunk takes."""
         strings = [(p.key, p.value) for p in self.params] + [(t.key, t.value) for t in self.tags]
@@ -155,6 +165,8 @@ class Ledger:
     left: list[Chunk] = field(default_factory=list)
     """What was not delivered by the step's end, in order, with every value."""
     queued: int = 0
+    settling: bool = False
+    """The step is ending: its values are due at once, ahead of other steps' values."""
     closed: bool = False
 
     @property
@@ -300,6 +312,8 @@ class BatchingQueue:
         self._pending: dict[str, deque[Chunk]] = {}
         self._pending_values: dict[str, int] = {}
         self._since: dict[str, float] = {}
+        self._due: dict[str, list[Chunk]] = {}
+        """Per run, what ending steps need sent now (see `_needed`), until the queue changes."""
         self._sending: list[Chunk] = []
         self._urgent = 0
         self._ledgers: list[Ledger] = []
@@ -385,11 +399,22 @@ class BatchingQueue:
                 self._ledgers.remove(ledger)
 
     def settle(self, ledger: Ledger) -> None:
-        """Deliver the ledger's values within its final wait; keep what is left on the ledger."""
-        self._wait_until(lambda: not ledger.queued, time.monotonic() + ledger.final_wait)
+        """Deliver the ledger's values within its final wait; keep what is left on the ledger.
+
+        Only the ledger's values are due, and what must reach the store before them (see
+        `_needed`): other steps' values wait for their own window or end.
+        """
+        deadline = time.monotonic() + ledger.final_wait
         with self._cond:
+            ledger.settling = True
+            self._due.clear()
+            self._cond.notify_all()
+            while ledger.queued and (remaining := deadline - time.monotonic()) > 0:
+                self._cond.wait(remaining)
             # A request under way settles first: failed, its chunks are back at the head.
             self._cond.wait_for(lambda: all(chunk.ledger is not ledger for chunk in self._sending))
+            ledger.settling = False
+            self._due.clear()
             ledger.closed = True
             for chunks in self._pending.values():
                 for chunk in [chunk for chunk in chunks if chunk.ledger is ledger]:
@@ -447,6 +472,8 @@ class BatchingQueue:
         if chunk.ledger is not None:
             chunk.ledger.submitted += chunk.size
             chunk.ledger.queued += 1
+            if chunk.ledger.settling:  # due, with what it must follow: others' are not
+                self._due.pop(chunk.run_id, None)
         self._pending.setdefault(chunk.run_id, deque()).append(chunk)
         self._pending_values[chunk.run_id] = self._pending_values.get(chunk.run_id, 0) + chunk.size
         self._since.setdefault(chunk.run_id, time.monotonic())
@@ -455,6 +482,7 @@ class BatchingQueue:
         """Put chunks back at the head of their run's queue, due at once (lock held)."""
         pending = self._pending.setdefault(run_id, deque())
         pending.extendleft(reversed(chunks))
+        self._due.pop(run_id, None)
         self._pending_values[run_id] = self._pending_values.get(run_id, 0) + sum(
             chunk.size for chunk in chunks
         )
@@ -469,6 +497,7 @@ class BatchingQueue:
         self._pending.pop(run_id, None)
         self._pending_values.pop(run_id, None)
         self._since.pop(run_id, None)
+        self._due.pop(run_id, None)
 
     def _leave(self, chunk: Chunk) -> None:
         """Give up on a chunk at the end of its step: it stays on the ledger (lock held)."""
@@ -508,6 +537,12 @@ class BatchingQueue:
         now = time.monotonic()
         if now < self._retry_at:
             return self._retry_at - now
+        if any(ledger.settling and ledger.queued for ledger in self._ledgers):
+            for run_id, chunks in self._pending.items():
+                if (ending := self._due.get(run_id)) is None:
+                    ending = self._due[run_id] = _needed(chunks)
+                if ending:
+                    return run_id, self._take(run_id, ending)
         wait = float(self._window)
         for run_id, since in self._since.items():
             due = since + self._window
@@ -534,14 +569,13 @@ class BatchingQueue:
                 self._sending = batch
             self._send(run_id, batch)
 
-    def _take(self, run_id: str) -> list[Chunk]:
-        """Take the next request's worth of chunks of `run_id` (lock held)."""
+    def _take(self, run_id: str, due: list[Chunk] | None = None) -> list[Chunk]:
+        """Take the next request's worth of chunks of `run_id`, or of its `due` ones (lock held)."""
         chunks = self._pending[run_id]
         taken: list[Chunk] = []
         values = tags = size = 0
         keys: set[str] = set()
-        while chunks:
-            chunk = chunks[0]
+        for chunk in chunks if due is None else due:
             if taken and (
                 chunk.group != taken[0].group
                 or values + chunk.size > MAX_VALUES
@@ -551,9 +585,19 @@ class BatchingQueue:
                 or not keys.isdisjoint(param.key for param in chunk.params)
             ):
                 break
-            taken.append(chunks.popleft())
+            taken.append(chunk)
             values, tags, size = values + chunk.size, tags + len(chunk.tags), size + chunk.bytes
             keys.update(param.key for param in chunk.params)
+        if due is not None:
+            del due[: len(taken)]
+        if due is None or all(c is first for c, first in zip(taken, chunks, strict=False)):
+            for _ in taken:  # the head of the queue, as it mostly is
+                chunks.popleft()
+        else:
+            gone = {id(chunk) for chunk in taken}
+            chunks = self._pending[run_id] = deque(c for c in chunks if id(c) not in gone)
+        if due is None:
+            self._due.pop(run_id, None)
         if chunks:
             self._pending_values[run_id] -= values
         else:
@@ -564,7 +608,7 @@ class BatchingQueue:
         """Send one batch and settle, split or requeue its chunks by the outcome."""
         error: Exception | None = None
         try:
-            with AUTOLOG_LOCK:  # MLflow's request path imports lazily
+            with AUTOLOG_LOCK.shared():  # MLflow's request path imports lazily
                 self._log_batch(
                     run_id=run_id,
                     metrics=[m for chunk in batch for m in chunk.metrics],
@@ -634,6 +678,22 @@ class BatchingQueue:
         self._requeue(run_id, batch)
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, self._max_backoff)
+
+
+def _needed(chunks: deque[Chunk]) -> list[Chunk]:
+    """Return the chunks of ending steps in a run's queue, and those that must go before them.
+
+    Those are earlier chunks with a param or tag of the same key (their order decides what the
+    run keeps), and so on backwards; the rest of the queue keeps its window.
+    """
+    needed: list[Chunk] = []
+    keys: set[tuple[str, str]] = set()
+    for chunk in reversed(chunks):
+        ordered = chunk.ordered_keys if chunk.params or chunk.tags else set()
+        if (chunk.ledger is not None and chunk.ledger.settling) or not keys.isdisjoint(ordered):
+            needed.append(chunk)
+            keys |= ordered
+    return needed[::-1]
 
 
 @dataclass

@@ -66,6 +66,3 @@ class ProcessEnvironment:
                 else:
                     os.environ[name] = value
             self._tracking_uri = None
-
-
-process_environment = ProcessEnvironment()

@@ -69,10 +69,6 @@ _WITHOUT_TRACEBACK = _WithoutTraceback()
 for _name in STEP_FAILURE_LOGGERS:
     logging.getLogger(_name).addFilter(_WITHOUT_TRACEBACK)
 
-# Failures of a pipeline run's first request, with the time until which its first step raises
-# them (see `defer`).
-_deferred: dict[UUID, tuple[str, float]] = {}
-
 
 def defer(run_id: UUID, error: TrackingServerError, fresh_seconds: float) -> None:
     """Keep a pipeline run's failure for its first step, instead of reporting it twice.
@@ -81,12 +77,16 @@ def defer(run_id: UUID, error: TrackingServerError, fresh_seconds: float) -> Non
     process, and only warns when that fails: the step would wait for the server all over again
     and then print the same line. A step starting later than `fresh_seconds` tries for itself.
     """
-    _deferred[run_id] = (str(error), time.monotonic() + fresh_seconds)
+    from tracker_flavor.runtime import runtime  # which imports MLflow
+
+    runtime.deferred.put(run_id, (str(error), time.monotonic() + fresh_seconds))
 
 
 def raise_deferred(run_id: UUID) -> None:
     """Raise the failure `defer` kept for this pipeline run, once, while it is fresh."""
-    message, fresh_until = _deferred.pop(run_id, ("", 0.0))
+    from tracker_flavor.runtime import runtime  # which imports MLflow
+
+    message, fresh_until = runtime.deferred.pop(run_id) or ("", 0.0)
     if time.monotonic() < fresh_until:
         raise TrackingServerError(message)
 

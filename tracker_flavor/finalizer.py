@@ -89,7 +89,7 @@ class RunFinalizer:
                 if self._pending.pop(run_id, None) is None or status is None:
                     continue
             try:
-                with AUTOLOG_LOCK:  # settling builds MLflow clients that import lazily
+                with AUTOLOG_LOCK.shared():  # settling builds MLflow clients that import lazily
                     settle(status)
             except Exception as error:  # a watcher must never take the process down
                 logger.warning(

@@ -9,7 +9,6 @@ API is not used anywhere (checked against ZenML 0.96.4, 0.97.0 and 0.98.0).
 import inspect
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -79,18 +78,15 @@ SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
 """MLflow 3's switch for its file store; older releases take `file:` stores without it."""
 
-_warned: set[TouchPoint] = set()
-_warned_lock = threading.Lock()
-
 
 def degrade(point: TouchPoint, error: BaseException) -> None:
     """Warn, once per process, that `point` is missing and its fallback is in use."""
-    with _warned_lock:
-        if point in _warned:
-            return
-        _warned.add(point)
     import mlflow
 
+    from tracker_flavor.runtime import runtime  # which imports this module
+
+    if not runtime.first(point):
+        return
     logger.warning(
         "MLflow %s has no %s (%s: %s); falling back to: %s. The tracker was checked against "
         "MLflow %s (docs/versions.md).",

@@ -118,5 +118,5 @@ class BuiltinTrackerApi(MLFlowExperimentTracker):
         """Turn MLflow autologging off for every framework, as the built-in does after a step."""
         import mlflow
 
-        with AUTOLOG_LOCK:
+        with AUTOLOG_LOCK.exclusive():
             mlflow.autolog(disable=True, silent=True)

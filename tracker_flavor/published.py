@@ -94,35 +94,46 @@ def planned_outputs(step_run: "StepRunResponse", consumed: set[str]) -> list[out
 EXIT_WAIT_SECONDS = 120.0
 """How long the process's exit waits for a step's outputs that are being sent."""
 
-_sending = 0
-_idle = threading.Condition()
 
+class Deliveries:
+    """The deliveries under way in the process, which its exit waits for (runtime state)."""
 
-def _wait_at_exit() -> None:
-    """Let a delivery on the watcher thread finish before the interpreter tears down.
+    def __init__(self) -> None:
+        self._sending = 0
+        self._idle = threading.Condition()
+        self._at_exit = False
 
-    The watcher's exit check sends what it still has pending itself, but not what its daemon
-    thread is sending at that moment; a daemon thread cut off at shutdown can abort the process.
-    """
-    with _idle:
-        _idle.wait_for(lambda: _sending == 0, timeout=EXIT_WAIT_SECONDS)
+    @contextmanager
+    def counted(self) -> Iterator[None]:
+        """Count a delivery in flight for the exit's wait, registered with the first one."""
+        with self._idle:
+            if not self._at_exit:
+                atexit.register(self.wait)
+                self._at_exit = True
+            self._sending += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._sending -= 1
+                self._idle.notify_all()
 
+    def wait(self, timeout: float = EXIT_WAIT_SECONDS) -> bool:
+        """Let a delivery on the watcher thread finish; tell whether none is left.
 
-atexit.register(_wait_at_exit)
+        The watcher's exit check sends what it still has pending itself, but not what its
+        daemon thread is sending at that moment; a daemon thread cut off at shutdown can abort
+        the process.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._sending == 0, timeout=timeout)
 
-
-@contextmanager
-def _counted() -> Iterator[None]:
-    """Count a delivery in flight for `_wait_at_exit`."""
-    global _sending
-    with _idle:
-        _sending += 1
-    try:
-        yield
-    finally:
-        with _idle:
-            _sending -= 1
-            _idle.notify_all()
+    def stop(self) -> None:
+        """Drop the exit's wait (a runtime reset)."""
+        with self._idle:
+            if self._at_exit:
+                atexit.unregister(self.wait)
+                self._at_exit = False
 
 
 def deliver(
@@ -132,7 +143,9 @@ def deliver(
     target: Target,
 ) -> dict[str, "MetadataType"]:
     """Send the published step's outputs, lineage and model; return the account as metadata."""
-    with _counted():
+    from tracker_flavor.runtime import runtime  # which imports this module
+
+    with runtime.deliveries.counted():
         return _deliver(publisher, info, settings, target)
 
 

@@ -9,12 +9,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
-from typing import Generic, TypeVar
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 from tracker_flavor.autologging import Autologging
 from tracker_flavor.batching import Ledgers
 from tracker_flavor.environment import ProcessEnvironment
 from tracker_flavor.finalizer import RunFinalizer
+from tracker_flavor.published import Deliveries
 from tracker_flavor.runs import Parent
 from tracker_flavor.settlement import ParentStatuses
 
@@ -41,13 +44,30 @@ class BoundedCache(Generic[K, V]):
             self._items.move_to_end(key)
             return self._items[key]
 
+    def pop(self, key: K) -> V | None:
+        """Forget `key`; return its value, None if it was not cached."""
+        with self._lock:
+            return self._items.pop(key, None)
+
+    def put_new(self, key: K, value: V) -> bool:
+        """Cache `value` under `key` unless it is cached; tell whether it was not."""
+        with self._lock:
+            if key in self._items:
+                return False
+            self._store(key, value)
+            return True
+
     def put(self, key: K, value: V) -> None:
         """Cache `value` under `key`, forgetting the oldest entry when full."""
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+            self._store(key, value)
+
+    def _store(self, key: K, value: V) -> None:
+        """Cache `value` under `key` as the most recent entry, within the size (lock held)."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
 
     def __len__(self) -> int:
         with self._lock:
@@ -95,18 +115,23 @@ class Runtime:
         self.statuses = ParentStatuses()
         self.finalizer = RunFinalizer()
         self.ledgers = Ledgers()
-        self._warned: BoundedCache[tuple[str, str], bool] = BoundedCache()
+        self.monitors: BoundedCache[UUID, Any] = BoundedCache()
+        """Each running step's system-metrics sampler (see system_metrics.py)."""
+        self.deliveries = Deliveries()
+        self.deferred: BoundedCache[UUID, tuple[str, float]] = BoundedCache()
+        """A pipeline run's first failure, kept for its first step (see errors.defer)."""
+        self.current_stores: BoundedCache[Path, bool] = BoundedCache()
+        """SQLite stores found at the schema this MLflow needs (see sqlite_store.prepare)."""
+        self._warned: BoundedCache[tuple[Hashable, ...], bool] = BoundedCache()
 
-    def first(self, uri: str, warning: str) -> bool:
-        """Tell whether this process has not yet given this warning for this URI (and now has)."""
-        if self._warned.get((uri, warning)):
-            return False
-        self._warned.put((uri, warning), True)
-        return True
+    def first(self, *warning: Hashable) -> bool:
+        """Tell whether this process has not yet given this warning (and now has)."""
+        return self._warned.put_new(warning, True)
 
     def reset(self) -> None:
         """Start afresh (tests): forget every cache; pending watchers are dropped."""
         self.finalizer.stop()
+        self.deliveries.stop()
         self.__init__()  # type: ignore[misc]
 
 

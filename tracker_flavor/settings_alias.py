@@ -20,8 +20,6 @@ logger = get_logger(__name__)
 BUILTIN_KEY = f"{StackComponentType.EXPERIMENT_TRACKER.value}.mlflow"
 NEW_KEY = StackComponentType.EXPERIMENT_TRACKER.value
 
-_warned: set[str] = set()
-
 
 def _flavor(component: Any) -> str:
     """Return the flavor of a stack component or of a component model."""
@@ -43,8 +41,9 @@ def aliased_key(
     if "mlflow" in flavors or flavors.count(FLAVOR_NAME) != 1:
         return None
     name = trackers[flavors.index(FLAVOR_NAME)].name
-    if key not in _warned:
-        _warned.add(key)
+    from tracker_flavor.runtime import runtime  # which imports MLflow
+
+    if runtime.first(BUILTIN_KEY):
         logger.warning(
             "Settings key %r is the built-in mlflow flavor's; applying it to the mlflow_plus "
             "tracker %r. Rename it to %r (or %r) in your code: the old key is deprecated.",

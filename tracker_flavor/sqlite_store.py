@@ -11,7 +11,6 @@ import datetime
 import fcntl
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from functools import cache
@@ -26,9 +25,6 @@ BUSY_TIMEOUT_SECONDS = 60.0
 # migration was interrupted.
 ALEMBIC_TMP_PREFIX = "_alembic_tmp_"
 ALEMBIC_VERSION_TABLE = "alembic_version"
-
-_current: set[Path] = set()
-_current_lock = threading.Lock()
 
 
 class StoreSchemaError(RuntimeError):
@@ -122,11 +118,13 @@ def locked(path: Path) -> Iterator[None]:
 
 def prepare(path: Path) -> None:
     """Create the store if it is missing, once across processes; fail if it needs a repair."""
+    from tracker_flavor.runtime import runtime  # which imports MLflow
+
     path = path.resolve()
-    if path in _current or not internals.has_schema_tools():
+    if runtime.current_stores.get(path) or not internals.has_schema_tools():
         return
-    with _current_lock:
-        if path in _current:
+    with runtime.locks.hold(("sqlite store", path)):
+        if runtime.current_stores.get(path):
             return
         if not is_current(path):
             with locked(path):
@@ -134,7 +132,7 @@ def prepare(path: Path) -> None:
                     raise StoreSchemaError(repair_message(path, diagnosis))
                 if not is_current(path):
                     _build(path, revision=None)
-        _current.add(path)
+        runtime.current_stores.put(path, True)
 
 
 def _build(path: Path, revision: str | None, fill: Path | None = None) -> None:

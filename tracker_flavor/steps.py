@@ -6,10 +6,11 @@ tag, the child's creation, its params unless they travel in the step's first bat
 docs/benchmarks.md for the counts per step.
 """
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from zenml.enums import ExecutionStatus
@@ -52,19 +53,41 @@ class StepRun:
         return records.step_metadata(self.connection, self.parent, self.run_id)
 
 
+class _Locked:
+    """An MlflowClient whose every call holds the autolog lock shared (see imports.py)."""
+
+    def __init__(self, client: "MlflowClient") -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if not callable(found):
+            return found
+
+        @functools.wraps(found)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with AUTOLOG_LOCK.shared():
+                return found(*args, **kwargs)
+
+        return locked
+
+
 @contextmanager
 def client(
     connection: "Connection", config: "MLflowPlusConfig | None" = None
 ) -> Iterator["MlflowClient"]:
     """Yield a client of the connection's store; explain its failures in one line.
 
-    The autolog lock is held: creating a client and its requests import lazily, which would
-    deadlock with another step turning autologging on (it imports under MLflow's hook lock).
+    Creating the client and each of its calls hold the autolog lock: they import lazily, which
+    would deadlock with a step turning autologging on. Only they do: a step waiting between
+    calls (for another process's creation lock) holds up neither other steps nor autologging.
     """
     from mlflow import MlflowClient
 
-    with AUTOLOG_LOCK, explained(connection, config):
-        yield MlflowClient(tracking_uri=connection.uri)
+    with explained(connection, config):
+        with AUTOLOG_LOCK.shared():
+            created = MlflowClient(tracking_uri=connection.uri)
+        yield cast("MlflowClient", _Locked(created))
 
 
 def resolve_parent(

@@ -5,32 +5,29 @@ In unified mode concurrent steps share the parent run, so each step's metrics ca
 the step ends, so a step shorter than the interval is measured too.
 """
 
-import threading
 from typing import Any
 from uuid import UUID
-
-_monitors: dict[UUID, Any] = {}
-"""The running SystemMetricsMonitor (untyped in MLflow) of each step."""
-_lock = threading.Lock()
 
 
 def start(step_run_id: UUID, run_id: str, uri: str, interval: float, node: str | None) -> None:
     """Sample the process's resources into `run_id` every `interval` seconds, until `stop`."""
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
+    from tracker_flavor.runtime import runtime
+
     monitor: Any = SystemMetricsMonitor(
         run_id, sampling_interval=interval, samples_before_logging=1, node_id=node,
         tracking_uri=uri,
     )  # type: ignore[no-untyped-call]  # fmt: skip
-    with _lock:
-        _monitors[step_run_id] = monitor
+    runtime.monitors.put(step_run_id, monitor)
     monitor.start()
 
 
 def stop(step_run_id: UUID) -> None:
     """Stop the step's sampler after one last sample (no-op when it has none)."""
-    with _lock:
-        monitor = _monitors.pop(step_run_id, None)
+    from tracker_flavor.runtime import runtime  # which imports MLflow
+
+    monitor = runtime.monitors.pop(step_run_id)
     if monitor is None:
         return
     monitor.finish()

@@ -365,3 +365,75 @@ def test_a_value_from_a_thread_of_no_step_is_not_charged_to_a_step_sharing_its_r
     queue.stop()
     assert first.submitted == second.submitted == 0
     assert len(sqlite_store.get_metric_history(run_id, "loss")) == 1  # delivered all the same
+
+
+class Recording:
+    """A store's log_batch that records which ledger's values each request carried."""
+
+    def __init__(self, store, owners):
+        self.store, self.owners = store, owners
+        self.requests: list[list[str]] = []
+
+    def __call__(self, run_id, metrics, params, tags):
+        self.requests.append(
+            sorted({self.owners[value.key] for value in [*metrics, *params, *tags]})
+        )
+        self.store.log_batch(run_id, metrics, params, tags)
+
+
+def test_a_step_end_delivers_its_own_values_not_the_other_steps_queues(sqlite_store):
+    """Issue 10 hazard 4: closing one step's ledger delivered the whole shared run's queue."""
+    from tracker_flavor import batching
+
+    shared, other_run = run_in(sqlite_store, "parent"), run_in(sqlite_store, "child")
+    owners = {"theirs": "other", "elsewhere": "other", "loss": "mine"}
+    send = Recording(sqlite_store, owners)
+    queue = BatchingQueue(send, window=60.0, backoff=FAST)  # not due by the window, nor full
+    other, mine = Ledger(shared, "sqlite", final_wait=30), Ledger(shared, "sqlite", final_wait=30)
+    queue.open(other)
+    queue.open(mine)
+    token = batching._current.set(other)
+    queue.log_batch_async(shared, [], [], [Metric("theirs", i, 0, i) for i in range(900)])
+    queue.log_batch_async(other_run, [], [], [Metric("elsewhere", i, 0, i) for i in range(10)])
+    batching._current.set(mine)
+    queue.log_batch_async(shared, [], [], [metric(i) for i in range(5)])
+    queue.close(mine)
+
+    assert mine.delivered == 5 and mine.failure() is None
+    assert other.delivered == 0 and send.requests == [["mine"]]  # nothing of the other step
+    batching._current.set(other)
+    queue.close(other)
+    batching._current.reset(token)
+    queue.stop()
+    assert other.delivered == 910 and other.failure() is None
+
+
+def test_a_step_end_first_delivers_other_steps_earlier_params_and_tags_of_its_keys(sqlite_store):
+    """Tags keep the last value and params the first: their order across steps is kept."""
+    from tracker_flavor import batching
+
+    shared = run_in(sqlite_store)
+    owners = {"t": "other", "lr": "other", "theirs": "other", "mine": "mine"}
+    send = Recording(sqlite_store, owners)
+    queue = BatchingQueue(send, window=60.0, backoff=FAST)
+    other, mine = Ledger(shared, "sqlite", final_wait=30), Ledger(shared, "sqlite", final_wait=30)
+    queue.open(other)
+    queue.open(mine)
+    token = batching._current.set(other)
+    queue.log_batch_async(shared, [Param("lr", "0.1")], [RunTag("t", "theirs")], [])
+    queue.log_batch_async(shared, [], [], [Metric("theirs", i, 0, i) for i in range(900)])
+    batching._current.set(mine)
+    queue.log_batch_async(shared, [Param("lr", "0.2")], [RunTag("t", "mine")], [])
+    queue.log_batch_async(shared, [], [], [Metric("mine", 1, 0, 0)])
+    queue.close(mine)
+
+    # The other step's param and tag went first (charged to it), its metrics did not go at all.
+    assert other.delivered == 2 and mine.delivered == 2 and mine.rejected == 1
+    assert sqlite_store.get_run(shared).data.tags["t"] == "mine"
+    assert sqlite_store.get_run(shared).data.params["lr"] == "0.1"
+    assert sqlite_store.get_metric_history(shared, "theirs") == []
+    batching._current.set(other)
+    queue.close(other)
+    batching._current.reset(token)
+    queue.stop()
+    assert other.delivered == 902 and other.rejected == 0

@@ -100,6 +100,20 @@ def test_a_deferred_failure_is_raised_once_while_fresh():
     raise_deferred(stale)
 
 
+def test_deferred_failures_are_runtime_state_bounded_and_reset():
+    from tracker_flavor.runtime import CACHE_SIZE, runtime
+
+    kept = uuid.uuid4()
+    defer(kept, TrackingServerError("kept"), fresh_seconds=60)
+    runtime.reset()
+    raise_deferred(kept)  # forgotten: nothing raised
+    for _ in range(CACHE_SIZE + 10):  # a long-lived process whose runs never start a step
+        defer(uuid.uuid4(), TrackingServerError("never raised"), fresh_seconds=60)
+    assert len(runtime.deferred) == CACHE_SIZE
+    runtime.reset()
+    assert len(runtime.deferred) == 0
+
+
 @pytest.mark.parametrize("name", STEP_FAILURE_LOGGERS)
 def test_zenml_logs_a_failed_step_as_its_one_line_without_the_traceback(name, caplog):
     for error in (TrackingServerError("the one line"), ValueError("user code")):

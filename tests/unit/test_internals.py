@@ -13,6 +13,7 @@ from mlflow.entities import Metric, Param, RunTag
 
 from tracker_flavor import batching, internals
 from tracker_flavor.runs import Parent
+from tracker_flavor.runtime import runtime
 
 pytestmark = pytest.mark.unit
 
@@ -61,8 +62,13 @@ def tracking_uri(sqlite_uri):
 
 
 @pytest.fixture
-def fresh_warnings(monkeypatch):
-    monkeypatch.setattr(internals, "_warned", set())
+def fresh_warnings():
+    runtime.reset()
+
+
+def degraded() -> list[internals.TouchPoint]:
+    """Return the touch points warned about since `fresh_warnings` (warned now, if not)."""
+    return [point for point in internals.TOUCH_POINTS if not runtime.first(point)]
 
 
 def test_the_batch_limits_are_mlflows():
@@ -83,7 +89,7 @@ def test_without_mlflows_schema_helpers_the_store_is_left_to_mlflow(
     monkeypatch.delattr(db_utils, "_get_latest_schema_revision")
     sqlite_store.prepare(tmp_path / "mlflow.db")
     assert not (tmp_path / "mlflow.db").exists()
-    assert internals._warned == {internals.SCHEMA}
+    assert degraded() == [internals.SCHEMA]
 
 
 def test_every_touch_point_is_in_the_docs_table():
@@ -146,7 +152,7 @@ def test_without_the_stores_async_queue_params_are_logged_at_once_and_nothing_is
     assert client.get_run(run.info.run_id).data.params == {"alpha": "0.1"}
     assert ledgers.metadata(step) == {}
     assert ledgers.close(step) is None
-    assert internals._warned == {internals.ASYNC_QUEUE}
+    assert degraded() == [internals.ASYNC_QUEUE]
 
 
 def test_without_mlflows_validators_every_value_goes_to_the_store(fresh_warnings, monkeypatch):
@@ -164,7 +170,7 @@ def test_the_process_tracking_uri_falls_back_to_the_public_api(fresh_warnings, m
         assert internals.process_tracking_uri() == "sqlite:///somewhere.db"
         monkeypatch.setattr(_tracking_service, "utils", types.SimpleNamespace())  # no _tracking_uri
         assert internals.process_tracking_uri() == "sqlite:///somewhere.db"
-        assert internals._warned == {internals.TRACKING_URI}
+        assert degraded() == [internals.TRACKING_URI]
     finally:
         monkeypatch.undo()
         internals.set_process_tracking_uri(None)

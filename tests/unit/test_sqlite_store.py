@@ -62,3 +62,18 @@ def test_an_old_revision_or_a_leftover_migration_table_needs_a_repair(tmp_path):
     assert "and the tables of an interrupted migration (_alembic_tmp_runs)" in str(
         diagnose(leftover)
     )
+
+
+def test_a_store_found_current_is_not_read_again_until_a_runtime_reset(migrated_db, tmp_path):
+    from tracker_flavor.runtime import runtime
+    from tracker_flavor.sqlite_store import prepare
+
+    path = tmp_path / "mlflow.db"
+    path.write_bytes(migrated_db.read_bytes())
+    prepare(path)
+    assert runtime.current_stores.get(path.resolve())
+    path.unlink()
+    prepare(path)  # known current: no look at the file
+    assert not path.exists()
+    runtime.reset()
+    assert runtime.current_stores.get(path.resolve()) is None

@@ -1,5 +1,6 @@
 """A step's runs: opened with few requests, active for its code, ended with its status."""
 
+import threading
 from contextlib import contextmanager
 
 import mlflow
@@ -127,3 +128,67 @@ def test_a_step_whose_parent_was_deleted_logs_to_a_new_one(store):
     assert runs.find_parent_runs(client, replaced.info.experiment_id, "d1")[0].info.run_id == (
         step.parent.run_id
     )
+
+
+class WaitingForAnotherProcess(Records):
+    """The creation lock is held by another process until `released` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting, self.released = threading.Event(), threading.Event()
+
+    @contextmanager
+    def lock(self, pipeline_run_id, recorded):
+        self.waiting.set()
+        self.released.wait(30)
+        yield recorded()
+
+
+def test_a_step_waiting_for_the_creation_lock_holds_up_neither_other_steps_nor_autologging(
+    store,
+):
+    """Issue 10: the autolog lock was held through a start, so steps started one at a time."""
+    _, connection = store
+    state = Runtime()
+    blocked, started = WaitingForAnotherProcess(), []
+
+    def start(plan, records) -> None:
+        with steps.client(connection) as client:
+            step = steps.start(client, connection, plan, records, state)
+        active_run.pop_until(step.run_id)
+        started.append(step.parent.run_id)
+
+    waiting = threading.Thread(target=start, args=(plan_of("w1"), blocked))
+    waiting.start()
+    try:
+        assert blocked.waiting.wait(30)
+        other = threading.Thread(target=start, args=(plan_of("w2"), Records()))
+        other.start()
+        other.join(30)
+        assert not other.is_alive() and len(started) == 1  # started while the first one waits
+        state.autologging.enter(False)  # a third step turns autologging on (or not)
+        state.autologging.leave()
+    finally:
+        blocked.released.set()
+        waiting.join(30)
+    assert len(started) == 2
+
+
+def test_client_calls_wait_while_a_step_turns_autologging_on(store):
+    """Issue 9: a call importing lazily beside `mlflow.autolog()` importing deadlocked."""
+    from tracker_flavor.imports import AUTOLOG_LOCK
+
+    _, connection = store
+    searched = threading.Event()
+
+    def search() -> None:
+        with steps.client(connection) as client:
+            client.search_experiments()
+        searched.set()
+
+    with AUTOLOG_LOCK.exclusive():
+        thread = threading.Thread(target=search)
+        thread.start()
+        assert not searched.wait(0.2)
+    thread.join(30)
+    assert searched.is_set()
