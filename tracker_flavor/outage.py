@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from zenml.logger import get_logger
 
 from tracker_flavor import active_run, catchup, records, spool, steps
-from tracker_flavor.batching import SPOOLED_KEY
 from tracker_flavor.connection import connect
 from tracker_flavor.errors import TrackingServerError
+from tracker_flavor.ledger import SPOOLED_KEY
 from tracker_flavor.runs import Parent
 from tracker_flavor.runtime import runtime
 from tracker_flavor.status import pipeline_outcome
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from zenml.enums import ExecutionStatus
     from zenml.metadata.metadata_types import MetadataType
 
-    from tracker_flavor.batching import Chunk
     from tracker_flavor.config import MLflowPlusConfig
     from tracker_flavor.connection import Connection
+    from tracker_flavor.ledger import Chunk
     from tracker_flavor.plan import StepPlan
     from tracker_flavor.settlement import Outcome
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tracker_flavor.batching import Chunk
+    from tracker_flavor.ledger import Chunk
 
 SPOOL_DIR = "mlflow_plus_spool"
 ACKS = "acks"

@@ -12,7 +12,7 @@ from tests.integration.test_dynamic import wait_for_status
 from tests.integration.test_performance import SERVER_ENV, active_stack
 from testsupport.proxy import DROP, FAIL, FREEZE, REFUSE, Proxy
 from testsupport.servers import MlflowServer
-from tracker_flavor.batching import DELIVERED_KEY, UNDELIVERED_KEY
+from tracker_flavor.ledger import DELIVERED_KEY, UNDELIVERED_KEY
 
 pytestmark = pytest.mark.integration
 

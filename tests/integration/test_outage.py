@@ -22,7 +22,7 @@ from tests.integration.test_performance import SERVER_ENV
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor import spool
-from tracker_flavor.batching import DELIVERED_KEY, SPOOLED_KEY, UNDELIVERED_KEY
+from tracker_flavor.ledger import DELIVERED_KEY, SPOOLED_KEY, UNDELIVERED_KEY
 from tracker_flavor.outage import SPOOL_KEY, SYNC_COMMAND_KEY
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
 from testsupport.probe import Probe
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
-from tracker_flavor.batching import DELIVERED_KEY, UNDELIVERED_KEY
+from tracker_flavor.ledger import DELIVERED_KEY, UNDELIVERED_KEY
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,8 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.utils.rest_utils import MlflowHostCreds
 
 from testsupport.servers import free_port
-from tracker_flavor.batching import WINDOW_SECONDS, BatchingQueue, Ledger
+from tracker_flavor.batching import WINDOW_SECONDS, BatchingQueue
+from tracker_flavor.ledger import Ledger
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from tracker_flavor import batching, internals
+from tracker_flavor import batching, internals, ledger
 from tracker_flavor.runs import Parent
 from tracker_flavor.runtime import runtime
 
@@ -74,9 +74,9 @@ def degraded() -> list[internals.TouchPoint]:
 def test_the_batch_limits_are_mlflows():
     from mlflow.utils import validation
 
-    assert batching.MAX_VALUES == validation.MAX_ENTITIES_PER_BATCH
-    assert batching.MAX_PARAMS == batching.MAX_TAGS == validation.MAX_PARAMS_TAGS_PER_BATCH
-    assert batching.MAX_REQUEST_BYTES < validation.MAX_BATCH_LOG_REQUEST_SIZE
+    assert ledger.MAX_VALUES == validation.MAX_ENTITIES_PER_BATCH
+    assert ledger.MAX_PARAMS == ledger.MAX_TAGS == validation.MAX_PARAMS_TAGS_PER_BATCH
+    assert ledger.MAX_REQUEST_BYTES < validation.MAX_BATCH_LOG_REQUEST_SIZE
 
 
 def test_without_mlflows_schema_helpers_the_store_is_left_to_mlflow(
@@ -158,7 +158,7 @@ def test_without_the_stores_async_queue_params_are_logged_at_once_and_nothing_is
 def test_without_mlflows_validators_every_value_goes_to_the_store(fresh_warnings, monkeypatch):
     monkeypatch.setattr(internals, "validators", lambda: None)
     values = [Metric("bad!", 1.0, 0, 0)], [Param("p", "v")], [RunTag("t", "v")]
-    metrics, params, tags, refused = batching._validated(*values)
+    metrics, params, tags, refused = ledger.validated(*values)
     assert (metrics, params, tags, refused) == (*map(list, values), [])
 
 

@@ -6,9 +6,9 @@ import pytest
 
 from testsupport.servers import free_port
 from tracker_flavor import active_run, outage, spool
-from tracker_flavor.batching import SPOOLED_KEY
 from tracker_flavor.config import MLflowPlusConfig
 from tracker_flavor.connection import Connection
+from tracker_flavor.ledger import SPOOLED_KEY
 from tracker_flavor.plan import PipelineFacts, StepFacts, step_plan
 from tracker_flavor.runs import Parent
 from tracker_flavor.settings import MLflowPlusSettings

@@ -3,9 +3,9 @@
 import pytest
 from pydantic import SecretStr
 
-from tracker_flavor.batching import Ledger
 from tracker_flavor.connection import Connection
 from tracker_flavor.errors import TrackingServerError, explained
+from tracker_flavor.ledger import Ledger
 
 pytestmark = pytest.mark.unit
 

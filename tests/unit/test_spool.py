@@ -5,7 +5,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 
 from tracker_flavor import spool
-from tracker_flavor.batching import Chunk, _Call
+from tracker_flavor.ledger import Call, Chunk
 from tracker_flavor.timeouts import RequestLimits, accepts_connections
 
 pytestmark = pytest.mark.unit
@@ -50,7 +50,7 @@ def chunk(run_id: str, *metrics: int, sent: bool = False, **params: str) -> Chun
     return Chunk(
         run_id,
         None,
-        _Call(),
+        Call(),
         [Metric("loss", float(i), 1000 + i, i) for i in metrics],
         [Param(k, v) for k, v in params.items()],
         [RunTag("t", "v")] if params else [],
