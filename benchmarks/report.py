@@ -82,17 +82,42 @@ def history_table(points: list[HistoryPoint]) -> str:
     base = points[0].hook_ms_per_step
     lines = [
         "| runs in the experiment | filled in, s | tracker time per step, ms (median; min–max) | "
-        "MLflow requests per run | vs smallest |",
-        "| --- | --- | --- | --- | --- |",
+        "MLflow requests per run | kB the server answered per run | tracker's ZenML store "
+        "calls per run | vs smallest |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in points:
         ratio = p.hook_ms_per_step / base if base else 0.0
         lines.append(
             f"| {p.runs:,} | {p.fill_seconds:.0f} | {spread(p.hook_ms)} | "
-            f"{spread([float(n) for n in p.requests])} | {ratio:.2f}× (goal ≤ {HISTORY_GOAL}×: "
-            f"{verdict(ratio, HISTORY_GOAL)}) |"
+            f"{spread([float(n) for n in p.requests])} | {spread(p.response_kb, 1)} | "
+            f"{spread([float(n) for n in p.store_calls])} | {ratio:.2f}× (goal ≤ "
+            f"{HISTORY_GOAL}×: {verdict(ratio, HISTORY_GOAL)}) |"
         )
     return "\n".join(lines)
+
+
+def history_kinds(points: list[HistoryPoint]) -> str:
+    """State the MLflow requests of one run by kind, and whether they are the same everywhere."""
+    from testsupport.benchmark_pipelines import HISTORY_STEPS
+
+    same = all(p.kinds == points[0].kinds for p in points) and all(
+        n == points[0].requests[0] for p in points for n in p.requests
+    )
+    kinds = ", ".join(
+        f"{count} {kind.removeprefix('/api/2.0/').removesuffix('/')}"
+        for kind, count in sorted(points[0].kinds.items(), key=lambda item: -item[1])
+    )
+    verdict_text = (
+        "the same in every repetition at every size"
+        if same
+        else "**not the same in every repetition and size**"
+    )
+    return (
+        f"MLflow requests of one {HISTORY_STEPS}-step run, by kind: {kinds} — {verdict_text}. "
+        "`mlflow-artifacts/artifacts` are the steps' outputs (issue 14's defaults, on here), "
+        "sent by the tracker's watcher once ZenML has published each step."
+    )
 
 
 def points_table(results: list[PointsResult]) -> str:

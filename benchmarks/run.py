@@ -56,9 +56,9 @@ class Plan:
     """Widest run also measured without the tracker (for scale: ZenML's own time per step)."""
 
 
-DEFAULT = Plan((10, 100, 500), (10, 100), (10, 10_000), 3, 1000, 3, 0, 100)
+DEFAULT = Plan((10, 100, 500), (10, 100), (10, 10_000), 7, 1000, 3, 0, 100)
 PICTURE = "benchmarks-width.png"
-FULL = Plan((10, 100, 500, 1000), (10, 100, 300), (10, 10_000), 5, 5000, 3, 3, 1000)
+FULL = Plan((10, 100, 500, 1000), (10, 100, 300), (10, 10_000), 9, 5000, 3, 3, 1000)
 
 
 def machine() -> str:
@@ -237,10 +237,9 @@ class Results:
         if self.history is not None:
             sections += [
                 "## History\n",
-                f"The same 5-step pipeline into an experiment holding {plan.history[0]:,} runs "
-                f"and one holding {plan.history[-1]:,}, {plan.history_reps} runs each, "
-                "alternating.\n",
+                history_intro(plan),
                 report.history_table(self.history) + "\n",
+                report.history_kinds(self.history) + "\n",
             ]
         if self.points is not None:
             sections += [
@@ -258,6 +257,22 @@ class Results:
             ]
         sections.append(METHOD)
         return "\n".join(sections)
+
+
+def history_intro(plan: Plan) -> str:
+    """Describe the history sweep."""
+    from testsupport.benchmark_pipelines import HISTORY_STEPS
+
+    return (
+        f"The same {HISTORY_STEPS}-step pipeline into an experiment holding {plan.history[0]:,} "
+        f"runs and one holding {plan.history[-1]:,}, {plan.history_reps} runs each, "
+        "alternating, after one unrecorded run into each (the first run into an experiment "
+        "looks its id up, once per process). The tracker runs with its defaults: unified "
+        "(one MLflow run per pipeline run), `async_logging` on, one metric per step, and issue "
+        "14's per-step outputs on (`lineage`, `track_reports`). Each run is measured until the "
+        "tracker's watcher has settled it (the parent's status, the outputs), so a run's "
+        "requests are all its own and none overlaps the next run.\n"
+    )
 
 
 def width_intro(plan: Plan) -> str:
