@@ -102,7 +102,7 @@ def history_table(points: list[HistoryPoint]) -> str:
     lines = [
         "| runs in the experiment | filled in, s | tracker time per step, ms (median; min–max) | "
         "MLflow requests per run | kB the server answered per run | tracker's ZenML store "
-        "calls per run | vs smallest |",
+        "calls per run (hooks, run start) | vs smallest |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in points:
