@@ -1,12 +1,9 @@
 """History sweep: the same 5-step pipeline into experiments holding few and many runs."""
 
-import time
-import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 from benchmarks.context import PLUS, Bench, median
-
-BATCH = 500
 
 
 @dataclass
@@ -18,7 +15,13 @@ class HistoryPoint:
     hook_ms: list[float] = field(default_factory=list)
     """Tracker time per step of each repetition: its hooks and the run start's, over the steps."""
     requests: list[int] = field(default_factory=list)
-    """MLflow requests of each repetition (whole run)."""
+    """MLflow requests of each repetition (whole run, its watcher's settlements included)."""
+    response_kb: list[float] = field(default_factory=list)
+    """Kilobytes the tracking server answered in each repetition."""
+    store_calls: list[int] = field(default_factory=list)
+    """The tracker's ZenML store calls of each repetition, in its hooks and at run start."""
+    kinds: Counter[str] = field(default_factory=Counter)
+    """MLflow requests of the last repetition, by kind."""
 
     @property
     def hook_ms_per_step(self) -> float:
@@ -26,59 +29,38 @@ class HistoryPoint:
         return median(self.hook_ms)
 
 
-def fill(backend_uri: str, experiment: str, count: int) -> float:
-    """Create experiment `experiment` holding `count` finished runs of other pipeline runs.
+def run_once(bench: Bench, point: HistoryPoint, record: bool) -> None:
+    """Run the 5-step pipeline into the experiment of `point`; record what it cost if `record`."""
+    from testsupport.benchmark_pipelines import HISTORY_STEPS, bench_linear
+    from testsupport.probe import wait_for_watcher
 
-    Each run gets what the tracker's runs carry (a run name and the `zenml.*` tags the parent
-    lookup filters on), a parameter and a metric, written with MLflow's own store models into
-    the server's database in one transaction: seconds, where one request per run takes minutes.
-    """
-    from mlflow.store.tracking.dbmodels.models import (
-        SqlLatestMetric,
-        SqlMetric,
-        SqlParam,
-        SqlRun,
-        SqlTag,
+    pipeline = bench_linear.with_options(
+        settings={"experiment_tracker": {"experiment_name": f"history-{point.runs}"}}
     )
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-    from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
-
-    from tracker_flavor import tags
-
-    start = time.perf_counter()
-    store = SqlAlchemyStore(backend_uri, "mlflow-artifacts:/")
-    exp_id = store.create_experiment(experiment)
-    now = int(time.time() * 1000)
-    with store.ManagedSessionMaker() as session:
-        for first in range(0, count, BATCH):
-            for index in range(first, min(first + BATCH, count)):
-                run_id = uuid.uuid4().hex
-                name = f"old-{index}"
-                metric = {"key": "value", "value": float(index), "timestamp": now, "step": 0}
-                session.add(
-                    SqlRun(
-                        run_uuid=run_id, name=name, experiment_id=int(exp_id),
-                        status="FINISHED", start_time=now - index, end_time=now,
-                        lifecycle_stage="active", artifact_uri=f"mlflow-artifacts:/{run_id}",
-                        source_type="UNKNOWN", source_name="", entry_point_name="",
-                        source_version="", user_id="benchmark",
-                        tags=[
-                            SqlTag(key=MLFLOW_RUN_NAME, value=name),
-                            SqlTag(key=tags.PIPELINE_RUN_ID, value=str(uuid.uuid4())),
-                            SqlTag(key=tags.PIPELINE_NAME, value=experiment),
-                        ],
-                        params=[SqlParam(key="index", value=str(index))],
-                        metrics=[SqlMetric(**metric, is_nan=False)],
-                        latest_metrics=[SqlLatestMetric(**metric, is_nan=False)],
-                    )
-                )  # fmt: skip
-            session.flush()
-    return time.perf_counter() - start
+    requests, answered = bench.proxy.counts()
+    with bench.probe.run() as samples:
+        pipeline(steps=HISTORY_STEPS)
+    wait_for_watcher()  # its settlements are this run's, and must not overlap the next one
+    if not record:
+        return
+    requests_after, answered_after = bench.proxy.counts()
+    point.kinds = requests_after - requests
+    point.requests.append(point.kinds.total())
+    point.response_kb.append((answered_after - answered).total() / 1000)
+    point.store_calls.append(
+        bench.probe.run_start_store_calls + sum(sample.store_calls for sample in samples)
+    )
+    seconds = bench.probe.run_start_seconds + sum(sample.hook_seconds for sample in samples)
+    point.hook_ms.append(seconds * 1000 / HISTORY_STEPS)
 
 
 def sweep(bench: Bench, sizes: tuple[int, ...], reps: int) -> list[HistoryPoint]:
-    """Fill one experiment per size, then run the 5-step pipeline into each, alternating."""
-    from testsupport.benchmark_pipelines import HISTORY_STEPS, bench_linear
+    """Fill one experiment per size, then run the 5-step pipeline into each, alternating.
+
+    A first, unrecorded run into each experiment looks its id up (once per process and
+    experiment), so every recorded run does the same work.
+    """
+    from testsupport.history import fill
 
     backend = f"sqlite:///{bench.workdir / 'server' / 'mlflow.db'}"
     points = {}
@@ -86,16 +68,8 @@ def sweep(bench: Bench, sizes: tuple[int, ...], reps: int) -> list[HistoryPoint]
         print(f"history: filling an experiment with {size:,} runs", flush=True)
         points[size] = HistoryPoint(size, fill(backend, f"history-{size}", size))
     bench.activate(PLUS)
-    for rep in range(reps):
+    for rep in range(reps + 1):
         for size in sizes if rep % 2 == 0 else reversed(sizes):
-            print(f"history: {size:,} runs, rep {rep + 1}", flush=True)
-            pipeline = bench_linear.with_options(
-                settings={"experiment_tracker": {"experiment_name": f"history-{size}"}}
-            )
-            before = bench.proxy.total
-            with bench.probe.run() as samples:
-                pipeline(steps=HISTORY_STEPS)
-            points[size].requests.append(bench.proxy.total - before)
-            seconds = bench.probe.run_start_seconds + sum(s.hook_seconds for s in samples)
-            points[size].hook_ms.append(seconds * 1000 / HISTORY_STEPS)
+            print(f"history: {size:,} runs, {f'rep {rep}' if rep else 'warm-up'}", flush=True)
+            run_once(bench, points[size], record=rep > 0)
     return list(points.values())

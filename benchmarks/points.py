@@ -47,12 +47,14 @@ def delivered_points(server_url: str, run_name: str, key: str) -> int:
 def run_points(bench: Bench, mode: str, count: int) -> tuple[float, int, int]:
     """Run the points pipeline once; return (seconds until delivered, requests, delivered)."""
     from testsupport.benchmark_pipelines import bench_points, logging_seconds
+    from testsupport.probe import wait_for_watcher
 
     bench.activate(PLUS if mode == TRACKER else NONE)
     key = f"points_{uuid.uuid4().hex[:8]}"
     before = bench.proxy.total
     with bench.probe.run() as samples:
         run = bench_points(key=key, count=count, mode=mode, uri=bench.proxy.url)
+    wait_for_watcher()  # the tracker's outputs, sent after the step, count for this run
     requests = bench.proxy.total - before
     # The loop in the step, plus (tracker) the delivery before the step is reported finished.
     seconds = logging_seconds[key] + sum(sample.metadata_seconds for sample in samples)

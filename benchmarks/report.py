@@ -5,7 +5,7 @@ from pathlib import Path
 from benchmarks.context import spread
 from benchmarks.history import HistoryPoint
 from benchmarks.points import MODES, PointsResult
-from benchmarks.width import DYNAMIC, STATIC, WidthPoint
+from benchmarks.width import DYNAMIC, RUN_KINDS, STATIC, WidthPoint
 
 WIDTH_GOAL, HISTORY_GOAL = 1.3, 1.2
 
@@ -24,8 +24,8 @@ def width_table(points: list[WidthPoint]) -> str:
     """Render the width sweep."""
     lines = [
         "| pipeline | width | tracker | run, s | tracker time per step, ms (median; first "
-        "step) | MLflow requests per step | tracker's ZenML store calls per step (in hooks; "
-        "watcher) | store records a step reads (max) | all ZenML store calls per step |",
+        "step) | MLflow requests per step (+ per run) | tracker's ZenML store calls per step "
+        "(in hooks; watcher) | store records a step reads (max) | all ZenML store calls per step |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in points:
@@ -39,7 +39,8 @@ def width_table(points: list[WidthPoint]) -> str:
         hook_calls = max(p.hook_store_calls, default=0)
         lines.append(
             f"| {p.shape} | {p.width} | on | {p.wall_seconds:.1f} | "
-            f"{spread(p.hook_ms)}; {p.first_hook_ms:.0f} | {p.per_step(p.requests):.2f} | "
+            f"{spread(p.hook_ms)}; {p.first_hook_ms:.0f} | {p.step_requests:.2f} (+ "
+            f"{p.run_requests}) | "
             f"{p.per_step(p.tracker_store_calls):.2f} (≤ {hook_calls} per step; "
             f"{p.watcher_store_calls} in all) | {max(p.hook_store_records, default=0)} | "
             f"{all_calls} |"
@@ -60,9 +61,10 @@ def width_goals(points: list[WidthPoint]) -> str:
         lines.append(
             f"- {shape}: tracker time per step at {wide.width} items is {ratio:.2f}× its time at "
             f"{narrow.width} (goal ≤ {WIDTH_GOAL}×: {verdict(ratio, WIDTH_GOAL)}); MLflow requests "
-            f"per step {', '.join(f'{p.per_step(p.requests):.2f}' for p in tracked)} at widths "
+            f"per step {', '.join(f'{p.step_requests:.2f}' for p in tracked)} at widths "
             f"{', '.join(str(p.width) for p in tracked)}; store calls in a step's hooks after "
-            f"the first: {calls} at every width."
+            f"the first: {calls} at every width; at width {wide.width}, per step: "
+            f"{by_kind(wide)}."
         )
         walls = [
             f"{on.wall_seconds / off.wall_seconds:.2f}× at width {on.width}"
@@ -77,22 +79,64 @@ def width_goals(points: list[WidthPoint]) -> str:
     return "\n".join(lines)
 
 
+def by_kind(point: WidthPoint) -> str:
+    """Return the run's MLflow requests per step by kind, the run's own apart."""
+    kinds = sorted(point.kinds.items(), key=lambda item: -item[1])
+    per_step = ", ".join(
+        f"{point.per_step(n):.2f} {short(kind)}"
+        for kind, n in kinds
+        if not kind.startswith(RUN_KINDS)
+    )
+    per_run = ", ".join(f"{n} {short(kind)}" for kind, n in kinds if kind.startswith(RUN_KINDS))
+    return f"{per_step}; per run: {per_run}"
+
+
+def short(kind: str) -> str:
+    """Return a request kind without the API prefix."""
+    return kind.removeprefix("/api/2.0/").removesuffix("/")
+
+
 def history_table(points: list[HistoryPoint]) -> str:
     """Render the history sweep, with the ratio against the smallest experiment."""
     base = points[0].hook_ms_per_step
     lines = [
         "| runs in the experiment | filled in, s | tracker time per step, ms (median; min–max) | "
-        "MLflow requests per run | vs smallest |",
-        "| --- | --- | --- | --- | --- |",
+        "MLflow requests per run | kB the server answered per run | tracker's ZenML store "
+        "calls per run (hooks, run start) | vs smallest |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in points:
         ratio = p.hook_ms_per_step / base if base else 0.0
         lines.append(
             f"| {p.runs:,} | {p.fill_seconds:.0f} | {spread(p.hook_ms)} | "
-            f"{spread([float(n) for n in p.requests])} | {ratio:.2f}× (goal ≤ {HISTORY_GOAL}×: "
-            f"{verdict(ratio, HISTORY_GOAL)}) |"
+            f"{spread([float(n) for n in p.requests])} | {spread(p.response_kb, 1)} | "
+            f"{spread([float(n) for n in p.store_calls])} | {ratio:.2f}× (goal ≤ "
+            f"{HISTORY_GOAL}×: {verdict(ratio, HISTORY_GOAL)}) |"
         )
     return "\n".join(lines)
+
+
+def history_kinds(points: list[HistoryPoint]) -> str:
+    """State the MLflow requests of one run by kind, and whether they are the same everywhere."""
+    from testsupport.benchmark_pipelines import HISTORY_STEPS
+
+    same = all(p.kinds == points[0].kinds for p in points) and all(
+        n == points[0].requests[0] for p in points for n in p.requests
+    )
+    kinds = ", ".join(
+        f"{count} {short(kind)}"
+        for kind, count in sorted(points[0].kinds.items(), key=lambda item: -item[1])
+    )
+    verdict_text = (
+        "the same in every repetition at every size"
+        if same
+        else "**not the same in every repetition and size**"
+    )
+    return (
+        f"MLflow requests of one {HISTORY_STEPS}-step run, by kind: {kinds} — {verdict_text}. "
+        "`mlflow-artifacts/artifacts` are the steps' outputs (issue 14's defaults, on here), "
+        "sent by the tracker's watcher once ZenML has published each step."
+    )
 
 
 def points_table(results: list[PointsResult]) -> str:

@@ -56,9 +56,9 @@ class Plan:
     """Widest run also measured without the tracker (for scale: ZenML's own time per step)."""
 
 
-DEFAULT = Plan((10, 100, 500), (10, 100), (10, 10_000), 3, 1000, 3, 0, 100)
+DEFAULT = Plan((10, 100, 500), (10, 100), (10, 10_000), 7, 1000, 3, 0, 100)
 PICTURE = "benchmarks-width.png"
-FULL = Plan((10, 100, 500, 1000), (10, 100, 300), (10, 10_000), 5, 5000, 3, 3, 1000)
+FULL = Plan((10, 100, 500, 1000), (10, 100, 300), (10, 10_000), 9, 5000, 3, 3, 1000)
 
 
 def machine() -> str:
@@ -84,8 +84,13 @@ METHOD = """\
 How it is measured (`benchmarks/run.py`, `make bench`):
 
 - One `mlflow server` (SQLite backend, `--workers 1`) with a request-counting proxy in front of
-  it on 127.0.0.1; the trackers talk to the proxy. Requests are counted at the proxy, never
-  estimated, and divided by the run's steps.
+  it on 127.0.0.1; the trackers talk to the proxy. Requests are counted at the proxy, by kind
+  (path; every artifact upload is one kind), never estimated. A run is counted until the
+  tracker's watcher thread has settled it and ended (the parent's status, issue 14's outputs,
+  sent after ZenML published each step), so each run's requests are its own. "Per step" is
+  what the run asked beyond what a unified run asks once (the experiment's lookup and, for a
+  new pipeline, creation; the parent's search, creation and end: "+ per run"), divided by its
+  steps.
 - ZenML store calls are counted at the store (every public method of ZenML's SQL store wrapped
   in the benchmark process; a store method calling another counts once). A call counts as the
   tracker's when it is made inside one of its hooks (per thread, so exact per step even when
@@ -98,10 +103,13 @@ How it is measured (`benchmarks/run.py`, `make bench`):
   is shown apart). Mapped steps run on ZenML's thread pool (10 threads), so their hook times
   include waiting for the interpreter lock. ZenML's own time per step is not included; the
   run's wall time, with and without the tracker, is shown for scale.
-- **History**: the experiment is filled through MLflow's store (`create_run` and `log_batch`
-  per run, written straight into the server's database), then the 5-step pipeline runs into it
-  alternately with the small one; tracker time per step there includes the run start (where
-  the parent run is looked up and created), divided over the 5 steps.
+- **History**: the experiment is filled with finished runs carrying the tags the parent
+  lookup filters on, written with MLflow's own store models straight into the server's
+  database in one transaction; then the 5-step pipeline runs into it alternately with the
+  small one. Tracker time per step there includes the run start (where the parent run is
+  looked up and created), divided over the 5 steps. "kB the server answered" adds up the
+  response bodies: a lookup that listed the experiment's runs would grow with them even at a
+  constant number of requests.
 - **Per point**: one step calls `mlflow.log_metric` once per point. "Time per call" is the
   loop plus everything until the points are on the server: for the tracker the delivery
   before the step is reported finished, for MLflow's own async logging its
@@ -174,10 +182,12 @@ def warm_up(bench: "Bench") -> None:
     """Run one tracked step first: imports and the first connections are not what is measured."""
     from benchmarks.context import PLUS
     from testsupport.benchmark_pipelines import bench_linear
+    from testsupport.probe import wait_for_watcher
 
     bench.activate(PLUS)
     with bench.probe.run():
         bench_linear(steps=1)
+    wait_for_watcher()  # its outputs are sent after the step: not in the first measured run
 
 
 @dataclass
@@ -237,10 +247,9 @@ class Results:
         if self.history is not None:
             sections += [
                 "## History\n",
-                f"The same 5-step pipeline into an experiment holding {plan.history[0]:,} runs "
-                f"and one holding {plan.history[-1]:,}, {plan.history_reps} runs each, "
-                "alternating.\n",
+                history_intro(plan),
                 report.history_table(self.history) + "\n",
+                report.history_kinds(self.history) + "\n",
             ]
         if self.points is not None:
             sections += [
@@ -260,13 +269,32 @@ class Results:
         return "\n".join(sections)
 
 
+def history_intro(plan: Plan) -> str:
+    """Describe the history sweep."""
+    from testsupport.benchmark_pipelines import HISTORY_STEPS
+
+    return (
+        f"The same {HISTORY_STEPS}-step pipeline into an experiment holding {plan.history[0]:,} "
+        f"runs and one holding {plan.history[-1]:,}, {plan.history_reps} runs each, "
+        "alternating, after one unrecorded run into each (the first run into an experiment "
+        "looks its id up, once per process). The tracker runs with its defaults: unified "
+        "(one MLflow run per pipeline run), `async_logging` on, one metric per step, and issue "
+        "14's per-step outputs on (`lineage`, `track_reports`). Each run is measured until the "
+        "tracker's watcher has settled it (the parent's status, the outputs), so a run's "
+        "requests are all its own and none overlaps the next run.\n"
+    )
+
+
 def width_intro(plan: Plan) -> str:
     """Describe the width sweep."""
     return (
         f"A dynamic pipeline mapping one step over {', '.join(map(str, plan.dynamic))} items, "
         f"and a static pipeline with one step and {', '.join(map(str, plan.static))} leaves "
-        "after it, each once with the tracker (unified, `async_logging` on, one metric per "
-        f"step) and, up to width {plan.untracked_up_to}, once without, in the same session. "
+        "after it, each once with the tracker (its defaults: unified, `async_logging` on, "
+        "issue 14's `lineage` and `track_reports` on; one metric per step) and, up to width "
+        f"{plan.untracked_up_to}, once without, in the same session. Mapped steps share the "
+        "run's MLflow run and its queue, so their metrics often go in one request together "
+        "(fewer than 2 `log-batch` per step). "
         "A run has width + 1 steps.\n"
     )
 

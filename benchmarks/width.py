@@ -1,11 +1,17 @@
 """Width sweep: a dynamic map and a static fan-out, ever wider, with and without the tracker."""
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from benchmarks.context import Bench, median
 
 DYNAMIC, STATIC = "dynamic map", "static fan-out"
+RUN_KINDS = tuple(
+    f"/api/2.0/mlflow/{kind}"
+    for kind in ("experiments/", "runs/search", "runs/create", "runs/update")
+)
+"""What a unified run asks once: the experiment, the parent's search, creation and end."""
 
 
 @dataclass
@@ -21,6 +27,8 @@ class WidthPoint:
     """Tracker time of each step after the first (which resolves the parent run)."""
     first_hook_ms: float = 0.0
     requests: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    """MLflow requests of the run, by kind."""
     tracker_store_calls: int = 0
     """Store calls in the tracker's hooks, at run start and in its watcher thread."""
     hook_store_calls: list[int] = field(default_factory=list)
@@ -34,6 +42,16 @@ class WidthPoint:
         """Return the median tracker time of a step after the first."""
         return median(self.hook_ms)
 
+    @property
+    def run_requests(self) -> int:
+        """Return the requests a unified run makes once, whatever its width."""
+        return sum(n for kind, n in self.kinds.items() if kind.startswith(RUN_KINDS))
+
+    @property
+    def step_requests(self) -> float:
+        """Return the requests per step beyond the run's own."""
+        return self.per_step(self.requests - self.run_requests)
+
     def per_step(self, total: int) -> float:
         """Return `total` divided over the run's steps."""
         return total / self.steps if self.steps else 0.0
@@ -42,18 +60,19 @@ class WidthPoint:
 def run_width(bench: Bench, shape: str, width: int, tracked: bool) -> WidthPoint:
     """Run the pipeline of `shape` at `width` once and measure it."""
     from testsupport.benchmark_pipelines import bench_fan, bench_map
-    from tracker_flavor.runtime import runtime
+    from testsupport.probe import wait_for_watcher
 
     pipeline = bench_map if shape == DYNAMIC else bench_fan
     point = WidthPoint(shape, width, tracked)
     probe = bench.probe
     with probe.run() as samples:
-        before = bench.proxy.total
+        before, _ = bench.proxy.counts()
         start = time.perf_counter()
         pipeline(width=width, tracked=tracked)
         point.wall_seconds = time.perf_counter() - start
-        runtime.finalizer.check()  # the watcher's last settlement belongs to this run
-        point.requests = bench.proxy.total - before
+        wait_for_watcher()  # the watcher's settlements (statuses, outputs) belong to this run
+        point.kinds = bench.proxy.counts()[0] - before
+        point.requests = point.kinds.total()
     point.steps = width + 1
     point.store_calls = probe.store_calls
     point.watcher_store_calls = probe.watcher_store_calls

@@ -15,6 +15,19 @@ STORE_VERBS = ("get_", "list_", "create_", "update_", "delete_", "batch_")
 WATCHER_THREAD = "mlflow-plus-finalizer"
 
 
+def wait_for_watcher(seconds: float = 60.0) -> None:
+    """Wait until the tracker's watcher thread has settled all it watched and ended.
+
+    Call it after a pipeline run: the run's last settlements (the parent's status, issue 14's
+    outputs) then count for that run, and none of them runs beside the next one.
+    """
+    for thread in threading.enumerate():
+        if thread.name == WATCHER_THREAD:
+            thread.join(seconds)
+            if thread.is_alive():
+                raise TimeoutError(f"the tracker's watcher still runs after {seconds} s")
+
+
 @dataclass
 class StepSample:
     """One step's tracker hooks: seconds spent in them, proxy requests and store calls in them."""

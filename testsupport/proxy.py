@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
 LOG_BATCH = "/api/2.0/mlflow/runs/log-batch"
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts/"
+"""Prefix of the proxied artifact paths, which name a run: counted as one kind by `by_kind`."""
 
 FREEZE = "freeze"
 """Hold requests until the fault ends, then forward them (a SIGSTOPped server resumed later)."""
@@ -62,6 +64,8 @@ class Proxy:
         self.token = token
         self.fail_status = fail_status
         self.requests: Counter[str] = Counter()
+        self.response_bytes: Counter[str] = Counter()
+        """Bytes of the response bodies, by path."""
         self.rejected = 0
         self.faulted: Counter[str] = Counter()
         self._fault: Fault | None = None
@@ -84,6 +88,11 @@ class Proxy:
         """Return how many requests were forwarded."""
         with self._lock:
             return sum(self.requests.values())
+
+    def counts(self) -> tuple[Counter[str], Counter[str]]:
+        """Return a copy of the requests and of the response bytes forwarded so far, by kind."""
+        with self._lock:
+            return by_kind(self.requests), by_kind(self.response_bytes)
 
     def inject(
         self,
@@ -123,6 +132,7 @@ class Proxy:
         """Forget the counts."""
         with self._lock:
             self.requests.clear()
+            self.response_bytes.clear()
             self.rejected = 0
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -187,7 +197,17 @@ class Proxy:
                 self.end_headers()
                 self.wfile.write(data)
                 connection.close()
+                with proxy._lock:
+                    proxy.response_bytes[urlsplit(self.path).path] += len(data)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _forward
 
         return Handler
+
+
+def by_kind(counts: Counter[str]) -> Counter[str]:
+    """Return `counts` by request kind: the path, with every artifact path as one kind."""
+    kinds: Counter[str] = Counter()
+    for path, count in counts.items():
+        kinds[ARTIFACTS if path.startswith(ARTIFACTS) else path] += count
+    return kinds

@@ -1,15 +1,19 @@
-"""Per-step cost stays flat as a run widens: ZenML store calls and MLflow requests, counted."""
+"""Per-step cost stays flat as a run widens and as its experiment fills up: ZenML store calls
+and MLflow requests, counted."""
 
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from zenml.client import Client
 
 from tests.integration.test_outputs import OFF
 from tests.integration.test_performance import SERVER_ENV, active_stack
-from testsupport.benchmark_pipelines import bench_fan, bench_map
-from testsupport.probe import Probe, StepSample
-from testsupport.proxy import Proxy
+from testsupport.benchmark_pipelines import bench_fan, bench_linear, bench_map
+from testsupport.history import fill
+from testsupport.probe import Probe, StepSample, wait_for_watcher
+from testsupport.proxy import ARTIFACTS, Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor.polling import statuses
 from tracker_flavor.runtime import runtime
@@ -18,16 +22,24 @@ from tracker_flavor.tracker import MLflowPlusExperimentTracker
 pytestmark = pytest.mark.integration
 
 NARROW, WIDE = 4, 16
+SMALL, LARGE = 10, 1_000
+"""Runs in the experiments of the history test: a listing of the large one would show."""
+HISTORY_STEPS = 3
 
 
 @pytest.fixture(scope="module")
 def proxy(zenml_stack, session_dir) -> Iterator[Proxy]:
-    server = MlflowServer(session_dir / "servers" / "scale", env=SERVER_ENV).start()
+    server = MlflowServer(server_dir(session_dir), env=SERVER_ENV).start()
     try:
         with Proxy(server.url) as proxy, active_stack("scale", f"tracking_uri={proxy.url}"):
             yield proxy
     finally:
         server.stop()
+
+
+def server_dir(session_dir) -> Path:
+    """Return the directory of the module's MLflow server (its SQLite store is in it)."""
+    return session_dir / "servers" / "scale"
 
 
 def measure(pipeline, proxy: Proxy, width: int) -> tuple[list[StepSample], int]:
@@ -82,3 +94,36 @@ def test_the_watcher_reads_all_watched_steps_in_one_call(proxy, process_snapshot
     assert probe.store_calls == 2  # the run, then its steps
     assert set(found) == {run.id, *step_ids}
     assert all(status == "completed" for status in found.values())
+
+
+def run_into(experiment: str, proxy: Proxy) -> tuple[Counter[str], Counter[str], list[int]]:
+    """Run the linear pipeline into `experiment` with the default settings, until the watcher
+    has settled it; return its MLflow requests and response bytes by kind, and the tracker's
+    ZenML store calls of each step."""
+    probe = Probe(lambda: proxy.total)
+    store = type(Client().zen_store)
+    requests, answered = proxy.counts()
+    with probe.instrumented(MLflowPlusExperimentTracker, store=store), probe.run() as steps:
+        settings = {"experiment_tracker": {"experiment_name": experiment}}
+        run = bench_linear.with_options(settings=settings)(steps=HISTORY_STEPS)
+        wait_for_watcher()
+    assert Client().get_pipeline_run(run.id).status == "completed"
+    requests_after, answered_after = proxy.counts()
+    return requests_after - requests, answered_after - answered, [s.store_calls for s in steps]
+
+
+def test_a_run_costs_the_same_requests_whatever_the_runs_in_its_experiment(
+    proxy, session_dir, process_snapshot
+):
+    backend = f"sqlite:///{server_dir(session_dir) / 'mlflow.db'}"
+    for name, size in (("warm-up", SMALL), ("small", SMALL), ("large", LARGE)):
+        fill(backend, f"history-{name}", size)
+    run_into("history-warm-up", proxy)  # what the process does once (loading the stack)
+    small, small_bytes, small_calls = run_into("history-small", proxy)
+    large, large_bytes, large_calls = run_into("history-large", proxy)
+    # Each kind of request, as often, with issue 14's outputs on (one report per step)...
+    assert small == large
+    assert small[ARTIFACTS] == HISTORY_STEPS
+    # ...answered with as much: nothing lists the experiment's runs (1,000 runs are ~0.5 MB).
+    assert large_bytes.total() < 1.1 * small_bytes.total()
+    assert small_calls == large_calls
