@@ -75,29 +75,41 @@ def restore(saved: State) -> None:
 
 
 class Autologging:
-    """Reference-counted autologging for the steps running in this process."""
+    """Reference-counted autologging for the steps running in this process.
+
+    The autolog lock is taken alone only to switch autologging: waiting for every MLflow call in
+    flight at each step's start and end would queue all mapped steps behind one another.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._depth = 0
         self._saved: State = {}
+        self._switched_on: dict[str, Any] | None = None
+        """The universal integration's configuration right after a step turned it on."""
 
     def enter(self, turn_on: bool) -> None:
         """Start a step: save the state if it is the first, and turn autologging on if asked."""
-        with self._lock, AUTOLOG_LOCK.exclusive():
+        with self._lock:
             if self._depth == 0:
                 self._saved = current_state()
+                self._switched_on = None
             self._depth += 1
-            if turn_on:
+            on = current_state().get(UNIVERSAL)
+            if not turn_on or (on is not None and on == self._switched_on):
+                return  # nothing to switch: on already, as a step turned it on
+            with AUTOLOG_LOCK.exclusive():
                 import mlflow
 
                 mlflow.autolog(silent=True)
+            self._switched_on = current_state().get(UNIVERSAL)
 
     def leave(self) -> None:
         """End a step: the last one restores the state saved by the first."""
-        with self._lock, AUTOLOG_LOCK.exclusive():
+        with self._lock:
             if self._depth == 0:
                 return
             self._depth -= 1
-            if self._depth == 0:
-                restore(self._saved)
+            if self._depth == 0 and current_state() != self._saved:
+                with AUTOLOG_LOCK.exclusive():
+                    restore(self._saved)

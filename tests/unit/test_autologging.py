@@ -1,10 +1,13 @@
 """Autologging is on for the steps that ask, and back to its state after the last step."""
 
+import threading
+
 import mlflow
 import pytest
 from mlflow.utils.autologging_utils import autologging_is_disabled
 
 from tracker_flavor.autologging import Autologging, current_state
+from tracker_flavor.imports import AUTOLOG_LOCK
 
 pytestmark = pytest.mark.unit
 
@@ -61,3 +64,29 @@ def test_autologging_the_user_had_on_before_the_steps_stays_as_it_was(autologgin
     steps.enter(turn_on=True)  # on with other options
     steps.leave()
     assert current_state() == before and not autologging_is_disabled("mlflow")
+
+
+def test_steps_that_switch_nothing_do_not_wait_for_mlflow_calls_in_flight(autologging_off):
+    """Mapped steps' starts and ends queued behind every call in flight (found by the bench)."""
+    steps = Autologging()
+    steps.enter(turn_on=True)  # the first step turned it on
+    in_flight, release = threading.Event(), threading.Event()
+
+    def mlflow_call() -> None:
+        with AUTOLOG_LOCK.shared():
+            in_flight.set()
+            release.wait(10)
+
+    caller = threading.Thread(target=mlflow_call)
+    caller.start()
+    in_flight.wait(5)
+    more = threading.Thread(target=lambda: (steps.enter(turn_on=True), steps.leave()))
+    more.start()
+    more.join(2)
+    switched_nothing_without_waiting = not more.is_alive()
+    release.set()
+    caller.join()
+    more.join()
+    steps.leave()
+    assert switched_nothing_without_waiting
+    assert autologging_is_disabled("mlflow")
