@@ -23,9 +23,10 @@ def tracked_points(points: list[WidthPoint], shape: str) -> list[WidthPoint]:
 def width_table(points: list[WidthPoint]) -> str:
     """Render the width sweep."""
     lines = [
-        "| pipeline | width | tracker | run, s | tracker time per step, ms (median; first "
-        "step) | MLflow requests per step (+ per run) | tracker's ZenML store calls per step "
-        "(in hooks; watcher) | store records a step reads (max) | all ZenML store calls per step |",
+        "| pipeline | width | tracker | run, s (+ watcher after it) | tracker time per step, ms "
+        "(median; first step) | MLflow requests per step (+ per run) | tracker's ZenML store "
+        "calls per step (in hooks; watcher) | store records a step reads (max) | all ZenML "
+        "store calls per step |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in points:
@@ -38,7 +39,7 @@ def width_table(points: list[WidthPoint]) -> str:
             continue
         hook_calls = max(p.hook_store_calls, default=0)
         lines.append(
-            f"| {p.shape} | {p.width} | on | {p.wall_seconds:.1f} | "
+            f"| {p.shape} | {p.width} | on | {p.wall_seconds:.1f} (+ {p.settle_seconds:.1f}) | "
             f"{spread(p.hook_ms)}; {p.first_hook_ms:.0f} | {p.step_requests:.2f} (+ "
             f"{p.run_requests}) | "
             f"{p.per_step(p.tracker_store_calls):.2f} (≤ {hook_calls} per step; "

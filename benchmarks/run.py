@@ -102,7 +102,9 @@ How it is measured (`benchmarks/run.py`, `make bench`):
   methods; the median over the steps after the first (the first resolves the parent run and
   is shown apart). Mapped steps run on ZenML's thread pool (10 threads), so their hook times
   include waiting for the interpreter lock. ZenML's own time per step is not included; the
-  run's wall time, with and without the tracker, is shown for scale.
+  run's wall time, with and without the tracker, is shown for scale, and "+ watcher after it"
+  is how long the tracker's watcher thread went on sending outputs and statuses after the run
+  returned (one thread per process sends them, after ZenML published each step).
 - **History**: the experiment is filled with finished runs carrying the tags the parent
   lookup filters on, written with MLflow's own store models straight into the server's
   database in one transaction; then the 5-step pipeline runs into it alternately with the

@@ -12,6 +12,8 @@ RUN_KINDS = tuple(
     for kind in ("experiments/", "runs/search", "runs/create", "runs/update")
 )
 """What a unified run asks once: the experiment, the parent's search, creation and end."""
+WATCHER_SECONDS_PER_STEP = 1.0
+"""A generous bound on the watcher's work per step after a run, to wait for it."""
 
 
 @dataclass
@@ -23,6 +25,8 @@ class WidthPoint:
     tracked: bool
     steps: int = 0
     wall_seconds: float = 0.0
+    settle_seconds: float = 0.0
+    """How long the tracker's watcher went on after the run returned (statuses, outputs)."""
     hook_ms: list[float] = field(default_factory=list)
     """Tracker time of each step after the first (which resolves the parent run)."""
     first_hook_ms: float = 0.0
@@ -70,7 +74,9 @@ def run_width(bench: Bench, shape: str, width: int, tracked: bool) -> WidthPoint
         start = time.perf_counter()
         pipeline(width=width, tracked=tracked)
         point.wall_seconds = time.perf_counter() - start
-        wait_for_watcher()  # the watcher's settlements (statuses, outputs) belong to this run
+        # The watcher's settlements (statuses, outputs) belong to this run.
+        wait_for_watcher(60 + WATCHER_SECONDS_PER_STEP * (width + 1))
+        point.settle_seconds = time.perf_counter() - start - point.wall_seconds
         point.kinds = bench.proxy.counts()[0] - before
         point.requests = point.kinds.total()
     point.steps = width + 1

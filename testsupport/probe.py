@@ -122,7 +122,7 @@ class Probe:
                 sample.store_records += records
             elif getattr(self._local, "run_start", False):
                 self.run_start_store_calls += 1
-            elif threading.current_thread().name == WATCHER_THREAD:
+            elif threading.current_thread().name.startswith(WATCHER_THREAD):  # and its pool
                 self.watcher_store_calls += 1
 
     def _counted(self, hook: Callable[..., Any]) -> Callable[..., Any]:

@@ -5,13 +5,16 @@ dynamic pipeline's steps are not known in advance, and a static pipeline whose l
 cached or skipped has no step left to do it; for those, the process that ran their steps watches
 the ZenML run in a daemon thread, and once more at exit. A step can also fail after the tracker
 ended its runs (ZenML saves the outputs afterwards), so the final status of each step that
-ended well is watched the same way.
+ended well is watched the same way. Steps that finished are settled a few at a time (each
+mostly waits on MLflow and ZenML), then their runs: one at a time, a wide map's outputs lagged a
+minute behind it.
 """
 
 import atexit
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
@@ -29,6 +32,9 @@ logger = get_logger(__name__)
 Settle = Callable[["ExecutionStatus"], None]
 """Called once with the final status of the ZenML run or step."""
 Kind = Literal["run", "step"]
+THREAD_NAME = "mlflow-plus-finalizer"
+SETTLE_THREADS = 4
+"""Steps settled at once: sending a wide map's outputs one step at a time lagged far behind."""
 ReadStatuses = Callable[[list[UUID], list[UUID]], dict[UUID, "ExecutionStatus"]]
 """Return the status of each of the given run ids and step run ids that still exists."""
 
@@ -38,6 +44,21 @@ def zenml_statuses(run_ids: list[UUID], step_ids: list[UUID]) -> dict[UUID, "Exe
     from zenml.client import Client
 
     return statuses(Client().zen_store, run_ids, step_ids)
+
+
+def _settle(item: tuple[UUID, Kind, Settle, "ExecutionStatus"]) -> None:
+    """Call one settle callback; a failure is logged, never raised."""
+    run_id, kind, settle, status = item
+    try:
+        with AUTOLOG_LOCK.shared():  # settling builds MLflow clients that import lazily
+            settle(status)
+    except Exception as error:  # a watcher must never take the process down
+        logger.warning(
+            "Could not settle the MLflow run of ZenML %s %s: %s",
+            kind,
+            run_id,
+            redact_credentials(str(error)),
+        )
 
 
 class RunFinalizer:
@@ -59,9 +80,7 @@ class RunFinalizer:
                 self._at_exit = True
             self._pending[run_id] = (kind, settle)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._loop, name="mlflow-plus-finalizer", daemon=True
-                )
+                self._thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
                 self._thread.start()
 
     def check(self) -> None:
@@ -81,23 +100,23 @@ class RunFinalizer:
                 redact_credentials(str(error)),
             )
             return
+        due: list[tuple[UUID, Kind, Settle, ExecutionStatus]] = []
         for run_id, (kind, settle) in pending:
             status = found.get(run_id)
             if status is not None and not status.is_finished:
                 continue
             with self._lock:
-                if self._pending.pop(run_id, None) is None or status is None:
-                    continue
-            try:
-                with AUTOLOG_LOCK.shared():  # settling builds MLflow clients that import lazily
-                    settle(status)
-            except Exception as error:  # a watcher must never take the process down
-                logger.warning(
-                    "Could not settle the MLflow run of ZenML %s %s: %s",
-                    kind,
-                    run_id,
-                    redact_credentials(str(error)),
-                )
+                if self._pending.pop(run_id, None) is not None and status is not None:
+                    due.append((run_id, kind, settle, status))
+        # Steps first, side by side (each mostly waits on MLflow and ZenML), then the runs.
+        steps = [item for item in due if item[1] == "step"]
+        runs = [item for item in due if item[1] == "run"]
+        if len(steps) > 1:
+            with ThreadPoolExecutor(SETTLE_THREADS, thread_name_prefix=THREAD_NAME) as pool:
+                list(pool.map(_settle, steps))
+            steps = []
+        for item in [*steps, *runs]:
+            _settle(item)
 
     def stop(self) -> None:
         """Drop what is watched and the exit check (a runtime reset)."""

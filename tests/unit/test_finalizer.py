@@ -1,13 +1,14 @@
 """The watcher settles each watched run once ZenML reports it finished, and never raises."""
 
 import atexit
+import threading
 import time
 import uuid
 
 import pytest
 from zenml.enums import ExecutionStatus
 
-from tracker_flavor.finalizer import RunFinalizer
+from tracker_flavor.finalizer import SETTLE_THREADS, RunFinalizer
 
 pytestmark = pytest.mark.unit
 
@@ -113,3 +114,22 @@ def test_the_exit_check_is_registered_once_and_removed_by_a_reset(finalizer, zen
     assert registered == [finalizer.check]
     finalizer.stop()
     assert registered == []
+
+
+def test_finished_steps_are_settled_side_by_side_and_their_run_after_them(finalizer, zenml):
+    """A wide map's outputs, sent one step at a time, lagged a minute behind its run."""
+    together = threading.Barrier(SETTLE_THREADS, timeout=5)
+    order: list[str] = []
+
+    def step(status: ExecutionStatus) -> None:
+        together.wait()  # breaks unless SETTLE_THREADS steps are settled at once
+        order.append("step")
+
+    run_id, _ = watched(finalizer, zenml, ExecutionStatus.COMPLETED)
+    finalizer.watch(run_id, lambda status: order.append("run"))
+    for _ in range(SETTLE_THREADS):
+        step_id = uuid.uuid4()
+        zenml.statuses[step_id] = ExecutionStatus.COMPLETED
+        finalizer.watch(step_id, step, "step")
+    finalizer.check()
+    assert order == ["step"] * SETTLE_THREADS + ["run"]
