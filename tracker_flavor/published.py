@@ -17,7 +17,7 @@ from zenml.logger import get_logger
 
 from tracker_flavor import lineage, models, outputs, records
 from tracker_flavor.errors import explained
-from tracker_flavor.publisher import publisher
+from tracker_flavor.publisher import log_inputs, publisher
 from tracker_flavor.uris import redact_credentials
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ def _deliver(
         refs = artifact_refs(step_run)
         try:
             if refs:
-                publisher.log_inputs(target.run_id, lineage.dataset_inputs(step_name, refs))
+                log_inputs(publisher, target.run_id, lineage.dataset_inputs(step_name, refs))
                 account.delivered += 1
         except Exception as error:  # counted like an upload that did not arrive
             logger.warning(

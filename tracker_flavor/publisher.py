@@ -45,6 +45,26 @@ class Publisher(Protocol):
         """Create a version of registered model `name` from the run's `path`; return it."""
 
 
+DATASET_CONFLICTS = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
+"""How SQLite, PostgreSQL and MySQL refuse a second insert of the same dataset."""
+DATASET_TRIES = 3
+
+
+def log_inputs(publisher: Publisher, run_id: str, datasets: list["DatasetInput"]) -> None:
+    """Record dataset entries on a run, again if another writer created one of them meanwhile.
+
+    MLflow's store looks a dataset up, then inserts it: two steps recording the same dataset at
+    once (one's output, the next one's input) make one insert fail; the next try finds it.
+    """
+    for attempt in range(1, DATASET_TRIES + 1):
+        try:
+            publisher.log_inputs(run_id, datasets)
+            return
+        except Exception as error:
+            if attempt == DATASET_TRIES or not any(c in str(error) for c in DATASET_CONFLICTS):
+                raise
+
+
 @dataclass
 class LocalPublisher:
     """A database or file store: a client bound to its URI needs nothing from the process."""
