@@ -10,6 +10,7 @@ server, a client bound to the URI for a database or file store.
 import json
 import os
 import posixpath
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -48,6 +49,8 @@ class Publisher(Protocol):
 DATASET_CONFLICTS = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
 """How SQLite, PostgreSQL and MySQL refuse a second insert of the same dataset."""
 DATASET_TRIES = 3
+_DATASETS = threading.Lock()
+"""One dataset write at a time in this process, so its own steps never race each other."""
 
 
 def log_inputs(publisher: Publisher, run_id: str, datasets: list["DatasetInput"]) -> None:
@@ -55,10 +58,12 @@ def log_inputs(publisher: Publisher, run_id: str, datasets: list["DatasetInput"]
 
     MLflow's store looks a dataset up, then inserts it: two steps recording the same dataset at
     once (one's output, the next one's input) make one insert fail; the next try finds it.
+    Within a process the writes take turns; steps in other processes (pods) may still collide.
     """
     for attempt in range(1, DATASET_TRIES + 1):
         try:
-            publisher.log_inputs(run_id, datasets)
+            with _DATASETS:
+                publisher.log_inputs(run_id, datasets)
             return
         except Exception as error:
             if attempt == DATASET_TRIES or not any(c in str(error) for c in DATASET_CONFLICTS):
