@@ -124,6 +124,7 @@ def test_a_run_costs_the_same_requests_whatever_the_runs_in_its_experiment(
     # Each kind of request, as often, with issue 14's outputs on (one report per step)...
     assert small == large
     assert small[ARTIFACTS] == HISTORY_STEPS
-    # ...answered with as much: nothing lists the experiment's runs (1,000 runs are ~0.5 MB).
-    assert large_bytes.total() < 1.1 * small_bytes.total()
+    # ...answered with about as much: nothing lists the experiment's runs (1,000 runs are ~0.5 MB;
+    # the run read back holds more or fewer of its steps' values depending on timing).
+    assert large_bytes.total() < 1.5 * small_bytes.total()
     assert small_calls == large_calls
