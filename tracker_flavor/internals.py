@@ -266,3 +266,22 @@ def run_info(**fields: Any) -> "RunInfo":
     if "run_uuid" in inspect.signature(RunInfo).parameters:
         fields.setdefault("run_uuid", fields["run_id"])
     return RunInfo(**fields)
+
+
+def system_metrics_monitor(run_id: str, uri: str, interval: float, node: str | None) -> Any:
+    """Build MLflow's system-metrics sampler for `run_id` at `uri`, logging one sample at a time.
+
+    Without its `tracking_uri` parameter (MLflow 2.22 lacks it) the sampler logs to the process's
+    tracking URI: its metrics logger (a public attribute) is then replaced by one bound to `uri`.
+    """
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    from mlflow.utils.autologging_utils import BatchMetricsLogger
+
+    options: dict[str, Any] = {"sampling_interval": interval, "samples_before_logging": 1}
+    bound = "tracking_uri" in inspect.signature(SystemMetricsMonitor).parameters
+    monitor: Any = SystemMetricsMonitor(
+        run_id, node_id=node, **options, **({"tracking_uri": uri} if bound else {})
+    )
+    if not bound:
+        monitor.mlflow_logger = BatchMetricsLogger(run_id, tracking_uri=uri)
+    return monitor

@@ -5,20 +5,16 @@ In unified mode concurrent steps share the parent run, so each step's metrics ca
 the step ends, so a step shorter than the interval is measured too.
 """
 
-from typing import Any
 from uuid import UUID
+
+from tracker_flavor import internals
 
 
 def start(step_run_id: UUID, run_id: str, uri: str, interval: float, node: str | None) -> None:
     """Sample the process's resources into `run_id` every `interval` seconds, until `stop`."""
-    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-
     from tracker_flavor.runtime import runtime
 
-    monitor: Any = SystemMetricsMonitor(
-        run_id, sampling_interval=interval, samples_before_logging=1, node_id=node,
-        tracking_uri=uri,
-    )  # type: ignore[no-untyped-call]  # fmt: skip
+    monitor = internals.system_metrics_monitor(run_id, uri, interval, node)
     runtime.monitors.put(step_run_id, monitor)
     monitor.start()
 
