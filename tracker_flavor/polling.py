@@ -34,10 +34,19 @@ def chunks(ids: list[UUID], size: int = STEPS_PER_CALL) -> Iterable[list[UUID]]:
 def statuses(
     store: "BaseZenStore", run_ids: list[UUID], step_ids: list[UUID]
 ) -> dict[UUID, "ExecutionStatus"]:
-    """Return the status of each watched run and step run: a call per run, one per 100 steps."""
+    """Return the status of each watched run and step run that still exists.
+
+    A call per run, one per 100 steps. A run deleted meanwhile is left out (so it is dropped),
+    never an error that would keep every other watched run waiting.
+    """
     from zenml.models import StepRunFilter
 
-    found = {run_id: store.get_run(run_id, hydrate=False).status for run_id in run_ids}
+    found = {}
+    for run_id in run_ids:
+        try:
+            found[run_id] = store.get_run(run_id, hydrate=False).status
+        except KeyError:  # ZenML's "not found", from its SQL store and over REST alike
+            continue
     for chunk in chunks(step_ids):
         page = store.list_run_steps(
             StepRunFilter(id=f"oneof:{json.dumps([str(i) for i in chunk])}", size=len(chunk))

@@ -30,12 +30,15 @@ def test_step_ids_are_read_a_hundred_at_a_time():
 class Store:
     """A ZenML store answering status reads, counting its calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, *deleted: uuid.UUID) -> None:
         self.calls: list[str] = []
+        self.deleted = deleted
 
     def get_run(self, run_id, hydrate):
         self.calls.append("get_run")
         assert hydrate is False
+        if run_id in self.deleted:
+            raise KeyError(f"No pipeline run with ID {run_id} found")
         return SimpleNamespace(status=ExecutionStatus.RUNNING)
 
     def list_run_steps(self, step_filter):
@@ -53,3 +56,9 @@ def test_statuses_cost_a_call_per_run_and_one_per_hundred_steps():
     found = statuses(store, run_ids, step_ids)
     assert store.calls == ["get_run"] * 2 + ["list_run_steps"] * 3
     assert set(found) == {*run_ids, *step_ids}
+
+
+def test_a_deleted_run_is_left_out_not_an_error_for_the_others():
+    deleted, kept = uuid.uuid4(), uuid.uuid4()
+    found = statuses(Store(deleted), [deleted, kept], [])
+    assert set(found) == {kept}
