@@ -61,6 +61,8 @@ def sync_command(pipeline_run_id: str) -> str:
 class StepSpool:
     """One step's journal, and whether the step started without the server."""
 
+    root: str
+    """The spool root of the connection's server in the active artifact store."""
     journal: spool.Journal
     pipeline_run_id: str
     offline: bool = False
@@ -69,10 +71,8 @@ class StepSpool:
     @classmethod
     def of(cls, connection: "Connection", info: "StepRunInfo") -> "StepSpool":
         """Return the spool of a step attempt in the artifact store, for the connection's server."""
-        root = spool.active_root(connection.shown)
-        return cls(
-            spool.Journal.of(root, str(info.run_id), str(info.step_run_id)), str(info.run_id)
-        )
+        root, run_id = spool.active_root(connection.shown), str(info.run_id)
+        return cls(root, spool.Journal.of(root, run_id, str(info.step_run_id)), run_id)
 
     def final_wait(self, grace_seconds: float) -> float:
         """Return how long the step's end waits for its values: an offline step's spool at once."""
@@ -164,9 +164,8 @@ def start(
     try:
         with steps.client(connection, config) as mlflow:
             if step_spool is not None:
-                root = spool.active_root(connection.shown)
                 catchup.deliver_pending(
-                    mlflow, connection, root, step_spool.pipeline_run_id, component_id
+                    mlflow, connection, step_spool.root, step_spool.pipeline_run_id, component_id
                 )
             zenml_records = records.ZenMLRecords(connection, component_id)
             return steps.start(mlflow, connection, plan, zenml_records, runtime)

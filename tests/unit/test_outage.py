@@ -21,7 +21,8 @@ STEP = StepFacts(PipelineFacts("run-id", "train-2026", "train"), "fit", "step-id
 
 
 def step_spool(tmp_path) -> outage.StepSpool:
-    return outage.StepSpool(spool.Journal.of(str(tmp_path), "run-id", "step-id"), "run-id")
+    root = str(tmp_path)
+    return outage.StepSpool(root, spool.Journal.of(root, "run-id", "step-id"), "run-id")
 
 
 def test_a_step_that_finds_the_server_down_starts_offline_on_placeholder_runs(tmp_path):
