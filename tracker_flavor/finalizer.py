@@ -113,7 +113,11 @@ class RunFinalizer:
         runs = [item for item in due if item[1] == "run"]
         if len(steps) > 1:
             with ThreadPoolExecutor(SETTLE_THREADS, thread_name_prefix=THREAD_NAME) as pool:
-                list(pool.map(_settle, steps))
+                for item in steps:
+                    try:
+                        pool.submit(_settle, item)
+                    except RuntimeError:  # the exit check: no new thread may start any more
+                        _settle(item)
             steps = []
         for item in [*steps, *runs]:
             _settle(item)

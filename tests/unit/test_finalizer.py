@@ -1,6 +1,7 @@
 """The watcher settles each watched run once ZenML reports it finished, and never raises."""
 
 import atexit
+import concurrent.futures.thread
 import threading
 import time
 import uuid
@@ -133,3 +134,11 @@ def test_finished_steps_are_settled_side_by_side_and_their_run_after_them(finali
         finalizer.watch(step_id, step, "step")
     finalizer.check()
     assert order == ["step"] * SETTLE_THREADS + ["run"]
+
+
+def test_the_exit_check_settles_every_step_without_new_threads(finalizer, zenml, monkeypatch):
+    """At interpreter exit no thread may start: the pool refused, and the steps were lost."""
+    monkeypatch.setattr(concurrent.futures.thread, "_shutdown", True)
+    settled = [watched(finalizer, zenml, ExecutionStatus.COMPLETED, "step")[1] for _ in range(3)]
+    finalizer.check()
+    assert settled == [[ExecutionStatus.COMPLETED]] * 3
