@@ -15,7 +15,7 @@ DEMO_ENV := ZENML_CONFIG_PATH=$(CURDIR)/.zenml-demo \
 	ZENML_REPOSITORY_PATH=$(CURDIR)/.zenml-demo/no-repository \
 	ZENML_CUSTOM_SOURCE_ROOT=$(CURDIR)
 
-.PHONY: demo ui test test-compat lint docs bench topology clean
+.PHONY: demo ui test test-compat lint docs bench topology release clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -32,9 +32,9 @@ ui: $(VENV)/.synced
 test: $(VENV)/.synced
 	$(BIN)/python -m pytest
 
-# Unit and core integration tests against the oldest supported ZenML/MLflow pairs, each in a
-# throw-away venv resolved from pyproject.toml's ranges (docs/versions.md); `make test` covers
-# the newest, locked set. (.synced brings uv.)
+# Unit and core integration tests on Python 3.10, 3.12 and 3.13 with the oldest, a middle and the
+# newest ZenML/MLflow releases, each in a throw-away venv resolved from pyproject.toml's ranges
+# (docs/versions.md); `make test` covers the locked set. (.synced brings uv.)
 test-compat: $(VENV)/.synced
 	.ci/compat
 
@@ -56,5 +56,12 @@ bench: $(VENV)/.synced
 docs: $(VENV)/.synced
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet -d site
 
+# The release build: sdist and wheel in dist/, their metadata checked as an index would. Uploading
+# (`uv publish` with the project's PyPI token) is a maintainer's step: see CHANGELOG.md.
+release: $(VENV)/.synced
+	rm -rf dist
+	$(UV) build --out-dir dist
+	$(BIN)/twine check --strict dist/*
+
 clean:
-	rm -rf .zenml-demo .topology .pytest_cache .mypy_cache .ruff_cache site
+	rm -rf dist .zenml-demo .topology .pytest_cache .mypy_cache .ruff_cache site

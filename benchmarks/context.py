@@ -51,7 +51,7 @@ def register_stacks(tracking_uri: str) -> dict[str, str]:
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
-    from cli.main import cli
+    from tracker_flavor.cli.main import cli
 
     result = CliRunner().invoke(
         cli,

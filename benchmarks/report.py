@@ -135,7 +135,7 @@ def history_kinds(points: list[HistoryPoint]) -> str:
     )
     return (
         f"MLflow requests of one {HISTORY_STEPS}-step run, by kind: {kinds} — {verdict_text}. "
-        "`mlflow-artifacts/artifacts` are the steps' outputs (issue 14's defaults, on here), "
+        "`mlflow-artifacts/artifacts` are the steps' outputs (on by default, and here), "
         "sent by the tracker's watcher once ZenML has published each step."
     )
 

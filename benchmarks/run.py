@@ -86,7 +86,7 @@ How it is measured (`benchmarks/run.py`, `make bench`):
 - One `mlflow server` (SQLite backend, `--workers 1`) with a request-counting proxy in front of
   it on 127.0.0.1; the trackers talk to the proxy. Requests are counted at the proxy, by kind
   (path; every artifact upload is one kind), never estimated. A run is counted until the
-  tracker's watcher thread has settled it and ended (the parent's status, issue 14's outputs,
+  tracker's watcher thread has settled it and ended (the parent's status, the outputs,
   sent after ZenML published each step), so each run's requests are its own. "Per step" is
   what the run asked beyond what a unified run asks once (the experiment's lookup and, for a
   new pipeline, creation; the parent's search, creation and end: "+ per run"), divided by its
@@ -293,7 +293,7 @@ def width_intro(plan: Plan) -> str:
         f"A dynamic pipeline mapping one step over {', '.join(map(str, plan.dynamic))} items, "
         f"and a static pipeline with one step and {', '.join(map(str, plan.static))} leaves "
         "after it, each once with the tracker (its defaults: unified, `async_logging` on, "
-        "issue 14's `lineage` and `track_reports` on; one metric per step) and, up to width "
+        "`lineage` and `track_reports` on; one metric per step) and, up to width "
         f"{plan.untracked_up_to}, once without, in the same session. Mapped steps share the "
         "run's MLflow run and its queue, so their metrics often go in one request together "
         "(fewer than 2 `log-batch` per step). "

@@ -12,15 +12,16 @@ from urllib.parse import urlsplit
 
 import click
 
-from cli.components import load_tracker
-from cli.output import output_option, print_json
-from tracker_flavor.errors import explain
-from tracker_flavor.uris import redact_credentials
+from tracker_flavor.config.uris import redact_credentials
+from tracker_flavor.mlflow.errors import explain
+
+from .components import load_tracker
+from .output import output_option, print_json
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from tracker_flavor.connection import Connection
+    from tracker_flavor.mlflow.connection import Connection
     from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 PROBE_EXPERIMENT = "zenml-mlflow-check"
@@ -124,13 +125,13 @@ def _store_checks(
     """Authenticate to the store, then log to the probe run (created once, then reused)."""
     from mlflow import MlflowClient
 
-    from tracker_flavor import runs
+    from tracker_flavor.config.limits import RequestLimits
+    from tracker_flavor.runs import mlflow_runs as runs
     from tracker_flavor.runtime import runtime
-    from tracker_flavor.timeouts import RequestLimits
 
     uri = connection.uri
     bounded = replace(connection, limits=RequestLimits(max(int(deadline.left()), 1), 0))
-    runtime.environment.enter(bounded)
+    runtime.mlflow.environment.enter(bounded)
     try:
         client = MlflowClient(tracking_uri=uri)
         deadline.current = "auth"
@@ -165,7 +166,7 @@ def _store_checks(
             f"(round trip {statistics.median(latencies):.0f} ms)",
         )
     finally:
-        runtime.environment.leave()
+        runtime.mlflow.environment.leave()
 
 
 def _probe_run(client: "MlflowClient", exp_id: str) -> tuple[str, float]:

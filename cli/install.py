@@ -4,8 +4,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.components import create_stack_with_tracker
 from tracker_flavor import FLAVOR_NAME
+
+from .components import create_stack_with_tracker
 
 if TYPE_CHECKING:
     from zenml.models import ComponentResponse
@@ -29,7 +30,7 @@ def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Describe how a tracker's config changed, one line per key; secret values never shown."""
     from zenml.utils.secret_utils import is_secret_field
 
-    from tracker_flavor.config import MLflowPlusConfig
+    from tracker_flavor.config.component import MLflowPlusConfig
 
     lines = []
     for key in sorted(before.keys() | after.keys()):

@@ -4,15 +4,19 @@ from typing import Any
 
 import click
 
-from cli.check import check
-from cli.install import install
-from cli.migrate import migrate
-from cli.runs import runs
-from cli.server import server
-from cli.store import store
-from cli.sync import sync
-from cli.ui import ui
-from tracker_flavor.sqlite_store import StoreSchemaError
+from tracker_flavor.mlflow.sqlite_store import StoreSchemaError
+
+from .check import check
+from .install import install
+from .migrate import migrate
+from .runs import runs
+from .server import server
+from .store import store
+from .sync import sync
+from .ui import ui
+
+DISTRIBUTION = "zenml-mlflow-tracker"
+"""The package's name on PyPI: its version (pyproject.toml, the one place) is the CLI's."""
 
 
 class Commands(click.Group):
@@ -27,6 +31,7 @@ class Commands(click.Group):
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name=DISTRIBUTION, prog_name="zenml-mlflow")
 def cli() -> None:
     """Set up and operate the mlflow_plus MLflow experiment tracker for ZenML."""
 

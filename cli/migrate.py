@@ -4,9 +4,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.components import tracker_component
-from cli.output import output_option, print_json
 from tracker_flavor import FLAVOR_NAME
+
+from .components import tracker_component
+from .output import output_option, print_json
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -26,7 +27,7 @@ def carried_config(configuration: dict[str, Any]) -> tuple[dict[str, Any], list[
 
     Values are copied as stored: a `{{secret.key}}` reference stays a reference.
     """
-    from tracker_flavor.config import MLflowPlusConfig
+    from tracker_flavor.config.component import MLflowPlusConfig
 
     kept = {k: v for k, v in configuration.items() if v is not None}
     dropped = sorted(set(kept) - set(MLflowPlusConfig.model_fields))
@@ -57,7 +58,7 @@ def migrate(component: str, new_name: str | None, stacks: bool, dry_run: bool, o
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
-    from tracker_flavor.config import MLflowPlusConfig
+    from tracker_flavor.config.component import MLflowPlusConfig
 
     client = Client()
     kind = StackComponentType.EXPERIMENT_TRACKER

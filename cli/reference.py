@@ -1,6 +1,7 @@
 """Render the CLI reference page (docs/cli.md) from the click commands themselves.
 
-Regenerate it with `python -m cli.reference > docs/cli.md`; a unit test keeps it current.
+Regenerate it with `python -m tracker_flavor.cli.reference > docs/cli.md`; a unit test keeps
+it current.
 """
 
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ HEADER = """# CLI reference
 
 `zenml-mlflow` is installed with the package. Every command has `--help`, exits with a non-zero
 code and a one-line reason when it fails, and commands that print data take `--output json`.
-This page is generated from the commands (`python -m cli.reference > docs/cli.md`).
+This page is generated from the commands (`python -m tracker_flavor.cli.reference > docs/cli.md`).
 """
 
 
@@ -53,6 +54,6 @@ def render(root: click.Group, name: str = "zenml-mlflow") -> str:
 
 
 if __name__ == "__main__":
-    from cli.main import cli
+    from .main import cli
 
     click.echo(render(cli), nl=False)

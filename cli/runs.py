@@ -5,10 +5,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cli.components import load_tracker
-from cli.output import output_option, print_json, print_table
-from tracker_flavor.errors import explain
-from tracker_flavor.uris import redact_credentials
+from tracker_flavor.config.uris import redact_credentials
+from tracker_flavor.mlflow.errors import explain
+
+from .components import load_tracker
+from .output import output_option, print_json, print_table
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -37,7 +38,7 @@ class RunRow:
 
 def _metrics(client: "MlflowClient", parent: "Run", names: tuple[str, ...]) -> dict[str, float]:
     """Return the chosen metrics of a parent run, or of its child runs in nested mode."""
-    from tracker_flavor.runs import child_runs
+    from tracker_flavor.runs.mlflow_runs import child_runs
 
     found = {name: parent.data.metrics[name] for name in names if name in parent.data.metrics}
     if len(found) < len(names):
@@ -58,17 +59,17 @@ def describe(
     from mlflow import MlflowClient
     from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
-    from tracker_flavor import reconcile
-    from tracker_flavor.records import TRACKING_URI_KEY
+    from tracker_flavor.runs import reconcile
+    from tracker_flavor.runs.metadata import TRACKING_URI_KEY
+    from tracker_flavor.runs.outcome import first_failed_step
     from tracker_flavor.runtime import runtime
-    from tracker_flavor.status import failed_step
 
     row = RunRow(
         run=pipeline_run.name,
         pipeline=pipeline_run.pipeline.name if pipeline_run.pipeline else "",
         created=pipeline_run.created.strftime("%Y-%m-%d %H:%M:%S"),
         zenml_status=pipeline_run.status.value,
-        failed_step=failed_step(pipeline_run) or "",
+        failed_step=(pipeline_run.status == "failed" and first_failed_step(pipeline_run.id)) or "",
         metrics=dict.fromkeys(metrics),
     )
     metadata = pipeline_run.run_metadata
@@ -77,7 +78,7 @@ def describe(
         return row
     row.link = str(metadata.get(METADATA_EXPERIMENT_TRACKER_URL, ""))
     connection = tracker.connection(uri)
-    runtime.environment.enter(connection)
+    runtime.mlflow.environment.enter(connection)
     try:
         client = MlflowClient(tracking_uri=uri)
         parent_id = reconcile.parent_run_id(pipeline_run, client)
@@ -97,7 +98,7 @@ def describe(
         reason = explain(error, uri) or redact_credentials(str(error))
         click.echo(f"warning: run {pipeline_run.name}: {reason}", err=True)
     finally:
-        runtime.environment.leave()
+        runtime.mlflow.environment.leave()
     return row
 
 

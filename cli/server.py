@@ -18,9 +18,10 @@ import click
 import psutil
 from rich.console import Console
 
-from cli.output import output_option, print_json, print_table
-from tracker_flavor import sqlite_store
-from tracker_flavor.uris import strip_credentials
+from tracker_flavor.config.uris import strip_credentials
+from tracker_flavor.mlflow import sqlite_store
+
+from .output import output_option, print_json, print_table
 
 DATA_DIR_ENV = "ZENML_MLFLOW_DATA_DIR"
 ADMIN_USERNAME = "admin"
@@ -216,8 +217,10 @@ def check_port_free(host: str, port: int, fix: str) -> None:
 
 def prepare_sqlite_store(backend_store_uri: str) -> None:
     """Create a local SQLite store once before the server opens it; fail if it needs a repair."""
+    from tracker_flavor.runtime import runtime
+
     if (path := sqlite_store.sqlite_path(backend_store_uri)) is not None:
-        sqlite_store.prepare(path)
+        runtime.mlflow.stores.prepare(path)
 
 
 def require_auth_extra() -> None:

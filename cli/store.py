@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from tracker_flavor import sqlite_store
+from tracker_flavor.mlflow import sqlite_store
 
 
 @click.group()
@@ -29,7 +29,7 @@ def repair(db: Path | None) -> None:
     if db is None:
         from zenml.client import Client
 
-        from tracker_flavor.embedded import embedded_database
+        from tracker_flavor.mlflow.embedded import embedded_database
 
         db = embedded_database(Client().active_stack.artifact_store.path)
     path = db.expanduser().resolve()

@@ -2,9 +2,10 @@
 
 import click
 
-from cli.components import load_tracker
-from tracker_flavor.errors import TrackingServerError
-from tracker_flavor.spool import Summary
+from tracker_flavor.delivery.spool import Summary
+from tracker_flavor.mlflow.errors import TrackingServerError
+
+from .components import load_tracker
 
 
 @click.command()
@@ -21,7 +22,8 @@ def sync(run_id: str | None, dry_run: bool) -> None:
     """
     from rich.progress import Progress
 
-    from tracker_flavor import catchup, spool, steps
+    from tracker_flavor.delivery import catchup, spool
+    from tracker_flavor.runs import steps
     from tracker_flavor.runtime import runtime
 
     tracker = load_tracker(None)
@@ -44,14 +46,14 @@ def sync(run_id: str | None, dry_run: bool) -> None:
         )
         for run in pending
     }
-    runtime.environment.enter(connection)
+    runtime.mlflow.environment.enter(connection)
     try:
         with Progress(transient=True) as progress:
             task = progress.add_task("Delivering", total=sum(counted.values()))
             for run in pending:
                 progress.update(task, description=f"Run {run}")
                 try:
-                    with steps.client(connection, tracker.config) as mlflow:
+                    with steps.client(connection, runtime.mlflow, tracker.config) as mlflow:
                         total.add(
                             catchup.deliver_run(
                                 mlflow,
@@ -59,6 +61,7 @@ def sync(run_id: str | None, dry_run: bool) -> None:
                                 root,
                                 run,
                                 tracker.id,
+                                runtime.runs,
                                 dry_run=dry_run,
                                 progress=lambda done: progress.advance(task, done),
                             )
@@ -66,7 +69,7 @@ def sync(run_id: str | None, dry_run: bool) -> None:
                 except (TrackingServerError, catchup.SpoolError) as error:
                     raise click.ClickException(str(error)) from None
     finally:
-        runtime.environment.leave()
+        runtime.mlflow.environment.leave()
     verb = "Would deliver" if dry_run else "Delivered"
     click.echo(
         f"{verb} {total.runs} run(s), {total.steps} step(s), {total.points} point(s), "

@@ -5,14 +5,15 @@ from urllib.parse import urlsplit
 
 import click
 
-from cli.components import load_tracker
-from cli.server import (
+from tracker_flavor.config.uris import DEFAULT_UI_URL
+
+from .components import load_tracker
+from .server import (
     check_port_free,
     jobs_option,
     server_command,
     server_environment,
 )
-from tracker_flavor.uris import DEFAULT_UI_URL
 
 
 def links_address(ui_url: str | None) -> tuple[str, int]:

@@ -24,7 +24,7 @@ def fill(backend_uri: str, experiment: str, count: int) -> float:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
-    from tracker_flavor import tags
+    from tracker_flavor.runs import tags
 
     start = time.perf_counter()
     store = SqlAlchemyStore(backend_uri, "mlflow-artifacts:/")

@@ -12,14 +12,14 @@ from typing import Any
 HOOKS = ("prepare_step_run", "get_step_run_metadata", "cleanup_step_run")
 RUN_HOOK = "get_pipeline_run_metadata"
 STORE_VERBS = ("get_", "list_", "create_", "update_", "delete_", "batch_")
-WATCHER_THREAD = "mlflow-plus-finalizer"
+WATCHER_THREAD = "mlflow-plus-watcher"
 
 
 def wait_for_watcher(seconds: float = 60.0) -> None:
     """Wait until the tracker's watcher thread has settled all it watched and ended.
 
-    Call it after a pipeline run: the run's last settlements (the parent's status, issue 14's
-    outputs) then count for that run, and none of them runs beside the next one.
+    Call it after a pipeline run: the run's last settlements (the parent's status, the
+    outputs sent once ZenML published each step) then count for that run, and none of them runs beside the next one.
     """
     for thread in threading.enumerate():
         if thread.name == WATCHER_THREAD:

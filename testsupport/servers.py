@@ -6,7 +6,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cli.server import serves_with_gunicorn
+from tracker_flavor.cli.server import serves_with_gunicorn
 
 
 def free_port() -> int:
@@ -76,7 +76,7 @@ class MlflowServer:
         ssl: tuple[Path, Path] | None = None,
         artifacts_destination: str | None = None,
     ) -> None:
-        from cli.server import server_command, server_environment
+        from tracker_flavor.cli.server import server_command, server_environment
 
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()

@@ -14,7 +14,7 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     """Write key.pem and cert.pem (valid for 127.0.0.1 and localhost); return their paths."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -238,7 +238,7 @@ def register_stack(
     from zenml.client import Client
     from zenml.enums import StackComponentType as Kind
 
-    from cli.main import cli
+    from tracker_flavor.cli.main import cli
 
     result = CliRunner().invoke(cli, ["install"])  # the flavor, as a user registers it
     assert result.exit_code == 0, result.output

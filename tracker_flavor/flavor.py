@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 from zenml.experiment_trackers.base_experiment_tracker import BaseExperimentTrackerFlavor
 
 from tracker_flavor import FlavorIdentity
-from tracker_flavor.config import MLflowPlusConfig
+from tracker_flavor.config.component import MLflowPlusConfig
 
 if TYPE_CHECKING:
     from tracker_flavor.tracker import MLflowPlusExperimentTracker

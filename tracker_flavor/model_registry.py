@@ -10,26 +10,11 @@ from zenml.integrations.mlflow.flavors.mlflow_model_registry_flavor import (
     MLFlowModelRegistryFlavor,
 )
 
-from tracker_flavor import FLAVOR_NAME, FlavorIdentity
+from tracker_flavor import FlavorIdentity
 
 if TYPE_CHECKING:
     from zenml.integrations.mlflow.model_registries.mlflow_model_registry import (
         MLFlowModelRegistry,
-    )
-
-
-def tracker_problem(tracker: object) -> str | None:
-    """Return why a stack's experiment tracker cannot back the registry, or None if it can."""
-    from zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker import (
-        MLFlowExperimentTracker,
-    )
-
-    if isinstance(tracker, MLFlowExperimentTracker):
-        return None
-    return (
-        f"the {FLAVOR_NAME} model registry keeps models in the MLflow store of the stack's "
-        "experiment tracker, which must be an MLflow one: `zenml stack update STACK "
-        f"-e TRACKER` with a tracker of flavor {FLAVOR_NAME} (or mlflow)."
     )
 
 

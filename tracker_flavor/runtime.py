@@ -1,137 +1,62 @@
-"""The tracker's process state, in one object that tests can reset.
+"""The tracker's process state, in one object: every cache, lock, thread and installed patch.
 
 ZenML may run several steps of one tracker at once on a thread pool, and a long-lived process
 (a notebook, a server running pipelines) runs many pipelines: every cache here is bounded, every
-lock map forgets locks nobody holds, and nothing is registered at import time.
+lock map forgets locks nobody holds. Importing changes nothing: `install` puts the runtime's
+hooks and patches into the process (the tracker does, when ZenML builds it), `reset` takes them
+out and starts afresh.
 """
 
+import atexit
 import threading
-from collections import OrderedDict
-from collections.abc import Hashable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Generic, TypeVar
-from uuid import UUID
 
-from tracker_flavor.autologging import Autologging
-from tracker_flavor.batching import Ledgers
-from tracker_flavor.environment import ProcessEnvironment
-from tracker_flavor.finalizer import RunFinalizer
-from tracker_flavor.published import Deliveries
-from tracker_flavor.runs import Parent
-from tracker_flavor.settlement import ParentStatuses
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-CACHE_SIZE = 1024
-"""Entries each cache keeps: far more than the pipeline runs one process works on at once."""
-
-
-class BoundedCache(Generic[K, V]):
-    """A thread-safe mapping that forgets its least recently used entries beyond `size`."""
-
-    def __init__(self, size: int = CACHE_SIZE) -> None:
-        self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        """Return the value of `key`, None if it is not (or no longer) cached."""
-        with self._lock:
-            if key not in self._items:
-                return None
-            self._items.move_to_end(key)
-            return self._items[key]
-
-    def pop(self, key: K) -> V | None:
-        """Forget `key`; return its value, None if it was not cached."""
-        with self._lock:
-            return self._items.pop(key, None)
-
-    def put_new(self, key: K, value: V) -> bool:
-        """Cache `value` under `key` unless it is cached; tell whether it was not."""
-        with self._lock:
-            if key in self._items:
-                return False
-            self._store(key, value)
-            return True
-
-    def put(self, key: K, value: V) -> None:
-        """Cache `value` under `key`, forgetting the oldest entry when full."""
-        with self._lock:
-            self._store(key, value)
-
-    def _store(self, key: K, value: V) -> None:
-        """Cache `value` under `key` as the most recent entry, within the size (lock held)."""
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
-
-class KeyLocks:
-    """One lock per key, kept only while some thread holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[Hashable, tuple[threading.Lock, int]] = {}
-
-    @contextmanager
-    def hold(self, key: Hashable) -> Iterator[None]:
-        """Hold the lock of `key` for the block."""
-        with self._guard:
-            lock, users = self._locks.get(key, (threading.Lock(), 0))
-            self._locks[key] = (lock, users + 1)
-        try:
-            with lock:
-                yield
-        finally:
-            with self._guard:
-                lock, users = self._locks[key]
-                if users == 1:
-                    del self._locks[key]
-                else:
-                    self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        with self._guard:
-            return len(self._locks)
+from tracker_flavor.concurrency.caches import Once
+from tracker_flavor.config.settings_alias import SettingsAlias
+from tracker_flavor.delivery.queue import Ledgers
+from tracker_flavor.mlflow.process import MlflowProcess
+from tracker_flavor.runs.state import RunState
+from tracker_flavor.watcher.after_step import Deliveries
+from tracker_flavor.watcher.watcher import Watcher
 
 
 class Runtime:
-    """What the tracker keeps per process: environment, autologging, caches, ledgers, watchers."""
+    """What the tracker keeps per process, layer by layer, and what it installs in it."""
 
     def __init__(self) -> None:
-        self.environment = ProcessEnvironment()
-        self.autologging = Autologging()
-        self.experiments: BoundedCache[tuple[str, str], str] = BoundedCache()
-        self.parents: BoundedCache[tuple[str, str], Parent] = BoundedCache()
-        self.locks = KeyLocks()
-        self.statuses = ParentStatuses()
-        self.finalizer = RunFinalizer()
-        self.ledgers = Ledgers()
-        self.monitors: BoundedCache[UUID, Any] = BoundedCache()
-        """Each running step's system-metrics sampler (see system_metrics.py)."""
+        self.once = Once()
+        """Warnings given once per process."""
+        self.mlflow = MlflowProcess(self.once)
+        self.runs = RunState(self.mlflow)
+        self.ledgers = Ledgers(self.mlflow.seam, self.mlflow.autologging.lock)
+        self.watcher = Watcher(self.mlflow.autologging.lock)
         self.deliveries = Deliveries()
-        self.deferred: BoundedCache[UUID, tuple[str, float]] = BoundedCache()
-        """A pipeline run's first failure, kept for its first step (see errors.defer)."""
-        self.current_stores: BoundedCache[Path, bool] = BoundedCache()
-        """SQLite stores found at the schema this MLflow needs (see sqlite_store.prepare)."""
-        self._warned: BoundedCache[tuple[Hashable, ...], bool] = BoundedCache()
+        self._settings_alias = SettingsAlias(self.once)
+        self._installed = False
+        self._guard = threading.Lock()
 
-    def first(self, *warning: Hashable) -> bool:
-        """Tell whether this process has not yet given this warning (and now has)."""
-        return self._warned.put_new(warning, True)
+    def install(self) -> None:
+        """Install the runtime's hooks and patches in the process (once; later calls do nothing)."""
+        with self._guard:
+            if self._installed:
+                return
+            self._installed = True
+            self.mlflow.install()
+            self._settings_alias.install()
+            atexit.register(self.at_exit)
+
+    def at_exit(self) -> None:
+        """Let the watcher's delivery in flight finish, then settle what it still watches."""
+        self.deliveries.wait()
+        self.watcher.check()
 
     def reset(self) -> None:
-        """Start afresh (tests): forget every cache; pending watchers are dropped."""
-        self.finalizer.stop()
-        self.deliveries.stop()
+        """Take out what `install` put in and start afresh (tests); pending watches are dropped."""
+        with self._guard:
+            self.watcher.stop()
+            if self._installed:
+                atexit.unregister(self.at_exit)
+                self._settings_alias.uninstall()
+            self.mlflow.uninstall()
         self.__init__()  # type: ignore[misc]
 
 

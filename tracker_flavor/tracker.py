@@ -1,9 +1,8 @@
-"""The `mlflow_plus` experiment tracker: ZenML's step hooks, as glue over the run model's modules.
+"""The `mlflow_plus` experiment tracker: ZenML's step hooks, as glue over the layers below.
 
-Who owns what: connection.py (config → store, environment), plan.py (what a step's runs are),
-parent.py (the parent run), steps.py (a step's runs), settlement.py (statuses), records.py
-(ZenML metadata), runtime.py (process state), outage.py (a step without its server), published.py
-(what is sent once ZenML published a step).
+runs/ decides and opens a step's MLflow runs, delivery/ gets what the step logs there (or into
+the spool), watcher/ settles statuses and sends outputs once ZenML has the final word; the
+process state they share is the runtime's.
 """
 
 import os
@@ -17,14 +16,15 @@ from zenml.logger import get_logger
 from zenml.stack import StackValidator
 from zenml.utils import settings_utils
 
-from tracker_flavor import batching, errors, outage, plan, published, records, steps, system_metrics
-from tracker_flavor.config import MLflowPlusConfig
-from tracker_flavor.connection import Connection, connect, unprotected
-from tracker_flavor.errors import TrackingServerError
-from tracker_flavor.public_api import BuiltinTrackerApi
+from tracker_flavor.builtin_api import BuiltinTrackerApi
+from tracker_flavor.config.settings import MLflowPlusSettings
+from tracker_flavor.delivery import offline, queue
+from tracker_flavor.mlflow.connection import Connection, is_down, unprotected
+from tracker_flavor.mlflow.errors import TrackingServerError
+from tracker_flavor.runs import metadata, plan, steps
+from tracker_flavor.runs.outcome import pipeline_outcome
 from tracker_flavor.runtime import runtime
-from tracker_flavor.settings import MLflowPlusSettings
-from tracker_flavor.status import pipeline_outcome
+from tracker_flavor.watcher import after_step
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -42,13 +42,8 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._steps: dict[UUID, steps.StepRun] = {}
-        self._spools: dict[UUID, outage.StepSpool] = {}
+        self._spools: dict[UUID, offline.StepSpool] = {}
         self._steps_lock = threading.Lock()
-
-    @property
-    def config(self) -> MLflowPlusConfig:  # type: ignore[override]
-        """Return the component's configuration."""
-        return cast(MLflowPlusConfig, self._config)
 
     @property
     def settings_class(self) -> type[MLflowPlusSettings]:
@@ -84,42 +79,34 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             values.update(given.model_dump(exclude_unset=True))
         return MLflowPlusSettings.model_validate(values)
 
-    def connection(self, uri: str | None = None) -> Connection:
-        """Return the connection to the tracker's store, with its secrets resolved now."""
-        return connect(self.config, uri)
-
-    def tracking_uri(self) -> str:
-        """Return the tracking URI: config, else MLFLOW_TRACKING_URI, else the embedded store."""
-        return self.connection().uri
-
-    def _records(self, connection: Connection) -> records.ZenMLRecords:
-        return records.ZenMLRecords(connection, self.id)
-
     def _warn_once(self, connection: Connection) -> None:
         """Warn, once per process and URI, about connections that are not protected."""
         for kind, message in unprotected(connection).items():
-            if runtime.first(connection.uri, kind):
+            if runtime.once.first(connection.uri, kind):
                 logger.warning(message)
 
     # Step hooks
 
     def prepare_step_run(self, info: "StepRunInfo") -> None:
         """Resolve the pipeline run's parent run, open the step's run and make it active."""
-        errors.raise_deferred(info.run_id)
+        process = runtime.mlflow
+        process.deferred.raise_deferred(info.run_id)
         settings = cast(MLflowPlusSettings, self.get_settings(info))
         spooling = settings.on_tracking_outage == "spool"
         connection = self.connection()
         self._warn_once(connection)
         # Held for the whole step (user code logs through it); released in cleanup_step_run.
-        runtime.environment.enter(connection, batching.environment(settings.async_logging))
+        process.environment.enter(connection, queue.environment(settings.async_logging))
         autologging = False
         try:
             step_plan = plan.step_plan(settings, plan.facts_of_step(info), plan.tracking_user())
-            step_spool = outage.StepSpool.of(connection, info) if spooling else None
-            step = outage.start(connection, self.config, self.id, step_plan, step_spool)
-            runtime.autologging.enter(settings.autolog)
+            step_spool = offline.StepSpool.of(connection, info) if spooling else None
+            step = offline.start(
+                connection, self.config, self.id, step_plan, step_spool, runtime.runs
+            )
+            process.autologging.enter(settings.autolog)
             autologging = True
-            # Only now: a batching-thread request while autolog() imports deadlocks (issue 9).
+            # Only now: a batching-thread request while autolog() imports would deadlock.
             if settings.async_logging:
                 grace = settings.outage_grace_seconds
                 wait = step_spool.final_wait(grace) if step_spool is not None else None
@@ -127,14 +114,16 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
                     info.step_run_id, connection.uri, step.run_id, step_plan.queued_params, wait
                 )
             if (sampling := step_plan.sampling) and not (step_spool and step_spool.offline):
-                interval, node = sampling.interval_seconds, sampling.node
-                system_metrics.start(info.step_run_id, step.run_id, connection.uri, interval, node)
+                process.system_metrics.start(
+                    info.step_run_id, step.run_id, connection.uri,
+                    sampling.interval_seconds, sampling.node,
+                )  # fmt: skip
         except BaseException:
-            system_metrics.stop(info.step_run_id)
+            process.system_metrics.stop(info.step_run_id)
             runtime.ledgers.close(info.step_run_id)
             if autologging:
-                runtime.autologging.leave()
-            runtime.environment.leave()
+                process.autologging.leave()
+            process.environment.leave()
             raise
         with self._steps_lock:
             self._steps[info.step_run_id] = step
@@ -143,7 +132,8 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
 
     def get_step_run_metadata(self, info: "StepRunInfo") -> dict[str, "MetadataType"]:
         """Return the step's run link and ids, recorded as ZenML step metadata."""
-        system_metrics.stop(info.step_run_id)  # its last samples go into the ledger counted here
+        # Its last samples go into the ledger counted here.
+        runtime.mlflow.system_metrics.stop(info.step_run_id)
         step = self._steps.get(info.step_run_id)
         if step is None:
             return {}
@@ -166,20 +156,33 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             with runtime.ledgers.delivered(info.step_run_id) as lost:
                 failed = step_failed or lost
                 if step_spool is not None and step_spool.offline:
-                    outage.end(info, step, failed, step_spool, self.config, self.id)
+                    self._end_offline(info, step, failed, step_spool)
                     return
                 try:
-                    # Per-step extras (outputs, lineage) log into step.run_id here, before it ends.
-                    with steps.client(step.connection, self.config) as mlflow:
-                        steps.end(mlflow, step, failed)
+                    with steps.client(step.connection, runtime.mlflow, self.config) as mlflow:
+                        steps.end(mlflow, step, failed, runtime.runs)
                         self._settle(mlflow, info, step, failed)
                 except TrackingServerError:
-                    if step_spool is None or not outage.is_down(step.connection):
+                    if step_spool is None or not is_down(step.connection):
                         raise
-                    outage.end(info, step, failed, step_spool, self.config, self.id)
+                    self._end_offline(info, step, failed, step_spool)
         finally:
-            runtime.autologging.leave()
-            runtime.environment.leave()
+            runtime.mlflow.autologging.leave()
+            runtime.mlflow.environment.leave()
+
+    def _end_offline(
+        self, info: "StepRunInfo", step: steps.StepRun, failed: bool, step_spool: offline.StepSpool
+    ) -> None:
+        """Journal the step's end; once the run is over, deliver the spool if the server is back."""
+        offline.end(info, step, failed, step_spool, runtime.mlflow.seam)
+        was_offline, run_id = step_spool.offline, info.run_id
+        config, component_id = self.config, self.id
+        runtime.watcher.watch(
+            run_id,
+            lambda final: offline.after_run(
+                config, component_id, step, was_offline, run_id, final, runtime.runs
+            ),
+        )
 
     def _settle(
         self, mlflow: "MlflowClient", info: "StepRunInfo", step: steps.StepRun, failed: bool
@@ -191,30 +194,33 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         uri, run_id = step.connection.uri, info.run_id
         if not failed:
             # ZenML saves the outputs after this hook: the step may still fail.
-            runtime.finalizer.watch(
+            runtime.watcher.watch(
                 info.step_run_id,
                 lambda final: self._after_step(uri, step, info, final),
                 kind="step",
             )
         if outcome == "RUNNING":
-            runtime.finalizer.watch(
+            runtime.watcher.watch(
                 run_id,
                 lambda final: steps.settle_after_run(
-                    self.connection(uri), step, run_id, final, runtime
+                    self.connection(uri), step, run_id, final, runtime.runs
                 ),
             )
             return
-        runtime.statuses.settle(mlflow, step.key, outcome, failed_step)
+        runtime.runs.statuses.settle(mlflow, step.key, outcome, failed_step)
 
     def _after_step(
         self, uri: str, step: steps.StepRun, info: "StepRunInfo", final: "ExecutionStatus"
     ) -> None:
         """Once ZenML published the step: send its outputs, or fail its runs if it failed."""
         connection = self.connection(uri)
-        steps.settle_after_step(connection, step, info.pipeline_step_name, final, runtime)
+        steps.settle_after_step(connection, step, info.pipeline_step_name, final, runtime.runs)
         if final.is_successful:
             settings = cast(MLflowPlusSettings, self.get_settings(info))
-            published.after_step(connection, step, info, settings, self.id)
+            after_step.after_step(
+                connection, step, info, settings, self.id, runtime.deliveries,
+                runtime.mlflow.noise,
+            )  # fmt: skip
 
     def get_pipeline_run_metadata(self, run_id: UUID) -> dict[str, "MetadataType"]:
         """Create the parent run when ZenML creates the pipeline run, and return its link."""
@@ -227,18 +233,18 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             return {}
         settings = cast(MLflowPlusSettings, self.get_settings(snapshot))
         connection = self.connection()
-        if settings.on_tracking_outage == "spool" and outage.is_down(connection):
+        if settings.on_tracking_outage == "spool" and is_down(connection):
             return {}  # the steps spool; the link is added when the spool is delivered
-        runtime.environment.enter(connection)
+        process = runtime.mlflow
+        process.environment.enter(connection)
         try:
             spec = plan.parent_spec(settings, plan.facts_of_run(run), plan.tracking_user())
-            with steps.client(connection, self.config) as mlflow:
-                parent = steps.resolve_parent(
-                    mlflow, connection, spec, self._records(connection), runtime
-                )
+            with steps.client(connection, process, self.config) as mlflow:
+                records = metadata.ZenMLRecords(connection, self.id)
+                parent = steps.resolve_parent(mlflow, connection, spec, records, runtime.runs)
         except TrackingServerError as error:
-            errors.defer(run_id, error, connection.limits.bound_seconds())
+            process.deferred.defer(run_id, error, connection.limits.bound_seconds())
             return {}
         finally:
-            runtime.environment.leave()
-        return records.parent_metadata(connection, parent)
+            process.environment.leave()
+        return metadata.parent_metadata(connection, parent)

@@ -5,9 +5,9 @@ import argparse
 from zenml.client import Client
 from zenml.enums import StackComponentType
 
-from cli.components import create_stack_with_tracker
 from examples.quickstart.pipeline import quickstart
 from examples.quickstart.run import main as run_quickstart
+from tracker_flavor.cli.components import create_stack_with_tracker
 
 TRACKER = "mlflow_plus_server"
 

@@ -7,9 +7,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
 from tests.cli.conftest import tracker, zenml_mlflow
 from testsupport.servers import free_port
+from tracker_flavor.cli.main import cli
 
 pytestmark = pytest.mark.integration
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.main import cli
-from cli.reference import render, walk
-from cli.ui import links_address
+from tracker_flavor.cli.main import cli
+from tracker_flavor.cli.reference import render, walk
+from tracker_flavor.cli.ui import links_address
 
 pytestmark = pytest.mark.unit
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_cli_reference_is_generated_from_the_commands():
     assert (ROOT / "docs" / "cli.md").read_text() == render(cli), (
-        "docs/cli.md is stale: run `.venv/bin/python -m cli.reference > docs/cli.md`"
+        "docs/cli.md is stale: run `.venv/bin/python -m tracker_flavor.cli.reference > docs/cli.md`"
     )
 
 

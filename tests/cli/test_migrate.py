@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from zenml.client import Client
 from zenml.enums import StackComponentType
 
-from cli.main import cli
+from tracker_flavor.cli.main import cli
 
 pytestmark = pytest.mark.integration
 

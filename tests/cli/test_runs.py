@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from zenml.client import Client
 
-from cli.main import cli
 from tests.integration.pipelines import failing, linear
+from tracker_flavor.cli.main import cli
 
 pytestmark = pytest.mark.integration
 

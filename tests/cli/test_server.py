@@ -16,11 +16,11 @@ import mlflow
 import pytest
 from zenml.client import Client
 
-from cli.server import DataDir, ServerState, port_in_use
 from tests.cli.conftest import StartedServer, tracker, zenml_mlflow
 from testsupport.proxy import Proxy
 from testsupport.servers import free_port
 from testsupport.tls import self_signed_certificate
+from tracker_flavor.cli.server import DataDir, ServerState, port_in_use
 
 pytestmark = pytest.mark.integration
 

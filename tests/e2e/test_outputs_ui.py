@@ -1,4 +1,4 @@
-"""The MLflow UI shows a step's report and its ZenML datasets (issue 14), in a real Chromium.
+"""The MLflow UI shows a step's report and its ZenML datasets, in a real Chromium.
 
 The screenshots are the ones of docs/what-gets-logged.md (copied from test-artifacts/).
 """

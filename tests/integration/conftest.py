@@ -17,7 +17,7 @@ def zenml_stack(session_dir: Path) -> str:
     from click.testing import CliRunner
     from zenml.client import Client
 
-    from cli.main import cli
+    from tracker_flavor.cli.main import cli
 
     result = CliRunner().invoke(cli, ["install", "--stack", "embedded", "--tracker", TRACKER])
     assert result.exit_code == 0, result.output
@@ -31,9 +31,11 @@ def embedded_client(zenml_stack: str) -> Any:
     from mlflow import MlflowClient
     from zenml.client import Client
 
-    from tracker_flavor.embedded import embedded_tracking_uri
+    from tracker_flavor.mlflow.embedded import embedded_tracking_uri
+    from tracker_flavor.runtime import runtime
 
-    return MlflowClient(embedded_tracking_uri(Client().active_stack.artifact_store.path))
+    path = Client().active_stack.artifact_store.path
+    return MlflowClient(embedded_tracking_uri(path, runtime.mlflow.stores))
 
 
 @pytest.fixture
@@ -77,7 +79,7 @@ def tracker_stack(zenml_stack: str) -> Iterator[Callable[..., str]]:
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
-    from cli.components import create_stack_with_tracker
+    from tracker_flavor.cli.components import create_stack_with_tracker
 
     client = Client()
     created: list[str] = []

@@ -1,4 +1,4 @@
-"""Pipelines with a DataFrame intermediate, an HTML report and a scikit-learn model (issue 14)."""
+"""Pipelines with a DataFrame intermediate, an HTML report and a scikit-learn model."""
 
 from typing import Annotated
 

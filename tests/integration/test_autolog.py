@@ -27,7 +27,7 @@ def server(zenml_stack, session_dir) -> Iterator[MlflowServer]:
 
 
 def test_nested_autolog_with_async_logging_does_not_deadlock(server):
-    """Issue 9: `mlflow.autolog()` importing sklearn raced the batching thread's first request.
+    """`mlflow.autolog()` importing sklearn could race the batching thread's first request.
 
     A fresh process, so sklearn is first imported under autologging's import hooks, as for users.
     """

@@ -1,4 +1,4 @@
-"""Behaviours users of the built-in `mlflow` flavor rely on (issue 11 F2-F5), in real pipelines."""
+"""Behaviours users of the built-in `mlflow` flavor rely on, in real pipelines."""
 
 import logging
 import os
@@ -11,7 +11,7 @@ from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
 from tests.integration.conftest import TRACKER
-from tracker_flavor import tags
+from tracker_flavor.runs import tags
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +29,12 @@ def first() -> int:
 @step
 def delete_parent() -> None:
     """Delete the pipeline run's MLflow parent run, as a user in the MLflow UI could."""
-    from tracker_flavor.embedded import embedded_tracking_uri
+    from tracker_flavor.mlflow.embedded import embedded_tracking_uri
+    from tracker_flavor.runtime import runtime
 
     run = get_step_context().pipeline_run
     parent_id = Client().get_pipeline_run(run.id).run_metadata["mlflow_parent_run_id"]
-    store = embedded_tracking_uri(Client().active_stack.artifact_store.path)
+    store = embedded_tracking_uri(Client().active_stack.artifact_store.path, runtime.mlflow.stores)
     MlflowClient(tracking_uri=store).delete_run(parent_id)
 
 

@@ -11,9 +11,10 @@ import pytest
 from mlflow import MlflowClient
 from zenml.client import Client
 
-from tracker_flavor import parent, runs, tags
-from tracker_flavor.connection import Connection
-from tracker_flavor.coordination import LOCK_PREFIX, creation_lock
+from tracker_flavor.mlflow.connection import Connection
+from tracker_flavor.runs import mlflow_runs as runs
+from tracker_flavor.runs import parent, tags
+from tracker_flavor.runs.creation_lock import LOCK_PREFIX, creation_lock
 from tracker_flavor.runtime import runtime
 
 pytestmark = pytest.mark.integration
@@ -26,15 +27,15 @@ HOLDER = """
 import sys, time
 from mlflow import MlflowClient
 from tests.integration.test_coordination import Records, spec
-from tracker_flavor import parent
-from tracker_flavor.connection import Connection
+from tracker_flavor.runs import parent
+from tracker_flavor.mlflow.connection import Connection
 from tracker_flavor.runtime import runtime
 uri, run_id = sys.argv[1:]
 class Hang(Records):
     def write(self, pipeline_run_id, created):
         print("created", created.run_id, flush=True)
         time.sleep(3600)
-parent.resolve(MlflowClient(uri), Connection(uri), spec(run_id, "killed"), Hang(), runtime)
+parent.resolve(MlflowClient(uri), Connection(uri), spec(run_id, "killed"), Hang(), runtime.runs)
 """
 
 
@@ -80,10 +81,10 @@ def test_a_killed_lock_holder_is_taken_over_at_once(zenml_stack, session_dir):
     assert len(stale) == 2  # the lock and the tag naming its holder
 
     client = MlflowClient(uri)
-    exp = parent.experiment_id(client, Connection(uri), "lock-takeover", runtime)
+    exp = parent.experiment_id(client, Connection(uri), "lock-takeover", runtime.runs)
     records = Records()
     started = time.monotonic()
-    found = parent.resolve(client, Connection(uri), spec(run_id, "taker"), records, runtime)
+    found = parent.resolve(client, Connection(uri), spec(run_id, "taker"), records, runtime.runs)
     assert time.monotonic() - started < 15  # not the 60 s bound on waiting
     assert found.run_id == created and records.written == [created]
     assert [r.info.run_id for r in runs.find_parent_runs(client, exp, run_id)] == [created]

@@ -12,7 +12,8 @@ from tests.integration.test_dynamic import wait_for_status
 from tests.integration.test_performance import SERVER_ENV, active_stack
 from testsupport.proxy import DROP, FAIL, FREEZE, REFUSE, Proxy
 from testsupport.servers import MlflowServer
-from tracker_flavor.ledger import DELIVERED_KEY, UNDELIVERED_KEY
+from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY as DELIVERED_KEY
+from tracker_flavor.runs.metadata import VALUES_NOT_DELIVERED_KEY as UNDELIVERED_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -141,5 +142,5 @@ def test_one_mapped_steps_bad_value_does_not_fail_the_others(faulty, process_sna
     assert rejected == [0] * 7 + [2]  # counted on the step that logged them, only
     assert sum(step.run_metadata[DELIVERED_KEY] for step in mapped.values()) == 8 * 10 + 1
     assert all(step.run_metadata[UNDELIVERED_KEY] == 0 for step in mapped.values())
-    # The finalizer settles a dynamic run's parent just after the run ends.
+    # The watcher settles a dynamic run's parent just after the run ends.
     assert wait_for_status(MlflowClient(server.url), parent_id, "FINISHED") == "FINISHED"

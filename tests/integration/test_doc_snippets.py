@@ -11,7 +11,7 @@ from zenml.enums import ExecutionStatus
 
 from testsupport import docs
 from testsupport.docs import python_block
-from tracker_flavor import tags
+from tracker_flavor.runs import tags
 
 pytestmark = pytest.mark.integration
 

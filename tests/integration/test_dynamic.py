@@ -65,7 +65,7 @@ def test_mapped_steps_on_the_thread_pool(
 
 
 def wait_for_status(client, run_id, status, seconds=20.0):
-    """Poll MLflow for a run's status: the finalizer settles dynamic runs just after they end."""
+    """Poll MLflow for a run's status: the watcher settles dynamic runs just after they end."""
     import time
 
     deadline = time.monotonic() + seconds
@@ -77,7 +77,7 @@ def wait_for_status(client, run_id, status, seconds=20.0):
 def test_one_mapped_step_ending_leaves_autologging_on_for_the_others(
     zenml_stack, embedded_client, process_snapshot
 ):
-    """Issue 10 hazard 1: the first mapped step to end turned autologging off for the process."""
+    """The first mapped step to end must not turn autologging off for the process."""
     from mlflow.utils.autologging_utils import autologging_is_disabled
 
     from tests.integration.pipelines import autolog_overlap

@@ -80,9 +80,10 @@ def parent_runs(artifacts: Path) -> list[object]:
     from mlflow import MlflowClient
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-    from tracker_flavor.embedded import embedded_tracking_uri
+    from tracker_flavor.mlflow.embedded import embedded_tracking_uri
+    from tracker_flavor.runtime import runtime
 
-    client = MlflowClient(embedded_tracking_uri(str(artifacts)))
+    client = MlflowClient(embedded_tracking_uri(str(artifacts), runtime.mlflow.stores))
     experiments = [e.experiment_id for e in client.search_experiments()]
     return [
         run
@@ -112,9 +113,16 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
     )  # fmt: skip
 
 
-PREPARE = (
-    "import sys; from tracker_flavor.embedded import embedded_tracking_uri as u; u(sys.argv[1])"
-)
+# A process opening the embedded store. Only the store's own modules: importing ZenML would
+# replace Python's traceback (whose last line the tests read) with its boxed one.
+PREPARE = """
+import sys
+from tracker_flavor.concurrency.caches import Once
+from tracker_flavor.mlflow.embedded import embedded_tracking_uri
+from tracker_flavor.mlflow.internals import Internals
+from tracker_flavor.mlflow.sqlite_store import LocalStores
+embedded_tracking_uri(sys.argv[1], LocalStores(Internals(Once())))
+"""
 
 
 def test_a_current_store_is_used_without_taking_the_lock(zenml_stack, tmp_path):
@@ -151,7 +159,7 @@ def test_ui_waits_while_another_process_creates_the_store(zenml_stack, tmp_path)
     import psutil
 
     from tests.cli.conftest import BIN
-    from tracker_flavor.sqlite_store import head_revision
+    from tracker_flavor.mlflow.sqlite_store import head_revision
 
     stack_id, artifacts = fresh_embedded_stack(tmp_path)
     artifacts.mkdir(parents=True)
@@ -204,7 +212,9 @@ def test_a_half_migrated_store_is_refused_then_repaired_keeping_every_run(zenml_
     refused = run_python(PREPARE, str(artifacts))
     assert refused.returncode == 1
     error = refused.stderr.strip().splitlines()[-1]
-    assert error.startswith("tracker_flavor.sqlite_store.StoreSchemaError: the MLflow store ")
+    assert error.startswith(
+        "tracker_flavor.mlflow.sqlite_store.StoreSchemaError: the MLflow store "
+    )
     message = error.split(": ", 1)[1]
     assert "has schema revision c8d9e0f1a2b3 and the tables of an interrupted migration" in message
     assert message.endswith(f"zenml-mlflow store repair --db {database}")

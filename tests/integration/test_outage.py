@@ -15,15 +15,18 @@ from mlflow import MlflowClient
 from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
-from cli.main import cli
 from tests.integration import pipelines
 from tests.integration.pipelines import fault_then_log, measured, through_fault
 from tests.integration.test_performance import SERVER_ENV
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
-from tracker_flavor import spool
-from tracker_flavor.ledger import DELIVERED_KEY, SPOOLED_KEY, UNDELIVERED_KEY
-from tracker_flavor.outage import SPOOL_KEY, SYNC_COMMAND_KEY
+from tracker_flavor.cli.main import cli
+from tracker_flavor.delivery import spool
+from tracker_flavor.runs.metadata import SPOOL_KEY
+from tracker_flavor.runs.metadata import SPOOL_SYNC_COMMAND_KEY as SYNC_COMMAND_KEY
+from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY as DELIVERED_KEY
+from tracker_flavor.runs.metadata import VALUES_NOT_DELIVERED_KEY as UNDELIVERED_KEY
+from tracker_flavor.runs.metadata import VALUES_SPOOLED_KEY as SPOOLED_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -238,7 +241,9 @@ def test_a_sync_killed_halfway_and_run_again_delivers_each_point_once(
         server.start()
         env = {**os.environ, "PYTHONPATH": os.getcwd()}
         first = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "sync"], env=env, start_new_session=True
+            [sys.executable, "-m", "tracker_flavor.cli.main", "sync"],
+            env=env,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 120
         while len(list((journal / "acks").glob("*"))) < 8 and time.monotonic() < deadline:

@@ -1,4 +1,4 @@
-"""Outputs, reports, lineage, models and system metrics in MLflow, for real (issue 14)."""
+"""Outputs, reports, lineage, models and system metrics in MLflow, for real."""
 
 import json
 import time
@@ -18,9 +18,11 @@ from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
 from testsupport.probe import Probe
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
-from tracker_flavor import lineage, models, published, tags
+from tracker_flavor.runs import metadata as keys
+from tracker_flavor.runs import tags
 from tracker_flavor.runtime import runtime
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
+from tracker_flavor.watcher import lineage, models
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +48,7 @@ def delivered(step: str, pipeline_name: str) -> Any:
     def account() -> Any:
         run = Client().get_pipeline(pipeline_name).last_run
         step_run = Client().get_run_step(run.steps[step].id)
-        return step_run if published.DELIVERED_KEY in step_run.run_metadata else None
+        return step_run if keys.ARTIFACTS_DELIVERED_KEY in step_run.run_metadata else None
 
     return eventually(account)
 
@@ -59,8 +61,8 @@ def test_embedded_store_and_one_warning_per_skipped_output(zenml_stack, embedded
     listed = [a.path for a in embedded_client.list_artifacts(run_id, "zenml/describe/summary")]
     assert any(path.endswith(".html") for path in listed), listed  # the report, by default
     assert not embedded_client.list_artifacts(run_id, "zenml/load/frame/data")  # too large
-    assert load_run.run_metadata[published.SKIPPED_KEY] == 2  # its files and its report
-    assert step_run.run_metadata[published.SKIPPED_KEY] == 1  # the model no flavor saves
+    assert load_run.run_metadata[keys.ARTIFACTS_SKIPPED_KEY] == 2  # its files and its report
+    assert step_run.run_metadata[keys.ARTIFACTS_SKIPPED_KEY] == 1  # the model no flavor saves
     assert "output 'frame' is not stored in MLflow (track_intermediates)" in caplog.text
     assert "max_artifact_mb=0.0001" in caplog.text
     assert "Output 'summary' is not logged as an MLflow model (log_model)" in caplog.text
@@ -107,8 +109,9 @@ def test_outputs_reports_lineage_model_and_system_metrics_reach_the_server(
     downloaded = Path(client.download_artifacts(run_id, "zenml/load/frame/data", str(tmp_path)))
     assert any(downloaded.rglob("*")), "the DataFrame's files download"
     assert client.list_artifacts(run_id, "zenml/train/model/data")  # track_output: a result
-    assert train_run.run_metadata[published.DELIVERED_KEY] >= 3  # data of model, report; the model
-    assert train_run.run_metadata[published.UNDELIVERED_KEY] == 0
+    # The model's data, the report, and the model.
+    assert train_run.run_metadata[keys.ARTIFACTS_DELIVERED_KEY] >= 3
+    assert train_run.run_metadata[keys.ARTIFACTS_NOT_DELIVERED_KEY] == 0
 
     # Dataset entries name the ZenML artifact versions, inputs and outputs.
     sources = {}
@@ -162,8 +165,8 @@ def test_outputs_reports_lineage_model_and_system_metrics_reach_the_server(
     zenml_model = Client().get_pipeline_run(run.id).model_version
     assert zenml_model is not None
     metadata = Client().zen_store.get_model_version(zenml_model.id).run_metadata
-    assert metadata[models.MODEL_VERSION_KEY] == str(registered.version)
-    assert str(metadata[models.MODEL_VERSION_URL_KEY]).endswith(
+    assert metadata[keys.MODEL_VERSION_KEY] == str(registered.version)
+    assert str(metadata[keys.MODEL_VERSION_URL_KEY]).endswith(
         f"/#/models/{REGISTERED_MODEL}/versions/{registered.version}"
     )
 
@@ -193,7 +196,7 @@ def test_every_option_off_costs_two_requests_per_step_and_the_defaults_two_more(
                 run = pipeline()
         if name == "off":
             assert all(sample.requests <= 2 for sample in steps[1:-1]), steps
-            runtime.finalizer.check()  # the watcher saw every step: it sent nothing
+            runtime.watcher.check()  # the watcher saw every step: it sent nothing
         else:
             for step in run.steps:
                 delivered(step, "bench_linear")

@@ -1,6 +1,8 @@
 """The wheel `uv build` makes: metadata for an index, typing markers, the license, and that it installs."""
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -52,7 +54,7 @@ def test_wheel_metadata_is_ready_for_an_index(wheel):
     )
     classifiers = metadata.get_all("Classifier")
     for classifier in (
-        "Programming Language :: Python :: 3.11",
+        *(f"Programming Language :: Python :: 3.{minor}" for minor in (10, 11, 12, 13)),
         "Typing :: Typed",
         "Development Status :: 3 - Alpha",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
@@ -61,10 +63,11 @@ def test_wheel_metadata_is_ready_for_an_index(wheel):
     assert not [c for c in classifiers if c.startswith("License ::")]  # the expression says it
     urls = dict(url.split(", ", 1) for url in metadata.get_all("Project-URL"))
     assert urls and all(url.startswith("https://") for url in urls.values())
-    assert metadata["Requires-Python"] == "<3.12,>=3.11"
+    assert metadata["Requires-Python"] == "<3.14,>=3.10"
     assert metadata["Description-Content-Type"] == "text/markdown"
-    assert {"tracker_flavor/py.typed", "cli/py.typed"} <= names
-    assert not [name for name in names if name.startswith(("tests/", "docs/", "examples/"))]
+    assert {"tracker_flavor/py.typed", "tracker_flavor/cli/main.py"} <= names
+    # One import package: the command line lives inside it, no bare `cli` beside it.
+    assert {name.split("/")[0] for name in names} == {"tracker_flavor", dist_info}
 
 
 def test_wheel_installs_into_a_fresh_environment_and_works_outside_the_checkout(
@@ -91,3 +94,37 @@ def test_wheel_installs_into_a_fresh_environment_and_works_outside_the_checkout(
         [str(venv / "bin" / "zenml-mlflow"), "--help"], cwd=tmp_path, capture_output=True, text=True
     )
     assert helped.returncode == 0 and "install" in helped.stdout
+    bare = subprocess.run(
+        [python, "-c", "import cli"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert bare.returncode != 0 and "No module named 'cli'" in bare.stderr
+
+
+def installed(python: str) -> dict[str, str]:
+    """Return the name and version of every package in the environment of `python`."""
+    listed = json.loads(uv("pip", "list", "--format", "json", "--python", python))
+    return {package["name"]: package["version"] for package in listed}
+
+
+def test_installing_beside_the_newest_zenml_and_mlflow_changes_none_of_their_packages(
+    wheel, tmp_path, request
+):
+    """A team's venv keeps its versions: the wheel forces no downgrade (nor upgrade) on it."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        requires = Parser().parsestr(archive.read(name).decode()).get_all("Requires-Dist")
+    # The newest releases the wheel accepts, resolved from the index as a user's venv would be.
+    plain = [r for r in requires if ";" not in r]  # not an extra's
+    ranges = [r for r in plain if re.match(r"(zenml|mlflow)[<>=]", r)]
+    assert len(ranges) == 2 and not [r for r in plain if r.startswith("zenml[")], plain
+    venv = tmp_path / "newest"
+    request.addfinalizer(lambda: shutil.rmtree(venv, ignore_errors=True))
+    uv("venv", "--quiet", str(venv), "--python", "python3")
+    python = str(venv / "bin" / "python")
+    uv("pip", "install", "--quiet", "--python", python, *ranges)
+    before = installed(python)
+    uv("pip", "install", "--quiet", "--python", python, str(wheel))
+    after = installed(python)
+    changed = {pkg: (v, after.get(pkg)) for pkg, v in before.items() if after.get(pkg) != v}
+    assert changed == {}
+    assert set(after) - set(before) == {"zenml-mlflow-tracker"}

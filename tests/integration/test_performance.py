@@ -8,13 +8,14 @@ from click.testing import CliRunner
 from mlflow import MlflowClient
 from zenml.client import Client
 
-from cli.main import cli
 from tests.integration.pipelines import outage
 from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
 from testsupport.probe import Probe
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
-from tracker_flavor.ledger import DELIVERED_KEY, UNDELIVERED_KEY
+from tracker_flavor.cli.main import cli
+from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY as DELIVERED_KEY
+from tracker_flavor.runs.metadata import VALUES_NOT_DELIVERED_KEY as UNDELIVERED_KEY
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,7 @@ def proxied(zenml_stack, session_dir) -> Iterator[tuple[MlflowServer, Proxy]]:
 @pytest.mark.parametrize(("nested", "limit"), [(False, 3), (True, 4)])
 def test_requests_per_step_stay_within_the_targets(proxied, process_snapshot, nested, limit):
     server, proxy = proxied
-    # Outputs' reports and lineage (issue 14) are sent after each step, off here: they would
+    # Outputs' reports and lineage are sent after each step, off here: they would
     # land in the next step's count (tests/integration/test_outputs.py measures them).
     off = {"track_reports": False, "lineage": False}
     pipeline = bench_linear.with_options(settings={"experiment_tracker": {"nested": nested, **off}})

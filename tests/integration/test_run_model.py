@@ -5,7 +5,7 @@ from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from tests.integration.pipelines import failing, linear, output_not_saved, partly_failing
-from tracker_flavor import tags
+from tracker_flavor.runs import tags
 
 pytestmark = pytest.mark.integration
 
@@ -139,8 +139,8 @@ def test_a_step_failing_after_the_cleanup_hook_fails_its_runs_and_repair_agrees(
 ):
     from click.testing import CliRunner
 
-    from cli.main import cli
     from tests.integration.test_dynamic import wait_for_status
+    from tracker_flavor.cli.main import cli
 
     pipeline = output_not_saved.with_options(settings={"experiment_tracker": {"nested": True}})
     with pytest.raises(RuntimeError, match="unsaveable"):
@@ -149,13 +149,13 @@ def test_a_step_failing_after_the_cleanup_hook_fails_its_runs_and_repair_agrees(
     assert run.status == "failed" and run.steps["unsaveable"].status == "failed"
     (parent,), children = runs_of(embedded_client, run.id)
     child = children["unsaveable"]
-    # ZenML failed the step after the tracker had ended its runs; the finalizer follows ZenML.
+    # ZenML failed the step after the tracker had ended its runs; the watcher follows ZenML.
     assert wait_for_status(embedded_client, child.info.run_id, "FAILED") == "FAILED"
     assert wait_for_status(embedded_client, parent.info.run_id, "FAILED") == "FAILED"
     assert embedded_client.get_run(parent.info.run_id).data.tags[tags.FAILED_STEP] == "unsaveable"
     assert child.data.metrics == {"computed": 1.0}
 
-    # A process that died before its finalizer ran leaves both FINISHED: the repair fixes both.
+    # A process that died before its watcher ran leaves both FINISHED: the repair fixes both.
     for run_id in (parent.info.run_id, child.info.run_id):
         embedded_client.set_terminated(run_id, "FINISHED")
     result = CliRunner().invoke(cli, ["runs", "output_not_saved", "-n", "1", "--repair"])
@@ -195,7 +195,7 @@ def test_parent_and_child_runs_show_who_created_them_and_the_pipeline_source(
 
 
 def test_unified_steps_see_the_parent_as_their_active_run(zenml_stack, embedded_client):
-    """Issue 10 hazard 5: steps saw a placeholder with an empty name, started "now"."""
+    """Steps must not see a placeholder parent with an empty name, started "now"."""
     from tests.integration.pipelines import active_runs
 
     run = Client().get_pipeline_run(active_runs().id)

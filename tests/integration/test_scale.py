@@ -15,9 +15,9 @@ from testsupport.history import fill
 from testsupport.probe import Probe, StepSample, wait_for_watcher
 from testsupport.proxy import ARTIFACTS, Proxy
 from testsupport.servers import MlflowServer
-from tracker_flavor.polling import statuses
 from tracker_flavor.runtime import runtime
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
+from tracker_flavor.watcher.polling import statuses
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +48,9 @@ def measure(pipeline, proxy: Proxy, width: int) -> tuple[list[StepSample], int]:
     store = type(Client().zen_store)
     with probe.instrumented(MLflowPlusExperimentTracker, store=store), probe.run() as steps:
         before = proxy.total
-        # Issue 14's outputs are sent after each step, on top of the 2-request budget: off here.
+        # The outputs are sent after each step, on top of the 2-request budget: off here.
         run = pipeline.with_options(settings={"experiment_tracker": OFF})(width=width)
-        runtime.finalizer.check()  # settle now what the watcher would settle a few seconds later
+        runtime.watcher.check()  # settle now what the watcher would settle a few seconds later
         requests = proxy.total - before
     assert Client().get_pipeline_run(run.id).status == "completed"
     assert len(steps) == width + 1
@@ -121,7 +121,7 @@ def test_a_run_costs_the_same_requests_whatever_the_runs_in_its_experiment(
     run_into("history-warm-up", proxy)  # what the process does once (loading the stack)
     small, small_bytes, small_calls = run_into("history-small", proxy)
     large, large_bytes, large_calls = run_into("history-large", proxy)
-    # Each kind of request, as often, with issue 14's outputs on (one report per step)...
+    # Each kind of request, as often, with the outputs on (one report per step)...
     assert small == large
     assert small[ARTIFACTS] == HISTORY_STEPS
     # ...answered with about as much: nothing lists the experiment's runs (1,000 runs are ~0.5 MB;

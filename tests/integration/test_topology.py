@@ -20,7 +20,7 @@ from tests.integration.test_run_model import runs_of
 
 pytestmark = pytest.mark.integration
 
-FINALIZER_THREAD = "mlflow-plus-finalizer"
+WATCHER_THREAD = "mlflow-plus-watcher"
 
 
 @step(experiment_tracker=True)
@@ -55,9 +55,9 @@ def chain(steps: int, with_tracker: bool) -> Pipeline:
 class Added:
     calls: int
     """Requests to the ZenML server of a tracked run minus those of the same run untracked,
-    without the finalizer's polls."""
+    without the watcher's polls."""
     polls: int
-    """Requests of the finalizer's thread: polls every 0.5 s until ZenML records a step or run
+    """Requests of the watcher's thread: polls every 0.5 s until ZenML records a step or run
     final (their number depends on ZenML's timing), and settling the MLflow runs."""
 
 
@@ -70,7 +70,7 @@ def added_requests(top, steps: int, monkeypatch) -> Added:
 
     def counted(self, *args, **kwargs):
         nonlocal polls
-        polls += threading.current_thread().name.startswith(FINALIZER_THREAD)  # and its pool
+        polls += threading.current_thread().name.startswith(WATCHER_THREAD)  # and its pool
         return request(self, *args, **kwargs)
 
     monkeypatch.setattr(RestZenStore, "_request", counted)
@@ -79,9 +79,9 @@ def added_requests(top, steps: int, monkeypatch) -> Added:
         top.zenml_proxy.reset()
         polls = 0
         run = chain(steps, with_tracker)()
-        # The finalizer ends its thread once it has settled every step and run: then all of this
+        # The watcher ends its thread once it has settled every step and run: then all of this
         # run's requests, polls included, are counted.
-        wait_for(lambda: FINALIZER_THREAD not in {t.name for t in threading.enumerate()})
+        wait_for(lambda: WATCHER_THREAD not in {t.name for t in threading.enumerate()})
         counts[with_tracker] = top.zenml_proxy.total - polls
         polled += polls
         assert Client().get_pipeline_run(run.id).status == "completed"
@@ -90,7 +90,7 @@ def added_requests(top, steps: int, monkeypatch) -> Added:
 
 
 def test_rest_calls_the_tracker_adds_are_flat_in_steps_and_runs(on_topology, monkeypatch, capsys):
-    """Besides its finalizer's polls, the tracker adds the same REST calls to any run."""
+    """Besides its watcher's polls, the tracker adds the same REST calls to any run."""
     # The first tracked run of a process also loads the stack's components: measured apart.
     sizes = (2, 5, 8, 2)  # the 2 steps again after 6 more runs
     first, *added = [added_requests(on_topology, steps, monkeypatch) for steps in sizes]
@@ -99,10 +99,10 @@ def test_rest_calls_the_tracker_adds_are_flat_in_steps_and_runs(on_topology, mon
     runs = Client().list_pipeline_runs(size=1).total
     with capsys.disabled():
         print(
-            f"\nZenML REST calls the tracker adds (nested), besides the finalizer's: {per_step:g} "
+            f"\nZenML REST calls the tracker adds (nested), besides the watcher's: {per_step:g} "
             f"per step + {per_run:g} per run (5 and 8 steps); 2 steps at the end ({runs} runs): "
             f"{added[2].calls}; first run of the process (2 steps): {first.calls}; "
-            "the finalizer's: "
+            "the watcher's: "
             + ", ".join(
                 f"{a.polls} at {n} steps" for n, a in zip(sizes, [first, *added], strict=True)
             )

@@ -45,7 +45,7 @@ from zenml.orchestrators import LocalOrchestrator
 from zenml.orchestrators.local.local_orchestrator import LocalOrchestratorConfig
 from zenml.stack import Stack
 
-from tracker_flavor.config import MLflowPlusConfig
+from tracker_flavor.config.component import MLflowPlusConfig
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 pytestmark = pytest.mark.integration

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from zenml.utils.secret_utils import is_secret_field
 
-from tracker_flavor.config import MLflowPlusConfig
-from tracker_flavor.settings import MLflowPlusSettings
+from tracker_flavor.config.component import MLflowPlusConfig
+from tracker_flavor.config.settings import MLflowPlusSettings
 
 pytestmark = pytest.mark.unit
 

@@ -1,11 +1,12 @@
-"""No message shows the credentials of a URI (issue 18: delivery errors printed them in full)."""
+"""No message shows the credentials of a URI: errors end up in logs and step metadata."""
 
 import pytest
 from pydantic import SecretStr
 
-from tracker_flavor.connection import Connection
-from tracker_flavor.errors import TrackingServerError, explained
-from tracker_flavor.ledger import Ledger
+from tracker_flavor.delivery.ledger import Ledger
+from tracker_flavor.mlflow.connection import Connection
+from tracker_flavor.mlflow.errors import TrackingServerError, explained
+from tracker_flavor.mlflow.quiet import RequestNoise
 
 pytestmark = pytest.mark.unit
 
@@ -23,13 +24,13 @@ def test_delivery_errors_do_not_show_credentials():
 
 
 def test_unexplained_server_errors_lose_the_credentials_of_their_uri():
-    connection = Connection(URI)
+    connection, noise = Connection(URI), RequestNoise()
     with pytest.raises(TrackingServerError) as error:
-        with explained(connection):
+        with explained(connection, noise):
             raise ValueError(f"API request to {URI}/api/2.0/mlflow/runs/get failed: odd reply")
     assert "s3cret" not in str(error.value) and "odd reply" in str(error.value)
     with pytest.raises(ValueError, match="no URI here"):
-        with explained(connection):
+        with explained(connection, noise):
             raise ValueError("no URI here")
 
 

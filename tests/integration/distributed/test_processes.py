@@ -54,7 +54,7 @@ def test_killed_step_is_repaired_and_its_relaunch_reuses_the_parent(cluster, ses
     from click.testing import CliRunner
     from zenml.orchestrators.publish_utils import publish_failed_step_run
 
-    from cli.main import cli
+    from tracker_flavor.cli.main import cli
 
     marker = session_dir / f"gate-{uuid.uuid4().hex[:6]}"
     marker.write_text("hang")

@@ -52,5 +52,5 @@ def scenario_with_model() -> None:
 
 @pipeline(dynamic=True, enable_cache=False)
 def dynamic_metrics(points: int = 3) -> None:
-    # A dynamic pipeline's parent run is settled by the finalizer thread after the run returns.
+    # A dynamic pipeline's parent run is settled by the watcher thread after the run returns.
     log_metrics(points=points)

@@ -17,9 +17,9 @@ from tests.integration.scenarios.conftest import ADMIN_PASSWORD, ALICE_PASSWORD,
 from tests.integration.scenarios.pipelines import scenario
 from testsupport.proxy import Proxy
 from testsupport.servers import free_port
-from tracker_flavor import steps
-from tracker_flavor.config import MLflowPlusConfig
-from tracker_flavor.errors import TrackingServerError
+from tracker_flavor.config.component import MLflowPlusConfig
+from tracker_flavor.mlflow.errors import TrackingServerError
+from tracker_flavor.runs import steps
 from tracker_flavor.runtime import runtime
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
@@ -40,12 +40,12 @@ def failure(probe: MLflowPlusExperimentTracker, call: Callable[[MlflowClient], o
     connection = probe.connection()
     started = time.monotonic()
     with pytest.raises(TrackingServerError) as error:
-        runtime.environment.enter(connection)
+        runtime.mlflow.environment.enter(connection)
         try:
-            with steps.client(connection, probe.config) as client:
+            with steps.client(connection, runtime.mlflow, probe.config) as client:
                 call(client)
         finally:
-            runtime.environment.leave()
+            runtime.mlflow.environment.leave()
     assert time.monotonic() - started < BOUND_SECONDS
     return str(error.value)
 

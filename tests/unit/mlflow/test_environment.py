@@ -1,0 +1,95 @@
+import os
+import warnings
+
+import mlflow
+import pytest
+from pydantic import SecretStr
+from urllib3.exceptions import InsecureRequestWarning
+
+from tracker_flavor.concurrency.caches import Once
+from tracker_flavor.mlflow.connection import Connection
+from tracker_flavor.mlflow.environment import ProcessEnvironment
+from tracker_flavor.mlflow.internals import Internals
+from tracker_flavor.mlflow.quiet import RequestNoise
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS"):
+        monkeypatch.delenv(name, raising=False)
+    before = mlflow.get_tracking_uri()
+    yield
+    mlflow.set_tracking_uri(before)
+
+
+@pytest.fixture
+def seam():
+    """A seam of the test's own, taking out what it put into MLflow afterwards."""
+    installed = Internals(Once())
+    yield installed
+    installed.uninstall()
+
+
+def environment(seam) -> ProcessEnvironment:
+    return ProcessEnvironment(seam, RequestNoise())
+
+
+def test_last_leave_restores_variables_and_tracking_uri(clean_env, seam, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "false")
+    before = mlflow.get_tracking_uri()
+    env = environment(seam)
+    env.enter(Connection("http://127.0.0.1:9", token=SecretStr("tok")))
+    env.enter(Connection("http://127.0.0.1:9", token=SecretStr("rotated")))
+    assert mlflow.get_tracking_uri() == "http://127.0.0.1:9"
+    assert os.environ["MLFLOW_TRACKING_TOKEN"] == "rotated"
+    assert "MLFLOW_TRACKING_INSECURE_TLS" not in os.environ
+    env.leave()
+    assert os.environ["MLFLOW_TRACKING_TOKEN"] == "rotated"  # another step still runs
+    env.leave()
+    assert "MLFLOW_TRACKING_TOKEN" not in os.environ
+    assert os.environ["MLFLOW_TRACKING_INSECURE_TLS"] == "false"
+    assert mlflow.get_tracking_uri() == before
+    env.leave()  # an extra leave is harmless
+
+
+def test_a_second_tracking_uri_at_the_same_time_is_refused(clean_env, seam):
+    env = environment(seam)
+    env.enter(Connection("http://127.0.0.1:9"))
+    try:
+        with pytest.raises(RuntimeError, match="different tracking URIs"):
+            env.enter(Connection("http://127.0.0.1:10"))
+    finally:
+        env.leave()
+
+
+def test_run_variables_a_platform_set_are_hidden_from_steps_and_restored(
+    clean_env, seam, monkeypatch
+):
+    """MLFLOW_RUN_ID and friends name the platform's own run: a step's start_run would use it."""
+    inherited = {
+        "MLFLOW_RUN_ID": "0123456789abcdef0123456789abcdef",
+        "MLFLOW_EXPERIMENT_ID": "42",
+        "MLFLOW_EXPERIMENT_NAME": "azureml-job",
+    }
+    for name, value in inherited.items():
+        monkeypatch.setenv(name, value)
+    env = environment(seam)
+    env.enter(Connection("http://127.0.0.1:9"))
+    assert not set(inherited) & set(os.environ)
+    env.leave()
+    assert {name: os.environ[name] for name in inherited} == inherited
+
+
+def test_an_insecure_connection_silences_urllib3_for_its_host_only(clean_env, seam):
+    env = environment(seam)
+    with warnings.catch_warnings():
+        env.enter(Connection("https://h.example:5000", insecure_tls=True))
+        env.leave()
+        ignored = [
+            f for f in warnings.filters if f[0] == "ignore" and f[2] is InsecureRequestWarning
+        ]
+        assert [f[1].pattern for f in ignored] == [
+            "Unverified HTTPS request is being made to host 'h\\.example'"
+        ]

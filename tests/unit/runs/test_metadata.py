@@ -1,0 +1,37 @@
+"""One reader and writer of what ZenML records about the MLflow runs."""
+
+import pytest
+from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
+
+from tracker_flavor.mlflow.connection import Connection
+from tracker_flavor.runs import metadata as records
+from tracker_flavor.runs.mlflow_runs import Parent
+
+pytestmark = pytest.mark.unit
+
+CONNECTION = Connection("https://bob:pw@mlflow.example.com")
+PARENT = Parent("p1", "7", "run", 1234)
+
+
+def test_the_parent_record_round_trips_without_credentials():
+    metadata = records.parent_metadata(CONNECTION, PARENT)
+    assert metadata[records.TRACKING_URI_KEY] == "https://mlflow.example.com"
+    assert str(metadata[METADATA_EXPERIMENT_TRACKER_URL]) == (
+        "https://mlflow.example.com/#/experiments/7/runs/p1"
+    )
+    record = records.read(metadata)
+    assert record == records.ParentRecord("p1", "7", "https://mlflow.example.com", 1234)
+    assert record.is_for(CONNECTION, "7")
+
+
+def test_records_of_older_versions_and_other_metadata_are_read_safely():
+    assert records.read({}) is None
+    assert records.read({records.PARENT_RUN_ID_KEY: 3}) is None
+    old = records.read({records.PARENT_RUN_ID_KEY: "p1"})
+    assert old == records.ParentRecord("p1", None, None, None)
+
+
+def test_step_metadata_links_the_step_run_and_names_its_parent():
+    metadata = records.step_metadata(CONNECTION, PARENT, "c1")
+    assert metadata[records.RUN_ID_KEY] == "c1" and metadata[records.PARENT_RUN_ID_KEY] == "p1"
+    assert str(metadata[METADATA_EXPERIMENT_TRACKER_URL]).endswith("/experiments/7/runs/c1")

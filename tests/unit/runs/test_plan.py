@@ -1,0 +1,60 @@
+"""The step plan decides once what a step's runs are, in either mode."""
+
+import pytest
+
+from tracker_flavor.config.settings import MLflowPlusSettings
+from tracker_flavor.runs import tags
+from tracker_flavor.runs.plan import PipelineFacts, Sampling, StepFacts, parent_spec, step_plan
+
+pytestmark = pytest.mark.unit
+
+PIPELINE = PipelineFacts("run-id", "train-2026", "train", "pkg.pipelines", "stack", "0.98")
+STEP = StepFacts(PIPELINE, "fit", "step-id", 2, {"alpha": 0.5})
+
+
+def settings(**values) -> MLflowPlusSettings:
+    return MLflowPlusSettings(**values)
+
+
+def test_the_parent_is_named_after_the_zenml_run_in_the_pipeline_experiment():
+    spec = parent_spec(settings(), PIPELINE, "alice")
+    assert (spec.pipeline_run_id, spec.experiment_name, spec.run_name) == (
+        "run-id", "train", "train-2026",
+    )  # fmt: skip
+    assert spec.tags[tags.PIPELINE_RUN_ID] == "run-id" and spec.tags["mlflow.user"] == "alice"
+    assert spec.tags[tags.STACK] == "stack" and spec.tags["mlflow.source.name"] == "pkg.pipelines"
+    named = parent_spec(
+        settings(experiment_name="e", run_name="r", tags={"k": "v"}), PIPELINE, None
+    )
+    assert (named.experiment_name, named.run_name, named.tags["k"]) == ("e", "r", "v")
+
+
+def test_unified_steps_log_params_and_their_tags_on_the_parent():
+    """In unified mode the parent is the step's run: its `tags` setting goes there."""
+    plan = step_plan(settings(tags={"team": "ml"}), STEP, None)
+    assert not plan.nested
+    assert plan.parent_tags == {"team": "ml", tags.LAST_STEP: "fit"}
+    assert plan.parent_params == {"fit.alpha": "0.5"}
+    assert plan.child_params == plan.queued_params == {}
+
+
+def test_nested_steps_get_a_tagged_child_and_its_params_travel_in_the_first_batch():
+    plan = step_plan(settings(nested=True, tags={"team": "ml"}), STEP, None)
+    assert plan.parent_tags == {tags.LAST_STEP: "fit"} and plan.parent_params == {}
+    assert plan.step_tags[tags.STEP_NAME] == "fit" and plan.step_tags[tags.ATTEMPT] == "2"
+    assert plan.step_tags["team"] == "ml"
+    assert plan.queued_params == {"alpha": "0.5"} and plan.child_params == {}
+    synchronous = step_plan(settings(nested=True, async_logging=False), STEP, None)
+    assert synchronous.child_params == {"alpha": "0.5"} and synchronous.queued_params == {}
+
+
+def test_parameters_are_left_out_when_asked():
+    assert step_plan(settings(log_step_parameters=False), STEP, None).parent_params == {}
+
+
+def test_system_metrics_are_sampled_only_when_asked_named_after_the_step_in_a_shared_run():
+    assert step_plan(settings(), STEP, None).sampling is None
+    unified = step_plan(settings(log_system_metrics=True), STEP, None).sampling
+    assert unified == Sampling(10, "fit")  # steps share the parent: each names its metrics
+    nested = settings(log_system_metrics=True, nested=True, system_metrics_interval_seconds=2)
+    assert step_plan(nested, STEP, None).sampling == Sampling(2, None)

@@ -1,0 +1,133 @@
+"""The watcher settles each watched run once ZenML reports it finished, and never raises."""
+
+import concurrent.futures.thread
+import threading
+import time
+import uuid
+
+import pytest
+from zenml.enums import ExecutionStatus
+
+from tracker_flavor.concurrency.locks import ReadersWriterLock
+from tracker_flavor.watcher.watcher import SETTLE_THREADS, Watcher
+
+pytestmark = pytest.mark.unit
+
+
+class Zenml:
+    """ZenML's answers as the test sets them; counts the reads."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[uuid.UUID, ExecutionStatus] = {}
+        self.reads: list[tuple[list[uuid.UUID], list[uuid.UUID]]] = []
+        self.error: Exception | None = None
+
+    def __call__(self, run_ids, step_ids):
+        self.reads.append((list(run_ids), list(step_ids)))
+        if self.error is not None:
+            raise self.error
+        return {i: self.statuses[i] for i in [*run_ids, *step_ids] if i in self.statuses}
+
+
+@pytest.fixture
+def zenml() -> Zenml:
+    return Zenml()
+
+
+@pytest.fixture
+def watcher(zenml: Zenml):
+    watching = Watcher(ReadersWriterLock(), zenml)
+    yield watching
+    watching.stop()
+
+
+def watched(watcher: Watcher, zenml: Zenml, status=ExecutionStatus.RUNNING, kind="run"):
+    """Watch a new run in `status`; return its id and the statuses it was settled with."""
+    run_id, settled = uuid.uuid4(), []
+    zenml.statuses[run_id] = status
+    watcher.watch(run_id, settled.append, kind)
+    return run_id, settled
+
+
+def test_a_run_is_settled_once_when_zenml_reports_it_finished(watcher, zenml):
+    run_id, settled = watched(watcher, zenml)
+    watcher.check()
+    assert settled == []  # still running
+    zenml.statuses[run_id] = ExecutionStatus.FAILED
+    watcher.check()
+    watcher.check()
+    assert settled == [ExecutionStatus.FAILED]
+
+
+def test_runs_and_steps_are_asked_for_together(watcher, zenml):
+    run_id, _ = watched(watcher, zenml)
+    step_id, _ = watched(watcher, zenml, kind="step")
+    watcher.check()
+    assert ([run_id], [step_id]) in zenml.reads
+
+
+def test_a_run_zenml_no_longer_knows_is_dropped_unsettled(watcher, zenml):
+    run_id, settled = watched(watcher, zenml)
+    del zenml.statuses[run_id]  # the run was deleted
+    watcher.check()
+    zenml.statuses[run_id] = ExecutionStatus.COMPLETED
+    watcher.check()
+    assert settled == []
+
+
+def test_a_failed_read_keeps_the_runs_watched(watcher, zenml, caplog):
+    run_id, settled = watched(watcher, zenml, ExecutionStatus.COMPLETED)
+    zenml.error = ConnectionError("https://user:hunter2@zenml.example down")
+    watcher.check()
+    assert settled == []
+    assert "hunter2" not in caplog.text
+    zenml.error = None
+    watcher.check()
+    assert settled == [ExecutionStatus.COMPLETED]
+
+
+def test_a_failing_settle_neither_raises_nor_stops_the_others(watcher, zenml):
+    def explode(status: ExecutionStatus) -> None:
+        raise RuntimeError("MLflow is down")
+
+    failing = uuid.uuid4()
+    zenml.statuses[failing] = ExecutionStatus.COMPLETED
+    watcher.watch(failing, explode)
+    _, settled = watched(watcher, zenml, ExecutionStatus.COMPLETED)
+    watcher.check()
+    assert settled == [ExecutionStatus.COMPLETED]
+
+
+def test_the_watcher_thread_settles_without_being_asked(watcher, zenml):
+    _, settled = watched(watcher, zenml, ExecutionStatus.COMPLETED)
+    deadline = time.monotonic() + 5
+    while not settled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert settled == [ExecutionStatus.COMPLETED]
+
+
+def test_finished_steps_are_settled_side_by_side_and_their_run_after_them(watcher, zenml):
+    """A wide map's outputs, sent one step at a time, lagged a minute behind its run."""
+    together = threading.Barrier(SETTLE_THREADS, timeout=5)
+    order: list[str] = []
+
+    def step(status: ExecutionStatus) -> None:
+        together.wait()  # breaks unless SETTLE_THREADS steps are settled at once
+        order.append("step")
+
+    run_id, _ = watched(watcher, zenml, ExecutionStatus.COMPLETED)
+    watcher.watch(run_id, lambda status: order.append("run"))
+    for _ in range(SETTLE_THREADS):
+        step_id = uuid.uuid4()
+        zenml.statuses[step_id] = ExecutionStatus.COMPLETED
+        watcher.watch(step_id, step, "step")
+    watcher.check()
+    assert order == ["step"] * SETTLE_THREADS + ["run"]
+
+
+def test_the_exit_check_settles_every_step_without_new_threads(watcher, zenml, monkeypatch):
+    """At interpreter exit no thread may start: the pool refused, and the steps were lost."""
+    monkeypatch.setattr(concurrent.futures.thread, "_shutdown", True)
+    settled = [watched(watcher, zenml, ExecutionStatus.COMPLETED, "step")[1] for _ in range(3)]
+    watcher.check()
+    assert settled == [[ExecutionStatus.COMPLETED]] * 3

@@ -1,0 +1,1 @@
+"""Thread-safe building blocks: bounded caches, per-key locks, a readers-writer lock."""

@@ -1,0 +1,77 @@
+"""The MLflow client environment of the process while steps run, and its exact restoration.
+
+MLflow keeps the tracking URI and its `MLFLOW_*`/`DATABRICKS_*` settings per process, while ZenML
+may run several steps of one tracker at once on a thread pool. The first step to enter applies
+the environment and saves what was there; the last one to leave puts it back, so nothing (and no
+credential) outlives the steps. Run variables a platform set for its own run (`MLFLOW_RUN_ID`,
+...) are cleared the same way, so a step's `mlflow.start_run` never picks them up.
+"""
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from tracker_flavor.mlflow.connection import MANAGED_VARIABLES
+
+if TYPE_CHECKING:
+    from tracker_flavor.mlflow.connection import Connection
+    from tracker_flavor.mlflow.internals import Internals
+    from tracker_flavor.mlflow.quiet import RequestNoise
+
+
+class ProcessEnvironment:
+    """A reference-counted MLflow client environment for the current process."""
+
+    def __init__(self, seam: "Internals", noise: "RequestNoise") -> None:
+        self._seam = seam
+        self._noise = noise
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._tracking_uri: str | None = None
+        self._saved_variables: dict[str, str | None] = {}
+        self._saved_tracking_uri: str | None = None
+
+    def enter(self, connection: "Connection", extra: Mapping[str, str] | None = None) -> None:
+        """Apply the connection's environment (and `extra`) until the matching `leave`.
+
+        With `tracking_insecure_tls`, urllib3's warning per request is off: the tracker warns
+        once.
+        """
+        tracking_uri = connection.uri
+        if connection.insecure_tls:
+            self._noise.skip_unverified_warnings(tracking_uri)
+        variables = {**connection.environment(), **(extra or {})}
+        with self._lock:
+            if self._depth == 0:
+                self._saved_variables = {name: os.environ.get(name) for name in MANAGED_VARIABLES}
+                self._saved_tracking_uri = self._seam.process_tracking_uri()
+                for name in MANAGED_VARIABLES:
+                    os.environ.pop(name, None)
+                self._tracking_uri = tracking_uri
+                self._seam.set_process_tracking_uri(tracking_uri)
+            elif tracking_uri != self._tracking_uri:
+                raise RuntimeError(
+                    "two MLflow trackers with different tracking URIs are running steps in one "
+                    "process at the same time; use one tracker per pipeline, or run the steps "
+                    "in separate processes."
+                )
+            # Later entries refresh the variables, so a rotated secret takes effect.
+            os.environ.update(variables)
+            self._depth += 1
+
+    def leave(self) -> None:
+        """Undo one `enter`; the last one restores the variables and tracking URI saved first."""
+        with self._lock:
+            if self._depth == 0:
+                return
+            self._depth -= 1
+            if self._depth:
+                return
+            self._seam.set_process_tracking_uri(self._saved_tracking_uri)
+            for name, value in self._saved_variables.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            self._tracking_uri = None

@@ -1,0 +1,35 @@
+"""The MLflow state of the process, in one object: everything the steps share in MLflow."""
+
+from tracker_flavor.concurrency.caches import Once
+from tracker_flavor.mlflow.autologging import Autologging
+from tracker_flavor.mlflow.environment import ProcessEnvironment
+from tracker_flavor.mlflow.errors import DeferredFailures, OneLineErrors
+from tracker_flavor.mlflow.internals import Internals
+from tracker_flavor.mlflow.quiet import RequestNoise
+from tracker_flavor.mlflow.sqlite_store import LocalStores
+from tracker_flavor.mlflow.system_metrics import SystemMetrics
+
+
+class MlflowProcess:
+    """The process's MLflow environment, autologging, local stores, samplers and patches."""
+
+    def __init__(self, once: Once) -> None:
+        self.seam = Internals(once)
+        self.noise = RequestNoise()
+        self.environment = ProcessEnvironment(self.seam, self.noise)
+        self.autologging = Autologging()
+        self.stores = LocalStores(self.seam)
+        self.system_metrics = SystemMetrics()
+        self.deferred = DeferredFailures()
+        self.one_line_errors = OneLineErrors()
+
+    def install(self) -> None:
+        """Install the filters and hooks that keep the tracker's output to one line."""
+        self.noise.install()
+        self.one_line_errors.install()
+
+    def uninstall(self) -> None:
+        """Remove what `install` and the seam put into the process."""
+        self.noise.uninstall()
+        self.one_line_errors.uninstall()
+        self.seam.uninstall()

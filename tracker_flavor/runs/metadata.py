@@ -1,0 +1,168 @@
+"""What ZenML records about MLflow runs: every metadata key, and their one reader and writer."""
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from uuid import UUID
+
+from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
+from zenml.metadata.metadata_types import Uri
+
+from tracker_flavor.runs.creation_lock import creation_lock
+
+if TYPE_CHECKING:
+    from zenml.metadata.metadata_types import MetadataType
+
+    from tracker_flavor.mlflow.connection import Connection
+    from tracker_flavor.runs.mlflow_runs import Parent
+
+T = TypeVar("T")
+
+PARENT_RUN_ID_KEY = "mlflow_parent_run_id"
+EXPERIMENT_ID_KEY = "mlflow_experiment_id"
+RUN_ID_KEY = "mlflow_run_id"
+TRACKING_URI_KEY = "mlflow_tracking_uri"
+PARENT_START_KEY = "mlflow_parent_start_time"
+"""Lets steps in other processes show the parent's start time without fetching it."""
+
+# What a step logged, as its delivery ledger accounts it (delivery/ledger.py).
+VALUES_DELIVERED_KEY = "mlflow_values_delivered"
+VALUES_NOT_DELIVERED_KEY = "mlflow_values_not_delivered"
+VALUES_UNCONFIRMED_KEY = "mlflow_values_unconfirmed"
+VALUES_REJECTED_KEY = "mlflow_values_rejected"
+VALUES_SPOOLED_KEY = "mlflow_values_spooled"
+# Where a step's spool is, and the command that delivers it (delivery/offline.py).
+SPOOL_KEY = "mlflow_spool"
+SPOOL_SYNC_COMMAND_KEY = "mlflow_spool_sync_command"
+# What was sent once ZenML published the step (watcher/after_step.py).
+ARTIFACTS_DELIVERED_KEY = "mlflow_artifacts_delivered"
+ARTIFACTS_NOT_DELIVERED_KEY = "mlflow_artifacts_not_delivered"
+ARTIFACTS_SKIPPED_KEY = "mlflow_artifacts_skipped"
+# On the pipeline's ZenML model version: the MLflow model version registered from its output.
+REGISTERED_MODEL_KEY = "mlflow_registered_model"
+MODEL_VERSION_KEY = "mlflow_model_version"
+MODEL_VERSION_URL_KEY = "mlflow_model_version_url"
+
+
+@dataclass(frozen=True)
+class ParentRecord:
+    """The parent run a ZenML pipeline run's metadata points at."""
+
+    run_id: str
+    experiment_id: str | None
+    tracking_uri: str | None
+    start_time: int | None
+
+    def is_for(self, connection: "Connection", experiment_id: str) -> bool:
+        """Tell whether the record was written for this store and experiment."""
+        return self.tracking_uri == connection.shown and self.experiment_id == experiment_id
+
+
+def read(metadata: Mapping[str, Any]) -> ParentRecord | None:
+    """Return the parent recorded in a pipeline run's metadata, None if there is none."""
+    parent_id = metadata.get(PARENT_RUN_ID_KEY)
+    if not isinstance(parent_id, str):
+        return None
+    experiment_id, uri, start = (
+        metadata.get(EXPERIMENT_ID_KEY),
+        metadata.get(TRACKING_URI_KEY),
+        metadata.get(PARENT_START_KEY),
+    )
+    return ParentRecord(
+        parent_id,
+        experiment_id if isinstance(experiment_id, str) else None,
+        uri if isinstance(uri, str) else None,
+        start if isinstance(start, int) else None,
+    )
+
+
+def parent_metadata(connection: "Connection", parent: "Parent") -> dict[str, "MetadataType"]:
+    """Return the pipeline-run metadata that points at the parent run."""
+    metadata: dict[str, MetadataType] = {
+        METADATA_EXPERIMENT_TRACKER_URL: Uri(connection.link(parent.experiment_id, parent.run_id)),
+        PARENT_RUN_ID_KEY: parent.run_id,
+        EXPERIMENT_ID_KEY: parent.experiment_id,
+        TRACKING_URI_KEY: connection.shown,
+    }
+    if parent.start_time is not None:
+        metadata[PARENT_START_KEY] = parent.start_time
+    return metadata
+
+
+def step_metadata(
+    connection: "Connection", parent: "Parent", run_id: str
+) -> dict[str, "MetadataType"]:
+    """Return the step-run metadata that points at the step's run and its parent."""
+    return {
+        METADATA_EXPERIMENT_TRACKER_URL: Uri(connection.link(parent.experiment_id, run_id)),
+        RUN_ID_KEY: run_id,
+        EXPERIMENT_ID_KEY: parent.experiment_id,
+        PARENT_RUN_ID_KEY: parent.run_id,
+        TRACKING_URI_KEY: connection.shown,
+    }
+
+
+def record_step(component_id: UUID, step_run_id: UUID, metadata: dict[str, "MetadataType"]) -> None:
+    """Add metadata to a ZenML step run, on behalf of a tracker component."""
+    from zenml.client import Client
+    from zenml.enums import MetadataResourceTypes
+    from zenml.models import RunMetadataResource
+
+    Client().create_run_metadata(
+        metadata=metadata,
+        resources=[RunMetadataResource(id=step_run_id, type=MetadataResourceTypes.STEP_RUN)],
+        stack_component_id=component_id,
+    )
+
+
+class ParentRecords(Protocol):
+    """Where the parent run of a ZenML run is recorded, and its creation coordinated."""
+
+    def read(self, pipeline_run_id: str) -> ParentRecord | None:
+        """Return the recorded parent of a ZenML run."""
+
+    def write(self, pipeline_run_id: str, parent: "Parent") -> None:
+        """Record the parent of a ZenML run."""
+
+    def lock(
+        self, pipeline_run_id: str, recorded: Callable[[], T | None]
+    ) -> AbstractContextManager[T | None]:
+        """Hold the lock on creating the run's parent; yield one recorded meanwhile."""
+
+
+@dataclass(frozen=True)
+class ZenMLRecords:
+    """Parent records as ZenML pipeline-run metadata, written on behalf of a tracker component."""
+
+    connection: "Connection"
+    component_id: UUID
+
+    def read(self, pipeline_run_id: str) -> ParentRecord | None:
+        """Return the recorded parent of a ZenML run."""
+        from zenml.client import Client
+
+        run = Client().zen_store.get_run(UUID(pipeline_run_id), hydrate=True)
+        return read(run.run_metadata)
+
+    def write(self, pipeline_run_id: str, parent: "Parent") -> None:
+        """Record the parent of a ZenML run."""
+        from zenml.client import Client
+        from zenml.enums import MetadataResourceTypes
+        from zenml.models import RunMetadataResource
+
+        Client().create_run_metadata(
+            metadata=parent_metadata(self.connection, parent),
+            resources=[
+                RunMetadataResource(
+                    id=UUID(pipeline_run_id), type=MetadataResourceTypes.PIPELINE_RUN
+                )
+            ],
+            stack_component_id=self.component_id,
+        )
+
+    def lock(
+        self, pipeline_run_id: str, recorded: Callable[[], T | None]
+    ) -> AbstractContextManager[T | None]:
+        """Hold the cross-process lock on creating the run's parent (see coordination.py)."""
+        return creation_lock(pipeline_run_id, recorded)

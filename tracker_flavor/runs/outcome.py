@@ -1,0 +1,192 @@
+"""The parent run's status: the outcome rule, the failed-step rule, and the one status writer.
+
+It also holds what ZenML recorded about the run's steps and the one ZenML-to-MLflow status map.
+
+The hooks, the watcher, the spool's catch-up and `zenml-mlflow runs --repair` all settle a parent
+through `settle_parent`; the hooks and the watcher share one `ParentStatuses`, so a status is
+written once per process even when step threads and the watcher's thread settle at once.
+
+What ZenML is asked costs the same whatever the width of the run: no step lists the run's steps.
+A step with downstream steps, and any step of a dynamic pipeline, decides without asking ZenML
+at all (a dynamic run is settled once, by the watcher in the process that ran its steps). A leaf
+of a static pipeline asks ZenML for counts (pages of one item) and, only when steps failed, for
+at most `FAILED_PAGE` of them and the newest attempt of each it checks.
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
+
+from tracker_flavor.concurrency.caches import BoundedCache
+from tracker_flavor.concurrency.locks import KeyLocks
+from tracker_flavor.runs import tags
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from zenml.enums import ExecutionStatus
+    from zenml.models import PipelineSnapshotResponse, StepRunResponse
+    from zenml.zen_stores.base_zen_store import BaseZenStore
+
+    from tracker_flavor.mlflow.rest import RunSettler
+
+Outcome = Literal["RUNNING", "FINISHED", "FAILED"]
+FinalStatus = Literal["FINISHED", "FAILED"]
+
+KNOWN_STATUSES = 4096
+"""Parent statuses a process remembers writing (bounded for long-lived processes)."""
+FAILED_PAGE = 20
+"""Failed steps a leaf checks for a newer attempt; beyond them the watcher decides."""
+SETTLED = ("completed", "cached", "skipped")
+"""Statuses of a step whose latest attempt ended well (ZenML's `is_successful`)."""
+
+
+def final_status(status: "ExecutionStatus") -> FinalStatus | None:
+    """Return the MLflow status of a finished ZenML run or step, None while it is not over."""
+    if not status.is_finished:
+        return None
+    return "FINISHED" if status.is_successful else "FAILED"
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a leaf step needs to know about the other steps of its run."""
+
+    settled: int
+    """Steps whose latest attempt ended well (the current step, still running, not included)."""
+    failed: str | None
+    """The first failed step (by name) whose newest attempt failed, if any."""
+
+
+def decide(counts: Counts, expected: int) -> tuple[Outcome, str | None]:
+    """Return the outcome once a leaf step ended well, from the counts of the other steps."""
+    if counts.failed:
+        return "FAILED", counts.failed
+    if counts.settled + 1 >= expected:  # + 1: the current step
+        return "FINISHED", None
+    return "RUNNING", None
+
+
+def is_leaf(snapshot: "PipelineSnapshotResponse", step_name: str) -> bool:
+    """Tell whether no step of a static pipeline runs after `step_name`."""
+    spec = snapshot.pipeline_spec
+    return not (spec and any(step_name in s.upstream_steps for s in spec.steps))
+
+
+def expected_steps(snapshot: "PipelineSnapshotResponse") -> int:
+    """Return the number of steps of a static pipeline (its spec lists them all)."""
+    spec = snapshot.pipeline_spec
+    return len(spec.steps) if spec else len(snapshot.step_configurations)
+
+
+def pipeline_outcome(
+    run_id: UUID,
+    snapshot: "PipelineSnapshotResponse",
+    current_step: str,
+    current_failed: bool,
+) -> tuple[Outcome, str | None]:
+    """Return the parent run's status once `current_step` has ended, and the failed step if any."""
+    if current_failed:
+        return "FAILED", current_step
+    if snapshot.is_dynamic or not is_leaf(snapshot, current_step):
+        # Later steps will run, or (dynamic) no step can know it is the last one.
+        return "RUNNING", None
+    return decide(count_steps(run_id), expected_steps(snapshot))
+
+
+def step_pages(run_id: UUID, store: "BaseZenStore | None" = None) -> Callable[..., Any]:
+    """Return a function listing one small page of the latest attempts of a run's steps."""
+    from zenml.client import Client
+    from zenml.models import StepRunFilter
+
+    store = store or Client().zen_store
+
+    def page(size: int, sort_by: str = "created", **filters: Any) -> Any:
+        return store.list_run_steps(
+            StepRunFilter(
+                pipeline_run_id=run_id, exclude_retried=True, size=size, sort_by=sort_by, **filters
+            )
+        )
+
+    return page
+
+
+def count_steps(run_id: UUID) -> Counts:
+    """Ask ZenML how the latest attempts of a run's steps stand, in a few small queries."""
+    page = step_pages(run_id)
+    settled = page(1, status=_oneof(SETTLED)).total
+    failed = page(FAILED_PAGE, sort_by="asc:name", status="failed")
+    return Counts(settled=settled, failed=first_still_failed(failed.items, page))
+
+
+def first_failed_step(run_id: UUID, store: "BaseZenStore | None" = None) -> str | None:
+    """Return the first (by name) failed step of a finished ZenML run, in a few small queries."""
+    page = step_pages(run_id, store)
+    return first_still_failed(page(FAILED_PAGE, sort_by="asc:name", status="failed").items, page)
+
+
+def first_still_failed(failed: "list[StepRunResponse]", page: Callable[..., Any]) -> str | None:
+    """Return the first failed step whose newest attempt failed too (a relaunch may follow)."""
+    for step in failed:
+        newest = page(1, sort_by="desc:version", name=step.name).items
+        if not newest or newest[0].version <= step.version:
+            return step.name
+    return None
+
+
+def _oneof(values: tuple[str, ...]) -> str:
+    """Return a ZenML `oneof:` filter value."""
+    return f"oneof:{json.dumps(list(values))}"
+
+
+def settle_parent(
+    settler: "RunSettler",
+    parent_id: str,
+    status: FinalStatus,
+    failed_step: str | None,
+    *,
+    current: str | None = None,
+    current_failed_step: str | None = None,
+    end_time: int | None = None,
+) -> bool:
+    """Give the parent its final status and failed step; tell whether the status changed.
+
+    Only what differs from `current` (its status, when known) and `current_failed_step` is
+    written; `end_time` (milliseconds) is when the run ended, now when not given.
+    """
+    if failed_step and failed_step != current_failed_step:
+        settler.set_tag(parent_id, tags.FAILED_STEP, failed_step, synchronous=True)
+    if status == current:
+        return False
+    settler.set_terminated(parent_id, status, end_time)
+    return True
+
+
+class ParentStatuses:
+    """The statuses this process gave parent runs, so each is written once (thread-safe)."""
+
+    def __init__(self, size: int = KNOWN_STATUSES) -> None:
+        self._known: BoundedCache[tuple[str, str], str] = BoundedCache(size)
+        # Held across the status requests, per parent: its writes must reach MLflow in the order
+        # they were decided (a later FAILED after FINISHED), and each only once.
+        self._writing = KeyLocks()
+
+    def settle(
+        self, settler: "RunSettler", key: tuple[str, str], status: FinalStatus, failed: str | None
+    ) -> None:
+        """Settle the parent `key` (URI, run id) unless this process already gave it `status`."""
+        with self._writing.hold(key):
+            if self._known.get(key) == status:
+                return
+            settle_parent(settler, key[1], status, failed)
+            self._known.put(key, status)
+
+    def reopen(self, client: "MlflowClient", key: tuple[str, str], seen: str | None) -> None:
+        """Mark a FINISHED parent RUNNING again: its ZenML run is running again (resumed)."""
+        with self._writing.hold(key):
+            if seen is not None:
+                self._known.put(key, seen)
+            if self._known.get(key) == "FINISHED":
+                client.update_run(key[1], status="RUNNING")
+                self._known.put(key, "RUNNING")

@@ -1,0 +1,186 @@
+"""The step plan: what a step's MLflow runs are, decided once from settings and step facts.
+
+Pure functions over plain data (like ZenML's wandb integration builds its run arguments): the
+unified/nested and async decisions, the names, tags and params of the parent and the step's run,
+how its system metrics are sampled.
+`facts_of_step`/`facts_of_run` read the facts off ZenML's objects.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tracker_flavor.runs import tags
+from tracker_flavor.runs.params import step_params
+from tracker_flavor.runs.parent import ParentSpec
+
+if TYPE_CHECKING:
+    from zenml.config.step_run_info import StepRunInfo
+    from zenml.models import PipelineRunResponse, PipelineSnapshotResponse
+
+    from tracker_flavor.config.settings import MLflowPlusSettings
+
+
+@dataclass(frozen=True)
+class PipelineFacts:
+    """What the plan needs to know about a ZenML pipeline run."""
+
+    run_id: str
+    run_name: str
+    pipeline_name: str
+    source: str | None = None
+    stack: str = ""
+    zenml_version: str = ""
+
+
+@dataclass(frozen=True)
+class StepFacts:
+    """What the plan needs to know about one step attempt."""
+
+    pipeline: PipelineFacts
+    step_name: str
+    step_run_id: str
+    attempt: int
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a step's system metrics are sampled (see system_metrics.py)."""
+
+    interval_seconds: float
+    node: str | None
+    """The step's name in unified mode, where steps share the parent run; None in its own run."""
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """The MLflow runs of one step attempt and what is logged on them when it starts."""
+
+    parent: ParentSpec
+    nested: bool
+    autolog: bool
+    async_logging: bool
+    step_name: str
+    step_tags: Mapping[str, str]
+    """The tags of the step's child run (nested mode)."""
+    parent_tags: Mapping[str, str]
+    """Logged on the parent when the step starts: the last step, and in unified mode the
+    step's own `tags` setting."""
+    parent_params: Mapping[str, str]
+    child_params: Mapping[str, str]
+    """Logged on the child run right after it is created (nested, synchronous logging)."""
+    queued_params: Mapping[str, str]
+    """Sent in the step's first batch instead (nested, async logging): one request less."""
+    sampling: Sampling | None
+    """System metrics, if the settings ask for them."""
+
+
+def parent_spec(
+    settings: "MLflowPlusSettings", facts: PipelineFacts, user: str | None
+) -> ParentSpec:
+    """Return the parent run of a pipeline run: its experiment, name and tags."""
+    return ParentSpec(
+        pipeline_run_id=facts.run_id,
+        experiment_name=settings.experiment_name or facts.pipeline_name,
+        run_name=settings.run_name or facts.run_name,
+        tags={
+            **tags.run_context(facts.source, facts.pipeline_name, user),
+            **settings.tags,
+            tags.PIPELINE_RUN_ID: facts.run_id,
+            tags.PIPELINE_NAME: facts.pipeline_name,
+            tags.RUN_NAME: facts.run_name,
+            tags.STACK: facts.stack,
+            tags.ZENML_VERSION: facts.zenml_version,
+        },
+    )
+
+
+def step_plan(settings: "MLflowPlusSettings", facts: StepFacts, user: str | None) -> StepPlan:
+    """Return the plan of one step attempt (its settings name the parent too: it may create it)."""
+    pipeline = facts.pipeline
+    step_tags = {
+        **tags.run_context(pipeline.source, pipeline.pipeline_name, user),
+        **settings.tags,
+        tags.PIPELINE_RUN_ID: pipeline.run_id,
+        tags.STEP_NAME: facts.step_name,
+        tags.STEP_RUN_ID: facts.step_run_id,
+        tags.ATTEMPT: str(facts.attempt),
+        tags.ZENML_VERSION: pipeline.zenml_version,
+    }
+    params: dict[str, str] = {}
+    if settings.log_step_parameters:
+        params = step_params(facts.parameters, prefix="" if settings.nested else facts.step_name)
+    last_step = {tags.LAST_STEP: facts.step_name}
+    nested, queued = settings.nested, settings.nested and settings.async_logging
+    sampling = None
+    if settings.log_system_metrics:
+        node = None if nested else facts.step_name
+        sampling = Sampling(settings.system_metrics_interval_seconds, node)
+    return StepPlan(
+        parent=parent_spec(settings, pipeline, user),
+        nested=nested,
+        autolog=settings.autolog,
+        async_logging=settings.async_logging,
+        step_name=facts.step_name,
+        step_tags=step_tags,
+        parent_tags=last_step if nested else {**settings.tags, **last_step},
+        parent_params={} if nested else params,
+        child_params=params if nested and not queued else {},
+        queued_params=params if queued else {},
+        sampling=sampling,
+    )
+
+
+def facts_of_step(info: "StepRunInfo") -> StepFacts:
+    """Read the plan's facts off ZenML's step run info."""
+    return StepFacts(
+        pipeline=PipelineFacts(
+            run_id=str(info.run_id),
+            run_name=info.run_name,
+            pipeline_name=info.pipeline.name,
+            source=_source(info.snapshot),
+            stack=_stack(info.snapshot),
+            zenml_version=_zenml_version(),
+        ),
+        step_name=info.pipeline_step_name,
+        step_run_id=str(info.step_run_id),
+        attempt=info.step_run.version,
+        parameters=info.config.parameters,
+    )
+
+
+def facts_of_run(run: "PipelineRunResponse") -> PipelineFacts:
+    """Read the plan's facts off a ZenML pipeline run."""
+    snapshot = run.snapshot
+    return PipelineFacts(
+        run_id=str(run.id),
+        run_name=run.name,
+        pipeline_name=snapshot.pipeline_configuration.name if snapshot else "",
+        source=_source(snapshot),
+        stack=_stack(snapshot),
+        zenml_version=_zenml_version(),
+    )
+
+
+def _source(snapshot: "PipelineSnapshotResponse | None") -> str | None:
+    spec = snapshot.pipeline_spec if snapshot else None
+    return spec.source.import_path if spec and spec.source else None
+
+
+def _stack(snapshot: "PipelineSnapshotResponse | None") -> str:
+    return snapshot.stack.name if snapshot and snapshot.stack else ""
+
+
+def _zenml_version() -> str:
+    """Return the running ZenML version (the built-in flavor's marker tag value)."""
+    import zenml
+
+    return str(zenml.__version__)
+
+
+def tracking_user() -> str | None:
+    """Return the tracking username MLflow's run context would use (environment, then file)."""
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    return read_mlflow_creds().username

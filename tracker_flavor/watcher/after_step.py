@@ -1,0 +1,286 @@
+"""What the tracker sends to MLflow once ZenML has published a step: outputs, lineage, model.
+
+ZenML 0.98's step runner calls the tracker's hooks (`get_step_run_metadata`, `cleanup_step_run`)
+before it materializes the step's outputs, and publishes them last. So this runs when the
+tracker's watcher sees the step COMPLETED, in the process that ran it: the artifact versions
+then have their ids, versions, files and visualizations, and nothing is materialized twice.
+"""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from zenml.logger import get_logger
+
+from tracker_flavor.config.uris import redact_credentials
+from tracker_flavor.mlflow.errors import explained
+from tracker_flavor.runs import metadata
+from tracker_flavor.watcher import lineage, models, outputs
+from tracker_flavor.watcher.publisher import log_inputs, publisher
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from zenml.config.step_run_info import StepRunInfo
+    from zenml.metadata.metadata_types import MetadataType
+    from zenml.models import StepRunResponse
+
+    from tracker_flavor.config.settings import MLflowPlusSettings
+    from tracker_flavor.mlflow.connection import Connection
+    from tracker_flavor.mlflow.quiet import RequestNoise
+    from tracker_flavor.runs.steps import StepRun
+    from tracker_flavor.watcher.publisher import Publisher
+
+logger = get_logger(__name__)
+
+UNDELIVERED_TAG = "zenml.artifacts_not_delivered"
+
+
+def wanted(settings: "MLflowPlusSettings") -> bool:
+    """Tell whether the settings ask for anything after the step (else it costs nothing)."""
+    return bool(
+        settings.track_output
+        or settings.track_reports
+        or settings.track_intermediates
+        or settings.lineage
+        or settings.log_model
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """The MLflow run a step's outputs go to, and what ZenML records about it."""
+
+    run_id: str
+    ui_base: str
+    run_metadata: dict[str, "MetadataType"]
+    """Recorded on each output artifact version (the run's link and ids)."""
+
+
+def artifact_refs(step_run: "StepRunResponse") -> list[lineage.ArtifactRef]:
+    """Return the step run's input and output artifact versions."""
+    refs = []
+    for role, slots in (("input", step_run.inputs), ("output", step_run.outputs)):
+        for slot, versions in slots.items():
+            for version in versions:
+                refs.append(
+                    lineage.ArtifactRef(
+                        id=str(version.id), name=version.artifact.name,
+                        version=str(version.version), uri=version.uri,
+                        role="input" if role == "input" else "output", slot=slot,
+                    )
+                )  # fmt: skip
+    return refs
+
+
+def planned_outputs(step_run: "StepRunResponse", consumed: set[str]) -> list[outputs.Output]:
+    """Return the step run's outputs as the upload plan sees them."""
+    return [
+        outputs.Output(
+            name=name,
+            uri=version.uri,
+            consumed=name in consumed,
+            reports=tuple((v.uri, str(v.type)) for v in version.visualizations or []),
+        )
+        for name, versions in step_run.outputs.items()
+        for version in versions[:1]
+    ]
+
+
+EXIT_WAIT_SECONDS = 120.0
+"""How long the process's exit waits for a step's outputs that are being sent."""
+
+
+class Deliveries:
+    """The deliveries under way in the process, which its exit waits for (runtime state)."""
+
+    def __init__(self) -> None:
+        self._sending = 0
+        self._idle = threading.Condition()
+        self.datasets = threading.Lock()
+        """One dataset write at a time in this process, so its own steps never race each other."""
+
+    @contextmanager
+    def counted(self) -> Iterator[None]:
+        """Count a delivery in flight for the exit's wait."""
+        with self._idle:
+            self._sending += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._sending -= 1
+                self._idle.notify_all()
+
+    def wait(self, timeout: float = EXIT_WAIT_SECONDS) -> bool:
+        """Let a delivery on the watcher thread finish; tell whether none is left.
+
+        The watcher's exit check sends what it still has pending itself, but not what its
+        daemon thread is sending at that moment; a daemon thread cut off at shutdown can abort
+        the process.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._sending == 0, timeout=timeout)
+
+
+def deliver(
+    publisher: "Publisher",
+    info: "StepRunInfo",
+    settings: "MLflowPlusSettings",
+    target: Target,
+    deliveries: Deliveries,
+) -> dict[str, "MetadataType"]:
+    """Send the published step's outputs, lineage and model; return the account as metadata."""
+    with deliveries.counted():
+        return _deliver(publisher, info, settings, target, deliveries)
+
+
+def _deliver(
+    publisher: "Publisher",
+    info: "StepRunInfo",
+    settings: "MLflowPlusSettings",
+    target: Target,
+    deliveries: Deliveries,
+) -> dict[str, "MetadataType"]:
+    from zenml.client import Client
+
+    zenml = Client()
+    step_run = zenml.zen_store.get_run_step(info.step_run_id, hydrate=True)
+    step_name = info.pipeline_step_name
+    account = outputs.Account()
+    consumed = outputs.consumed_outputs(info.snapshot, step_name)
+    uploads = outputs.plan(settings, step_name, planned_outputs(step_run, consumed))
+    outputs.upload(publisher, target.run_id, uploads, settings.max_artifact_mb, account)
+    if settings.lineage:
+        refs = artifact_refs(step_run)
+        try:
+            if refs:
+                datasets = lineage.dataset_inputs(step_name, refs)
+                log_inputs(publisher, target.run_id, datasets, deliveries.datasets)
+                account.delivered += 1
+        except Exception as error:  # counted like an upload that did not arrive
+            logger.warning(
+                "Could not record the datasets of step %r on MLflow run %s (lineage): %s",
+                step_name,
+                target.run_id,
+                redact_credentials(str(error)),
+            )
+            account.not_delivered.append("datasets (lineage)")
+        _record_on_artifacts(step_run, target.run_metadata)
+    if settings.log_model:
+        _log_model(publisher, info, step_run, settings, target, account)
+    if account.not_delivered:
+        publisher.set_tag(target.run_id, UNDELIVERED_TAG, ", ".join(account.not_delivered))
+    return {
+        metadata.ARTIFACTS_DELIVERED_KEY: account.delivered,
+        metadata.ARTIFACTS_NOT_DELIVERED_KEY: len(account.not_delivered),
+        metadata.ARTIFACTS_SKIPPED_KEY: account.skipped,
+    }
+
+
+def _record_on_artifacts(
+    step_run: "StepRunResponse", run_metadata: dict[str, "MetadataType"]
+) -> None:
+    """Give every output artifact version the MLflow run's link and ids (one ZenML request)."""
+    from zenml.client import Client
+    from zenml.enums import MetadataResourceTypes
+    from zenml.models import RunMetadataResource
+
+    resources = [
+        RunMetadataResource(id=version.id, type=MetadataResourceTypes.ARTIFACT_VERSION)
+        for versions in step_run.outputs.values()
+        for version in versions
+    ]
+    if resources:
+        Client().create_run_metadata(metadata=run_metadata, resources=resources)
+
+
+def _log_model(
+    publisher: "Publisher",
+    info: "StepRunInfo",
+    step_run: "StepRunResponse",
+    settings: "MLflowPlusSettings",
+    target: Target,
+    account: outputs.Account,
+) -> None:
+    """Log (and register) the `log_model` output; warn, naming it, when that cannot be done."""
+    name = settings.log_model
+    versions = step_run.outputs.get(name or "")
+    if not name or not versions:
+        logger.warning(
+            "log_model=%r names no output of step %r (its outputs: %s); no model was logged.",
+            name,
+            info.pipeline_step_name,
+            ", ".join(sorted(step_run.outputs)) or "none",
+        )
+        account.skipped += 1
+        return
+    artifact = versions[0]
+    ids = models.ModelIds(str(info.run_id), str(info.step_run_id), str(artifact.id))
+    try:
+        registered = models.log_model(
+            publisher, target.run_id, artifact.load(), settings.registered_model_name, ids
+        )
+    except models.UnsaveableModel as error:
+        logger.warning("Output %r is not logged as an MLflow model (log_model): %s.", name, error)
+        account.skipped += 1
+        return
+    except Exception as error:  # counted like an upload that did not arrive
+        logger.warning(
+            "Could not log output %r as an MLflow model (log_model): %s",
+            name,
+            redact_credentials(str(error)),
+        )
+        account.not_delivered.append(f"{models.MODEL_NAME} ({name})")
+        return
+    account.delivered += 1
+    if registered is not None:
+        _record_on_model(info, step_run, target.ui_base, registered)
+
+
+def _record_on_model(
+    info: "StepRunInfo", step_run: "StepRunResponse", ui_base: str, registered: Any
+) -> None:
+    """Give the pipeline's ZenML Model version, if any, the registered version's link."""
+    from zenml.client import Client
+    from zenml.enums import MetadataResourceTypes
+    from zenml.metadata.metadata_types import Uri
+    from zenml.models import RunMetadataResource
+
+    zenml = Client()
+    model_version = (
+        step_run.model_version or zenml.zen_store.get_run(info.run_id, hydrate=True).model_version
+    )
+    if model_version is None:
+        return
+    link = models.model_version_url(ui_base, registered.name, str(registered.version))
+    zenml.create_run_metadata(
+        metadata={
+            metadata.REGISTERED_MODEL_KEY: registered.name,
+            metadata.MODEL_VERSION_KEY: str(registered.version),
+            metadata.MODEL_VERSION_URL_KEY: Uri(link),
+        },
+        resources=[
+            RunMetadataResource(id=model_version.id, type=MetadataResourceTypes.MODEL_VERSION)
+        ],
+    )
+
+
+def after_step(
+    connection: "Connection",
+    step: "StepRun",
+    info: "StepRunInfo",
+    settings: "MLflowPlusSettings",
+    component_id: "UUID",
+    deliveries: Deliveries,
+    noise: "RequestNoise",
+) -> None:
+    """Send what the settings ask for of a step ZenML published; record the account on the step."""
+    if not wanted(settings):
+        return
+    target = Target(step.run_id, connection.ui_base, step.metadata())
+    with explained(connection, noise):
+        account = deliver(publisher(connection), info, settings, target, deliveries)
+    metadata.record_step(component_id, info.step_run_id, account)

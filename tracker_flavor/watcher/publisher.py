@@ -1,0 +1,189 @@
+"""MLflow writes after a step, made without touching the process's MLflow environment.
+
+Outputs are sent once ZenML has published the step, on the tracker's watcher thread, when the
+step's environment (tracking URI, credentials) is no longer applied and other code of the
+process may run. So this carries the server's address and credentials in itself: the one REST
+client (mlflow/rest.py) for a server, a client bound to the URI for a database or file store.
+"""
+
+import json
+import os
+import posixpath
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from tracker_flavor.mlflow.rest import RestClient
+
+if TYPE_CHECKING:
+    from mlflow.entities import DatasetInput
+
+    from tracker_flavor.mlflow.connection import Connection
+
+PROXIED_SCHEME = "mlflow-artifacts:"
+"""Artifact URIs of a server that proxies uploads (`mlflow server --artifacts-destination`)."""
+GET_RUN = "/api/2.0/mlflow/runs/get"
+LOG_INPUTS = "/api/2.0/mlflow/runs/log-inputs"
+CREATE_REGISTERED_MODEL = "/api/2.0/mlflow/registered-models/create"
+CREATE_MODEL_VERSION = "/api/2.0/mlflow/model-versions/create"
+
+
+class Publisher(Protocol):
+    """What sending a step's outputs needs of MLflow."""
+
+    def log_inputs(self, run_id: str, datasets: list["DatasetInput"]) -> None:
+        """Record dataset entries on a run."""
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        """Set one tag of a run."""
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
+        """Upload a local folder's files under `artifact_path` of the run's artifacts."""
+
+    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
+        """Create a version of registered model `name` from the run's `path`; return it."""
+
+
+DATASET_CONFLICTS = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
+"""How SQLite, PostgreSQL and MySQL refuse a second insert of the same dataset."""
+DATASET_TRIES = 3
+
+
+def log_inputs(
+    publisher: Publisher, run_id: str, datasets: list["DatasetInput"], turn: threading.Lock
+) -> None:
+    """Record dataset entries on a run, again if another writer created one of them meanwhile.
+
+    MLflow's store looks a dataset up, then inserts it: two steps recording the same dataset at
+    once (one's output, the next one's input) make one insert fail; the next try finds it.
+    Within a process the writes take `turn`; steps in other processes (pods) may still collide.
+    """
+    for attempt in range(1, DATASET_TRIES + 1):
+        try:
+            with turn:
+                publisher.log_inputs(run_id, datasets)
+            return
+        except Exception as error:
+            if attempt == DATASET_TRIES or not any(c in str(error) for c in DATASET_CONFLICTS):
+                raise
+
+
+@dataclass
+class LocalPublisher:
+    """A database or file store: a client bound to its URI needs nothing from the process."""
+
+    uri: str
+
+    def _client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def log_inputs(self, run_id: str, datasets: list["DatasetInput"]) -> None:
+        """Record dataset entries on a run."""
+        self._client().log_inputs(run_id, datasets=datasets)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        """Set one tag of a run."""
+        self._client().set_tag(run_id, key, value, synchronous=True)
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
+        """Upload a local folder's files under `artifact_path` of the run's artifacts."""
+        self._client().log_artifacts(run_id, local_dir, artifact_path)
+
+    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
+        """Create a version of registered model `name` from the run's `path`; return it."""
+        return _register(self._client(), name, run_id, path, tags)
+
+
+@dataclass
+class RestPublisher:
+    """A tracking server over its REST API, with the tracker's credentials and time limits."""
+
+    rest: RestClient
+    _artifact_uris: dict[str, str] = field(default_factory=dict)
+
+    def log_inputs(self, run_id: str, datasets: list["DatasetInput"]) -> None:
+        """Record dataset entries on a run."""
+        from mlflow.utils.proto_json_utils import message_to_json
+
+        entries = [json.loads(message_to_json(d.to_proto())) for d in datasets]
+        self.rest.request("POST", LOG_INPUTS, json={"run_id": run_id, "datasets": entries})
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        """Set one tag of a run."""
+        self.rest.set_tag(run_id, key, value)
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
+        """Upload a local folder's files; through the server's proxy where it has one."""
+        if run_id not in self._artifact_uris:
+            run = self.rest.request("GET", GET_RUN, params={"run_id": run_id})
+            self._artifact_uris[run_id] = run["run"]["info"]["artifact_uri"]
+        artifact_uri = self._artifact_uris[run_id]
+        if not artifact_uri.startswith(PROXIED_SCHEME):
+            # An object store or path the client writes to directly, with its own credentials.
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            repository = get_artifact_repository(artifact_uri)
+            repository.log_artifacts(local_dir, artifact_path)  # type: ignore[no-untyped-call]
+            return
+        from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+
+        root = MlflowArtifactsRepository.resolve_uri(artifact_uri, self.rest.connection.uri)  # type: ignore[no-untyped-call]
+        for folder, _, names in os.walk(local_dir):
+            relative = os.path.relpath(folder, local_dir)
+            target = artifact_path if relative == "." else posixpath.join(artifact_path, relative)
+            for name in names:
+                with open(os.path.join(folder, name), "rb") as data:
+                    path = posixpath.join("/", target, name)
+                    self.rest.request("PUT", path, host=root, data=data)
+
+    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
+        """Create a version of registered model `name` from the run's `path`; return it."""
+        return _register(self, name, run_id, path, tags)
+
+    def create_registered_model(self, name: str) -> None:
+        """Create a registered model (MlflowException RESOURCE_ALREADY_EXISTS if it exists)."""
+        self.rest.request("POST", CREATE_REGISTERED_MODEL, json={"name": name})
+
+    def create_model_version(
+        self, name: str, source: str, run_id: str, tags: Mapping[str, str]
+    ) -> "Registered":
+        """Create a model version tagged with `tags`."""
+        body = {
+            "name": name, "source": source, "run_id": run_id,
+            "tags": [{"key": key, "value": value} for key, value in tags.items()],
+        }  # fmt: skip
+        version = self.rest.request("POST", CREATE_MODEL_VERSION, json=body)["model_version"]
+        return Registered(version["name"], str(version["version"]))
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A registered model version."""
+
+    name: str
+    version: str
+
+
+def _register(
+    client: Any, name: str, run_id: str, path: str, tags: Mapping[str, str]
+) -> "Registered":
+    """Create the registered model if it is new, then a version of it from the run's `path`."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(name, f"runs:/{run_id}/{path}", run_id, tags=dict(tags))
+    return Registered(version.name, str(version.version))
+
+
+def publisher(connection: "Connection") -> Publisher:
+    """Return the publisher for the connection's tracking store."""
+    if connection.is_remote:
+        return RestPublisher(RestClient(connection))
+    return LocalPublisher(connection.uri)
