@@ -89,6 +89,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
 
     def prepare_step_run(self, info: "StepRunInfo") -> None:
         """Resolve the pipeline run's parent run, open the step's run and make it active."""
+        runtime.install()  # again after a reset (tests), for a tracker ZenML kept
         process = runtime.mlflow
         process.deferred.raise_deferred(info.run_id)
         settings = cast(MLflowPlusSettings, self.get_settings(info))
@@ -224,6 +225,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
 
     def get_pipeline_run_metadata(self, run_id: UUID) -> dict[str, "MetadataType"]:
         """Create the parent run when ZenML creates the pipeline run, and return its link."""
+        runtime.install()
         run = Client().get_pipeline_run(run_id)
         snapshot = run.snapshot
         if snapshot is None or not any(

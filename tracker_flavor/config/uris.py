@@ -14,9 +14,14 @@ HTTP_SCHEMES = ("http", "https")
 VALID_SCHEMES = (*DATABASE_SCHEMES, *HTTP_SCHEMES, "file")
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+"""RFC 3986's scheme: Python 3.10's urlsplit also takes the host of `127.0.0.1:5000` for one."""
+
+
 def uri_scheme(uri: str) -> str:
     """Return the URI's scheme without a SQLAlchemy driver suffix (`postgresql+psycopg2` -> ...)."""
-    return urlsplit(uri).scheme.split("+", 1)[0].lower()
+    scheme = urlsplit(uri).scheme
+    return scheme.split("+", 1)[0].lower() if _SCHEME.fullmatch(scheme) else ""
 
 
 def is_databricks_uri(uri: str | None) -> bool:

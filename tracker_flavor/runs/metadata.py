@@ -164,5 +164,5 @@ class ZenMLRecords:
     def lock(
         self, pipeline_run_id: str, recorded: Callable[[], T | None]
     ) -> AbstractContextManager[T | None]:
-        """Hold the cross-process lock on creating the run's parent (see coordination.py)."""
+        """Hold the cross-process lock on creating the run's parent (see creation_lock.py)."""
         return creation_lock(pipeline_run_id, recorded)

@@ -46,7 +46,7 @@ class StepFacts:
 
 @dataclass(frozen=True)
 class Sampling:
-    """How a step's system metrics are sampled (see system_metrics.py)."""
+    """How a step's system metrics are sampled (see mlflow/system_metrics.py)."""
 
     interval_seconds: float
     node: str | None
