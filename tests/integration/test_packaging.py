@@ -33,7 +33,7 @@ def uv(*args: str, cwd: Path = ROOT) -> str:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    uv("build", "--wheel", "--out-dir", str(out))
+    uv("build", "--out-dir", str(out))  # the wheel from the sdist, as an index would build it
     (built,) = out.glob("zenml_mlflow_tracker-*-py3-none-any.whl")
     return built
 
