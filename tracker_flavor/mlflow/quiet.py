@@ -54,9 +54,10 @@ class RequestNoise(logging.Filter):
         leaves the warning for every other host; for this one the user chose
         `tracking_insecure_tls`.
         """
-        host = urlsplit(uri).hostname
-        if host and host not in self._unverified:
+        if host := urlsplit(uri).hostname:
             self._unverified.add(host)
+            # Again each time: a filter list swapped in since (catch_warnings) may lack it, and
+            # Python keeps one copy of a filter, moved to the front.
             warnings.filterwarnings(
                 "ignore", message=_unverified(host), category=InsecureRequestWarning
             )

@@ -56,7 +56,7 @@ class StepRun:
 
 
 class _Locked:
-    """An MlflowClient whose every call holds the autolog lock shared (see mlflow/autologging.py)."""
+    """An MlflowClient whose every call holds the autolog lock shared (mlflow/autologging.py)."""
 
     def __init__(self, client: "MlflowClient", lock: ReadersWriterLock) -> None:
         self._client = client

@@ -77,3 +77,14 @@ def test_taken_out_the_filters_leave_every_warning_and_retry_line(caplog):
         with noise.tracker_requests():
             retry_line()
     assert [r.getMessage().split(" ")[0] for r in caplog.records] == ["Retrying"]
+
+
+def test_the_host_filter_holds_in_a_filter_list_swapped_in_after_it_was_first_set():
+    noise = RequestNoise()
+    noise.skip_unverified_warnings("https://mlflow.internal")  # an earlier step
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # as a test's or a library's own warning capture does
+        noise.skip_unverified_warnings("https://mlflow.internal")  # the next step's start
+        unverified("mlflow.internal")
+    noise.uninstall()
+    assert caught == []
