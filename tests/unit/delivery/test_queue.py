@@ -97,29 +97,6 @@ def test_an_unreachable_store_is_reported_with_the_exact_count(monkeypatch):
         operations[-1].wait()
 
 
-UNNEEDED_BY_THE_TRACKER = (
-    "mlflow.sklearn",
-    "mlflow.server",
-    "mlflow.pytorch",
-    "mlflow.tensorflow",
-    # The tracker subclasses the built-in's class, nothing else of the integration.
-    "zenml.integrations.mlflow.model_deployers",
-    "zenml.integrations.mlflow.model_registries",
-    "zenml.integrations.mlflow.services",
-    "zenml.integrations.mlflow.steps",
-)
-
-
-def test_importing_the_flavor_does_not_import_mlflow(fresh_imports):
-    assert [name for name in fresh_imports.flavor if name.startswith("mlflow")] == []
-
-
-def test_the_tracker_module_imports_no_model_flavor_or_server_code(fresh_imports):
-    assert [
-        name for name in fresh_imports.tracker if name.startswith(UNNEEDED_BY_THE_TRACKER)
-    ] == []
-
-
 class Flaky:
     """A store's log_batch that fails some calls: `fail(call_number)` returns the error or None.
 
