@@ -57,8 +57,8 @@ class OneLineErrors(logging.Filter):
     ) -> None:
         if isinstance(error, TrackingServerError):
             print(f"{kind.__name__}: {error}", file=sys.stderr)
-        else:
-            self._previous_hook(kind, error, tb)
+        else:  # after an uninstall, a hook that wrapped this one still calls it
+            (self._previous_hook or sys.__excepthook__)(kind, error, tb)
 
     def install(self) -> None:
         """Wrap the process's exception hook (ZenML's, once ZenML is imported) and its loggers."""
