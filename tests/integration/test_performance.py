@@ -80,8 +80,10 @@ def test_a_server_lost_mid_step_fails_the_step_with_the_count_of_lost_points(
     assert server.process is not None
     try:
         config = (
+            # A loaded machine's server may take seconds to answer the step's start; once it is
+            # killed, refused connections fail at once, whatever the read timeout.
             f"tracking_uri={server.url}", "max_retries=0", "connect_timeout_seconds=5",
-            "read_timeout_seconds=5", "on_tracking_outage=fail",
+            "read_timeout_seconds=20", "on_tracking_outage=fail",
         )  # fmt: skip
         with active_stack("outage", *config), pytest.raises(RuntimeError):
             outage(server_pid=server.process.pid, delivered=1200, lost=800)
