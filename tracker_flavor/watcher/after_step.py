@@ -133,17 +133,6 @@ def deliver(
     deliveries: Deliveries,
 ) -> dict[str, "MetadataType"]:
     """Send the published step's outputs, lineage and model; return the account as metadata."""
-    with deliveries.counted():
-        return _deliver(publisher, info, settings, target, deliveries)
-
-
-def _deliver(
-    publisher: "Publisher",
-    info: "StepRunInfo",
-    settings: "MLflowPlusSettings",
-    target: Target,
-    deliveries: Deliveries,
-) -> dict[str, "MetadataType"]:
     from zenml.client import Client
 
     zenml = Client()
@@ -281,6 +270,6 @@ def after_step(
     if not wanted(settings):
         return
     target = Target(step.run_id, connection.ui_base, step.metadata())
-    with explained(connection, noise):
+    with explained(connection, noise), deliveries.counted():
         account = deliver(publisher(connection), info, settings, target, deliveries)
     metadata.record_step(component_id, info.step_run_id, account)
