@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 # Before anything imports ZenML: a throw-away global config, quiet and offline. No ZenML
@@ -19,6 +20,7 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 import pytest  # noqa: E402
 
+from testsupport.servers import MlflowServer  # noqa: E402
 from testsupport.topology import on_topology, topology_session  # noqa: E402, F401
 
 
@@ -26,6 +28,19 @@ from testsupport.topology import on_topology, topology_session  # noqa: E402, F4
 def session_dir() -> Path:
     """Return the session's scratch directory."""
     return _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(session_dir: Path) -> Iterator[MlflowServer]:
+    """One real `mlflow server` (SQLite) for every module that only needs a server to talk to.
+
+    Each boot costs a core about 16 s; the modules keep apart by experiment and run ids.
+    """
+    server = MlflowServer(session_dir / "servers" / "shared").start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

@@ -83,11 +83,12 @@ class MlflowServer:
         scheme = "https" if ssl else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.log = workdir / "server.log"
+        self.backend_store_uri = backend_store_uri or f"sqlite:///{workdir}/mlflow.db"
         # The launcher of `zenml-mlflow server start` and `zenml-mlflow ui`.
         command = server_command(
             "127.0.0.1",
             self.port,
-            backend_store_uri or f"sqlite:///{workdir}/mlflow.db",
+            self.backend_store_uri,
             None if artifacts_destination else workdir / "artifacts",
             basic_auth=basic_auth,
         )

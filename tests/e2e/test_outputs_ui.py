@@ -3,16 +3,13 @@
 The screenshots are the ones of docs/what-gets-logged.md (copied from test-artifacts/).
 """
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from mlflow import MlflowClient
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from tests.integration.outputs_pipelines import outputs_pipeline
 from tests.integration.test_outputs import delivered
-from tests.integration.test_performance import SERVER_ENV, active_stack
+from tests.integration.test_performance import active_stack
 from testsupport.browser import chromium_page, screenshot_after
 from testsupport.servers import MlflowServer
 
@@ -20,23 +17,19 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def train_link(zenml_stack: str, session_dir: Path) -> Iterator[tuple[str, str]]:
+def train_link(zenml_stack: str, mlflow_server: MlflowServer) -> tuple[str, str]:
     """Run the outputs pipeline on a real server; return the train step's link and report."""
-    server = MlflowServer(session_dir / "servers" / "outputs-ui", env=SERVER_ENV).start()
-    try:
-        with active_stack("outputs_ui", f"tracking_uri={server.url}"):
-            outputs_pipeline()
-            step = delivered("train", "outputs_pipeline")
-        link = str(step.run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
-        run_id = str(step.run_metadata["mlflow_run_id"])
-        (report,) = [
-            a.path
-            for a in MlflowClient(server.url).list_artifacts(run_id, "zenml/train/report")
-            if a.path.endswith(".html")
-        ]
-        yield link, report
-    finally:
-        server.stop()
+    with active_stack("outputs_ui", f"tracking_uri={mlflow_server.url}"):
+        outputs_pipeline()
+        step = delivered("train", "outputs_pipeline")
+    link = str(step.run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
+    run_id = str(step.run_metadata["mlflow_run_id"])
+    (report,) = [
+        a.path
+        for a in MlflowClient(mlflow_server.url).list_artifacts(run_id, "zenml/train/report")
+        if a.path.endswith(".html")
+    ]
+    return link, report
 
 
 def test_the_run_shows_the_zenml_datasets_and_the_report(train_link):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.integration.test_performance import SERVER_ENV, active_stack
+from tests.integration.test_performance import active_stack
 from testsupport.servers import MlflowServer
 
 pytestmark = pytest.mark.integration
@@ -17,13 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def server(zenml_stack, session_dir) -> Iterator[MlflowServer]:
-    server = MlflowServer(session_dir / "servers" / "autolog", env=SERVER_ENV).start()
-    try:
-        with active_stack("autolog", f"tracking_uri={server.url}"):
-            yield server
-    finally:
-        server.stop()
+def server(zenml_stack, mlflow_server) -> Iterator[MlflowServer]:
+    with active_stack("autolog", f"tracking_uri={mlflow_server.url}"):
+        yield mlflow_server
 
 
 def test_nested_autolog_with_async_logging_does_not_deadlock(server):

@@ -9,7 +9,7 @@ from zenml.client import Client
 from tests.integration import pipelines
 from tests.integration.pipelines import bad_values, fan_out_with_a_bad_value, through_fault
 from tests.integration.test_dynamic import wait_for_status
-from tests.integration.test_performance import SERVER_ENV, active_stack
+from tests.integration.test_performance import active_stack
 from testsupport.proxy import DROP, FAIL, FREEZE, REFUSE, Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY as DELIVERED_KEY
@@ -22,19 +22,15 @@ UNCONFIRMED_KEY = "mlflow_values_unconfirmed"
 
 
 @pytest.fixture(scope="module")
-def faulty(zenml_stack, session_dir) -> Iterator[tuple[MlflowServer, Proxy]]:
+def faulty(zenml_stack, mlflow_server) -> Iterator[tuple[MlflowServer, Proxy]]:
     """A real server behind a fault proxy; MLflow's own retries off so every fault shows."""
-    server = MlflowServer(session_dir / "servers" / "delivery", env=SERVER_ENV).start()
-    try:
-        with Proxy(server.url) as proxy:
-            with active_stack(
-                "faulty", f"tracking_uri={proxy.url}", "max_retries=0", "connect_timeout_seconds=2",
-                "read_timeout_seconds=2", "on_tracking_outage=fail",
-            ):  # fmt: skip
-                yield server, proxy
-            proxy.heal()
-    finally:
-        server.stop()
+    with Proxy(mlflow_server.url) as proxy:
+        with active_stack(
+            "faulty", f"tracking_uri={proxy.url}", "max_retries=0", "connect_timeout_seconds=2",
+            "read_timeout_seconds=2", "on_tracking_outage=fail",
+        ):  # fmt: skip
+            yield mlflow_server, proxy
+        proxy.heal()
 
 
 def stored_points(server: MlflowServer, run_id: str, key: str) -> list[int]:

@@ -17,7 +17,6 @@ from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from tests.integration import pipelines
 from tests.integration.pipelines import fault_then_log, measured, through_fault
-from tests.integration.test_performance import SERVER_ENV
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor.cli.main import cli
@@ -41,7 +40,7 @@ def file_server(workdir: Path) -> MlflowServer:
     return MlflowServer(
         workdir,
         backend_store_uri=f"file://{workdir}/mlruns",
-        env={**SERVER_ENV, "MLFLOW_ALLOW_FILE_STORE": "true"},
+        env={"MLFLOW_ALLOW_FILE_STORE": "true"},
     )
 
 
@@ -195,7 +194,7 @@ def structure(client: MlflowClient, experiment: str) -> dict[str, Any]:
 def test_a_nested_pipeline_run_while_the_server_is_down_is_synced_as_if_online(
     tracker_stack, session_dir, process_snapshot
 ):
-    server = MlflowServer(session_dir / "servers" / "outage_down", env=SERVER_ENV).start()
+    server = MlflowServer(session_dir / "servers" / "outage_down").start()
     try:
         tracker_stack("plus_down", tracking_uri=server.url, **FAST)
         measured.with_options(
@@ -268,7 +267,7 @@ def test_a_sync_killed_halfway_and_run_again_delivers_each_point_once(
 def test_a_server_slower_than_the_connect_timeout_never_spools_nor_fails(
     tracker_stack, session_dir, process_snapshot
 ):
-    server = MlflowServer(session_dir / "servers" / "outage_slow", env=SERVER_ENV).start()
+    server = MlflowServer(session_dir / "servers" / "outage_slow").start()
     try:
         with Proxy(server.url, delay=1.5) as slow:
             tracker_stack(

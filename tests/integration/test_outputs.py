@@ -13,7 +13,7 @@ from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from tests.integration.outputs_pipelines import REGISTERED_MODEL, guarded_pipeline, outputs_pipeline
-from tests.integration.test_performance import SERVER_ENV, active_stack
+from tests.integration.test_performance import active_stack
 from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
 from testsupport.probe import Probe
 from testsupport.proxy import Proxy
@@ -71,17 +71,13 @@ def test_embedded_store_and_one_warning_per_skipped_output(zenml_stack, embedded
 
 
 @pytest.fixture(scope="module")
-def served(zenml_stack, session_dir) -> Iterator[tuple[MlflowServer, Proxy]]:
+def served(zenml_stack, mlflow_server) -> Iterator[tuple[MlflowServer, Proxy]]:
     """A real server with proxied artifacts, behind a counting proxy, in the active stack.
 
     Module-scoped and first used after the embedded-store test, which needs the session stack.
     """
-    server = MlflowServer(session_dir / "servers" / "outputs", env=SERVER_ENV).start()
-    try:
-        with Proxy(server.url) as proxy, active_stack("outputs", f"tracking_uri={proxy.url}"):
-            yield server, proxy
-    finally:
-        server.stop()
+    with Proxy(mlflow_server.url) as proxy, active_stack("outputs", f"tracking_uri={proxy.url}"):
+        yield mlflow_server, proxy
 
 
 def test_outputs_reports_lineage_model_and_system_metrics_reach_the_server(

@@ -20,9 +20,6 @@ from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 pytestmark = pytest.mark.integration
 
-# The server's job runners are not needed here and only cost CPU.
-SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-
 
 @contextmanager
 def active_stack(name: str, *config: str) -> Iterator[None]:
@@ -39,13 +36,9 @@ def active_stack(name: str, *config: str) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def proxied(zenml_stack, session_dir) -> Iterator[tuple[MlflowServer, Proxy]]:
-    server = MlflowServer(session_dir / "servers" / "performance", env=SERVER_ENV).start()
-    try:
-        with Proxy(server.url) as proxy, active_stack("perf", f"tracking_uri={proxy.url}"):
-            yield server, proxy
-    finally:
-        server.stop()
+def proxied(zenml_stack, mlflow_server) -> Iterator[tuple[MlflowServer, Proxy]]:
+    with Proxy(mlflow_server.url) as proxy, active_stack("perf", f"tracking_uri={proxy.url}"):
+        yield mlflow_server, proxy
 
 
 @pytest.mark.parametrize(("nested", "limit"), [(False, 3), (True, 4)])
@@ -76,7 +69,7 @@ def test_a_server_lost_mid_step_fails_the_step_with_the_count_of_lost_points(
     zenml_stack, session_dir, process_snapshot, caplog
 ):
     workdir = session_dir / "servers" / "outage"
-    server = MlflowServer(workdir, env=SERVER_ENV).start()
+    server = MlflowServer(workdir).start()
     assert server.process is not None
     try:
         config = (

@@ -3,18 +3,16 @@ and MLflow requests, counted."""
 
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from zenml.client import Client
 
 from tests.integration.test_outputs import OFF
-from tests.integration.test_performance import SERVER_ENV, active_stack
+from tests.integration.test_performance import active_stack
 from testsupport.benchmark_pipelines import bench_fan, bench_linear, bench_map
 from testsupport.history import fill
 from testsupport.probe import Probe, StepSample, wait_for_watcher
 from testsupport.proxy import ARTIFACTS, Proxy
-from testsupport.servers import MlflowServer
 from tracker_flavor.runtime import runtime
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 from tracker_flavor.watcher.polling import statuses
@@ -28,18 +26,9 @@ HISTORY_STEPS = 3
 
 
 @pytest.fixture(scope="module")
-def proxy(zenml_stack, session_dir) -> Iterator[Proxy]:
-    server = MlflowServer(server_dir(session_dir), env=SERVER_ENV).start()
-    try:
-        with Proxy(server.url) as proxy, active_stack("scale", f"tracking_uri={proxy.url}"):
-            yield proxy
-    finally:
-        server.stop()
-
-
-def server_dir(session_dir) -> Path:
-    """Return the directory of the module's MLflow server (its SQLite store is in it)."""
-    return session_dir / "servers" / "scale"
+def proxy(zenml_stack, mlflow_server) -> Iterator[Proxy]:
+    with Proxy(mlflow_server.url) as proxy, active_stack("scale", f"tracking_uri={proxy.url}"):
+        yield proxy
 
 
 def measure(pipeline, proxy: Proxy, width: int) -> tuple[list[StepSample], int]:
@@ -113,9 +102,9 @@ def run_into(experiment: str, proxy: Proxy) -> tuple[Counter[str], Counter[str],
 
 
 def test_a_run_costs_the_same_requests_whatever_the_runs_in_its_experiment(
-    proxy, session_dir, process_snapshot
+    proxy, mlflow_server, process_snapshot
 ):
-    backend = f"sqlite:///{server_dir(session_dir) / 'mlflow.db'}"
+    backend = mlflow_server.backend_store_uri
     for name, size in (("warm-up", SMALL), ("small", SMALL), ("large", LARGE)):
         fill(backend, f"history-{name}", size)
     run_into("history-warm-up", proxy)  # what the process does once (loading the stack)

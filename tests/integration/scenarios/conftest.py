@@ -41,8 +41,8 @@ def api(server: MlflowServer, path: str, body: dict[str, Any], auth: tuple[str, 
 
 
 @pytest.fixture(scope="session")
-def servers(session_dir: Path) -> Iterator[Servers]:
-    """A plain server, a basic-auth server (user alice) and an HTTPS server, booted in parallel."""
+def servers(session_dir: Path, mlflow_server: MlflowServer) -> Iterator[Servers]:
+    """The shared plain server, a basic-auth server (user alice) and an HTTPS server."""
     root = session_dir / "servers"
     auth_dir = root / "auth"
     auth_dir.mkdir(parents=True)
@@ -53,7 +53,6 @@ def servers(session_dir: Path) -> Iterator[Servers]:
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
     key, cert = self_signed_certificate(root / "tls-cert")
-    plain = MlflowServer(root / "plain")
     auth = MlflowServer(
         auth_dir,
         basic_auth=True,
@@ -64,13 +63,13 @@ def servers(session_dir: Path) -> Iterator[Servers]:
         },
     )
     tls = MlflowServer(root / "tls", ssl=(key, cert))
-    started = [server.launch() for server in (plain, auth, tls)]
+    started = [server.launch() for server in (auth, tls)]
     try:
         for server in started:
             server.wait()
         alice = {"username": "alice", "password": ALICE_PASSWORD}
         api(auth, "/api/2.0/mlflow/users/create", alice, ("admin", ADMIN_PASSWORD))
-        yield Servers(plain=plain, auth=auth, tls=tls, certificate=cert)
+        yield Servers(plain=mlflow_server, auth=auth, tls=tls, certificate=cert)
     finally:
         for server in started:
             server.stop()
