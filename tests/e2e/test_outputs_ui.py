@@ -1,10 +1,14 @@
-"""The MLflow UI shows a step's report and its ZenML datasets, in a real Chromium.
+"""The MLflow UI shows a step's report, its ZenML datasets and mapped steps, in a real Chromium.
 
 The screenshots are the ones of docs/what-gets-logged.md (copied from test-artifacts/).
 """
 
+import json
+from collections.abc import Iterator
+
 import pytest
 from mlflow import MlflowClient
+from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from tests.integration.outputs_pipelines import outputs_pipeline
@@ -17,16 +21,22 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def train_link(zenml_stack: str, mlflow_server: MlflowServer) -> tuple[str, str]:
-    """Run the outputs pipeline on a real server; return the train step's link and report."""
+def ui_server(zenml_stack: str, mlflow_server: MlflowServer) -> Iterator[MlflowServer]:
+    """The shared server, and the module's stack tracking to it, for every screenshot here."""
     with active_stack("outputs_ui", f"tracking_uri={mlflow_server.url}"):
-        outputs_pipeline()
-        step = delivered("train", "outputs_pipeline")
+        yield mlflow_server
+
+
+@pytest.fixture(scope="module")
+def train_link(ui_server: MlflowServer) -> tuple[str, str]:
+    """Run the outputs pipeline; return the train step's link and report."""
+    outputs_pipeline()
+    step = delivered("train", "outputs_pipeline")
     link = str(step.run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
     run_id = str(step.run_metadata["mlflow_run_id"])
     (report,) = [
         a.path
-        for a in MlflowClient(mlflow_server.url).list_artifacts(run_id, "zenml/train/report")
+        for a in MlflowClient(ui_server.url).list_artifacts(run_id, "zenml/train/report")
         if a.path.endswith(".html")
     ]
     return link, report
@@ -42,3 +52,22 @@ def test_the_run_shows_the_zenml_datasets_and_the_report(train_link):
         page.goto(f"{link}/artifacts/{report}")
         with screenshot_after(page, "outputs-report.png"):
             page.frame_locator("iframe").get_by_text("Training report").wait_for(timeout=90_000)
+
+
+def test_the_mapped_steps_compare_side_by_side_with_their_items_and_scores(ui_server):
+    from tests.integration.scenarios.pipelines import sweep
+
+    run = Client().get_pipeline_run(sweep(C=0.5, label="ridge sweep").id)
+    mapped = sorted(name for name in run.steps if name.startswith("map:fit:"))
+    run_ids = [str(run.steps[name].run_metadata["mlflow_run_id"]) for name in mapped]
+    experiment = MlflowClient(ui_server.url).get_run(run_ids[0]).info.experiment_id
+    runs, experiments = json.dumps(run_ids), json.dumps([experiment])
+    with chromium_page() as page:
+        page.set_viewport_size({"width": 1440, "height": 1500})  # the params and metrics too
+        page.goto(f"{ui_server.url}/#/compare-runs?runs={runs}&experiments={experiments}")
+        with screenshot_after(page, "mapped-steps-compared.png"):
+            for name in mapped:
+                page.get_by_text(name, exact=True).first.wait_for(timeout=90_000)
+            page.get_by_text("alpha", exact=True).first.wait_for(timeout=90_000)
+            page.get_by_text("score", exact=True).first.wait_for(timeout=90_000)
+            page.get_by_text("0.909", exact=True).first.wait_for(timeout=90_000)

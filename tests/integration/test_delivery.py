@@ -131,12 +131,14 @@ def test_one_mapped_steps_bad_value_does_not_fail_the_others(faulty, process_sna
     assert run.status == "completed"
     mapped = {name: step for name, step in run.steps.items() if name.startswith("map:")}
     assert len(mapped) == 8
-    parent_id = next(iter(mapped.values())).run_metadata["mlflow_run_id"]
-    for x in range(8):
-        assert stored_points(server, parent_id, f"square_{x}") == list(range(10))
+    for x in range(8):  # each mapped step logs into its own run; the item x is its index
+        own_run = mapped[f"map:square_with_a_bad_value:{x}"].run_metadata["mlflow_run_id"]
+        assert stored_points(server, own_run, f"square_{x}") == list(range(10))
+    parent_id = next(iter(mapped.values())).run_metadata["mlflow_parent_run_id"]
     rejected = sorted(step.run_metadata[REJECTED_KEY] for step in mapped.values())
     assert rejected == [0] * 7 + [2]  # counted on the step that logged them, only
-    assert sum(step.run_metadata[DELIVERED_KEY] for step in mapped.values()) == 8 * 10 + 1
+    # Ten points each, the param "shared", and each step's item x: a param of its run.
+    assert sum(step.run_metadata[DELIVERED_KEY] for step in mapped.values()) == 8 * 10 + 1 + 8
     assert all(step.run_metadata[UNDELIVERED_KEY] == 0 for step in mapped.values())
     # The watcher settles a dynamic run's parent just after the run ends.
     assert wait_for_status(MlflowClient(server.url), parent_id, "FINISHED") == "FINISHED"

@@ -41,15 +41,11 @@ def test_mapped_steps_on_the_thread_pool(
     assert wait_for_status(mlflow_store, parent.info.run_id, "FINISHED") == "FINISHED"
     square_steps = sorted(name for name in run.steps if name.startswith("map:square"))
     assert len(square_steps) == count
-    if nested:
-        assert set(children) == {"items", "total", *square_steps}
-        assert all(child.info.status == "FINISHED" for child in children.values())
-        logged = {key for child in children.values() for key in child.data.metrics}
-        run_ids = {name: children[name].info.run_id for name in square_steps}
-    else:
-        assert not children
-        logged = set(parent.data.metrics)
-        run_ids = {name: parent.info.run_id for name in square_steps}
+    # Mapped steps get their own runs in unified mode too; the others share the parent there.
+    assert set(children) == ({"items", "total"} if nested else set()) | set(square_steps)
+    assert all(child.info.status == "FINISHED" for child in children.values())
+    logged = {key for run in (parent, *children.values()) for key in run.data.metrics}
+    run_ids = {name: children[name].info.run_id for name in square_steps}
     assert {f"square_{x}" for x in range(count)} <= logged and "total" in logged
     for name in square_steps:
         metadata = run.steps[name].run_metadata

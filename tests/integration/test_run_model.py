@@ -43,6 +43,7 @@ def test_unified_mode_logs_every_step_into_one_parent(
     }
     assert expected_tags.items() <= parent.data.tags.items()
     assert parent.data.params == {
+        "count": "5",  # the pipeline's parameter
         "produce.count": "5",
         "produce.config.opt.lr": "0.1",
         "produce.config.name": "x",
@@ -97,7 +98,7 @@ def test_nested_mode_gives_each_step_a_child_run(zenml_stack, embedded_client, p
         "config.name": "x",
     }
     assert len(embedded_client.get_metric_history(children["produce"].info.run_id, "produced")) == 2
-    assert not parent.data.metrics and not parent.data.params
+    assert not parent.data.metrics and parent.data.params == {"count": "2"}  # the pipeline's
     assert link(run).endswith(f"/runs/{parent.info.run_id}")
 
 

@@ -127,7 +127,9 @@ def start_offline(
             pipeline_run_id=plan.parent.pipeline_run_id,
         ),
         spool.log_operation(
-            parent.run_id, params=dict(plan.parent_params), run_tags=dict(plan.parent_tags)
+            parent.run_id,
+            params={**plan.parent.params, **plan.parent_params},
+            run_tags=dict(plan.parent_tags),
         ),
     ]
     run = parent

@@ -33,6 +33,8 @@ class ParentSpec:
     experiment_name: str
     run_name: str
     tags: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+    """The pipeline's parameters, logged with the first step of each process (see steps.py)."""
 
 
 def experiment_id(

@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tracker_flavor.runs import tags
+from tracker_flavor.runs import inputs, tags
 from tracker_flavor.runs.params import step_params
 from tracker_flavor.runs.parent import ParentSpec
 
 if TYPE_CHECKING:
+    from zenml.config.step_configurations import GroupInfo
     from zenml.config.step_run_info import StepRunInfo
     from zenml.models import PipelineRunResponse, PipelineSnapshotResponse
 
@@ -31,6 +32,8 @@ class PipelineFacts:
     source: str | None = None
     stack: str = ""
     zenml_version: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    """The pipeline's parameters (`training(C=0.5)`)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,10 @@ class StepFacts:
     step_run_id: str
     attempt: int
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    map_index: int | None = None
+    """The step's index in its `.map(...)`; None for a step that is not mapped."""
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    """The mapped step's scalar input values (its mapped item), recorded like its parameters."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ def parent_spec(
     settings: "MLflowPlusSettings", facts: PipelineFacts, user: str | None
 ) -> ParentSpec:
     """Return the parent run of a pipeline run: its experiment, name and tags."""
+    params = step_params(facts.parameters) if settings.log_step_parameters else {}
     return ParentSpec(
         pipeline_run_id=facts.run_id,
         experiment_name=settings.experiment_name or facts.pipeline_name,
@@ -93,12 +101,18 @@ def parent_spec(
             tags.STACK: facts.stack,
             tags.ZENML_VERSION: facts.zenml_version,
         },
+        params=params,
     )
 
 
 def step_plan(settings: "MLflowPlusSettings", facts: StepFacts, user: str | None) -> StepPlan:
-    """Return the plan of one step attempt (its settings name the parent too: it may create it)."""
+    """Return the plan of one step attempt (its settings name the parent too: it may create it).
+
+    A mapped step gets a run of its own under the parent in unified mode too: the mapped steps
+    run side by side and log the same keys, which one shared run would show as one series.
+    """
     pipeline = facts.pipeline
+    nested = settings.nested or facts.map_index is not None
     step_tags = {
         **tags.run_context(pipeline.source, pipeline.pipeline_name, user),
         **settings.tags,
@@ -108,11 +122,14 @@ def step_plan(settings: "MLflowPlusSettings", facts: StepFacts, user: str | None
         tags.ATTEMPT: str(facts.attempt),
         tags.ZENML_VERSION: pipeline.zenml_version,
     }
+    if facts.map_index is not None:
+        step_tags[tags.MAP_INDEX] = str(facts.map_index)
     params: dict[str, str] = {}
     if settings.log_step_parameters:
-        params = step_params(facts.parameters, prefix="" if settings.nested else facts.step_name)
+        values = {**facts.parameters, **facts.inputs}
+        params = step_params(values, prefix="" if nested else facts.step_name)
     last_step = {tags.LAST_STEP: facts.step_name}
-    nested, queued = settings.nested, settings.nested and settings.async_logging
+    queued = nested and settings.async_logging
     sampling = None
     if settings.log_system_metrics:
         node = None if nested else facts.step_name
@@ -132,8 +149,27 @@ def step_plan(settings: "MLflowPlusSettings", facts: StepFacts, user: str | None
     )
 
 
+def map_index(step_name: str, group: "GroupInfo | None") -> int | None:
+    """Return a mapped step's index, which ZenML puts last in its name (`map:<step>:<index>`)."""
+    from zenml.enums import GroupType
+    from zenml.execution.pipeline.dynamic.runner import MAP_INVOCATION_ID_PREFIX
+
+    if group is None or group.type != GroupType.MAP:
+        return None
+    if not step_name.startswith(MAP_INVOCATION_ID_PREFIX):
+        return None
+    index = step_name.rpartition(":")[2]
+    return int(index) if index.isdigit() else None
+
+
 def facts_of_step(info: "StepRunInfo") -> StepFacts:
-    """Read the plan's facts off ZenML's step run info."""
+    """Read the plan's facts off ZenML's step run info (a mapped step's inputs off its store)."""
+    index = map_index(info.pipeline_step_name, info.config.group)
+    values = {}
+    if index is not None:
+        from zenml.client import Client
+
+        values = inputs.scalar_inputs(info.step_run, Client().active_stack.artifact_store)
     return StepFacts(
         pipeline=PipelineFacts(
             run_id=str(info.run_id),
@@ -142,11 +178,14 @@ def facts_of_step(info: "StepRunInfo") -> StepFacts:
             source=_source(info.snapshot),
             stack=_stack(info.snapshot),
             zenml_version=_zenml_version(),
+            parameters=info.pipeline.parameters or {},
         ),
         step_name=info.pipeline_step_name,
         step_run_id=str(info.step_run_id),
         attempt=info.step_run.version,
         parameters=info.config.parameters,
+        map_index=index,
+        inputs=values,
     )
 
 
@@ -160,6 +199,7 @@ def facts_of_run(run: "PipelineRunResponse") -> PipelineFacts:
         source=_source(snapshot),
         stack=_stack(snapshot),
         zenml_version=_zenml_version(),
+        parameters=(snapshot.pipeline_configuration.parameters if snapshot else None) or {},
     )
 
 

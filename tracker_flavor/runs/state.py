@@ -16,6 +16,9 @@ class RunState:
         """Experiment ids by (tracking URI, experiment name as the store knows it)."""
         self.parents: BoundedCache[tuple[str, str], Parent] = BoundedCache()
         """Parent runs by (tracking URI, ZenML pipeline run id)."""
+        self.pipeline_params: BoundedCache[tuple[str, str], bool] = BoundedCache()
+        """The parents, by (tracking URI, run id), a step of this process gave the pipeline's
+        params; later steps leave them out of their request."""
         self.locks = KeyLocks()
         """Held while one thread resolves an experiment or a parent, or delivers a run's spool."""
         self.statuses = ParentStatuses()

@@ -1,8 +1,9 @@
 """One step attempt's MLflow runs: opened and made active when it starts, ended when it ends.
 
 Once the parent is known (see parent.py), a unified step starts with one request (the parent's
-tags and params in one `log-batch`) and a nested one with two or three (the parent's last-step
-tag, the child's creation, its params unless they travel in the step's first batch); see
+tags and params in one `log-batch`) and a nested or mapped one with two or three (the parent's
+last-step tag, the child's creation, its params unless they travel in the step's first batch);
+the pipeline's params ride along in the parent's request of a process's first step. See
 docs/benchmarks.md for the counts per step.
 """
 
@@ -119,12 +120,12 @@ def start(
 
     parent = resolve_parent(mlflow, connection, plan.parent, parent_records, state)
     try:
-        mlflow_runs.log(mlflow, parent.run_id, plan.parent_tags, plan.parent_params)
+        _log_on_parent(mlflow, connection, plan, parent, state)
     except MlflowException as error:
         if not mlflow_runs.is_gone(error):
             raise
         parent = parents.replace(mlflow, connection, plan.parent, parent, parent_records, state)
-        mlflow_runs.log(mlflow, parent.run_id, plan.parent_tags, plan.parent_params)
+        _log_on_parent(mlflow, connection, plan, parent, state)
     if plan.nested:
         run = mlflow_runs.create_step_run(mlflow, parent, plan.step_name, plan.step_tags)
         mlflow_runs.log(mlflow, run.info.run_id, {}, plan.child_params)
@@ -132,6 +133,25 @@ def start(
         run = parent.active_run()
     state.mlflow.seam.push_active_run(run)
     return StepRun(connection, parent, run.info.run_id, plan.nested, plan.autolog)
+
+
+def _log_on_parent(
+    mlflow: "MlflowClient",
+    connection: "Connection",
+    plan: "StepPlan",
+    parent: Parent,
+    state: "RunState",
+) -> None:
+    """Log the step's tags and params on the parent, with the pipeline's params once a process."""
+    key = (connection.uri, parent.run_id)
+    first = bool(plan.parent.params) and state.pipeline_params.put_new(key, True)
+    params = {**plan.parent.params, **plan.parent_params} if first else plan.parent_params
+    try:
+        mlflow_runs.log(mlflow, parent.run_id, plan.parent_tags, params)
+    except BaseException:
+        if first:
+            state.pipeline_params.pop(key)  # the next step of the process sends them
+        raise
 
 
 def end(mlflow: "MlflowClient", step: StepRun, failed: bool, state: "RunState") -> None:

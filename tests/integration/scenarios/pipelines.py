@@ -54,3 +54,26 @@ def scenario_with_model() -> None:
 def dynamic_metrics(points: int = 3) -> None:
     # A dynamic pipeline's parent run is settled by the watcher thread after the run returns.
     log_metrics(points=points)
+
+
+@step(experiment_tracker=True)
+def alphas() -> list[float]:
+    return [0.1, 1.0, 10.0]
+
+
+@step(experiment_tracker=True)
+def fit(alpha: float, max_iter: int = 5) -> float:
+    score = round(1.0 / (1.0 + alpha), 4)
+    mlflow.log_metric("score", score)
+    return score
+
+
+@step(experiment_tracker=True)
+def pick(scores: list[float]) -> float:
+    mlflow.log_metric("best_score", max(scores))
+    return max(scores)
+
+
+@pipeline(dynamic=True, enable_cache=False)
+def sweep(C: float = 1.0, label: str = "x" * 9000) -> None:
+    pick(fit.map(alphas()))

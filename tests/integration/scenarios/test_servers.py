@@ -78,6 +78,7 @@ def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_sta
         assert parent.info.status == "FINISHED" and parent.data.params == {
             "p": "v",
             "log_things.points": "5",
+            "points": "5",  # the pipeline's parameter
         }
 
         stored = client.get_stack_component(StackComponentType.EXPERIMENT_TRACKER, "plus_auth")

@@ -1,10 +1,20 @@
 """The step plan decides once what a step's runs are, in either mode."""
 
 import pytest
+from zenml.config.step_configurations import GroupInfo
+from zenml.enums import GroupType
 
 from tracker_flavor.config.settings import MLflowPlusSettings
 from tracker_flavor.runs import tags
-from tracker_flavor.runs.plan import PipelineFacts, Sampling, StepFacts, parent_spec, step_plan
+from tracker_flavor.runs.params import MAX_VALUE_LENGTH
+from tracker_flavor.runs.plan import (
+    PipelineFacts,
+    Sampling,
+    StepFacts,
+    map_index,
+    parent_spec,
+    step_plan,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -58,3 +68,40 @@ def test_system_metrics_are_sampled_only_when_asked_named_after_the_step_in_a_sh
     assert unified == Sampling(10, "fit")  # steps share the parent: each names its metrics
     nested = settings(log_system_metrics=True, nested=True, system_metrics_interval_seconds=2)
     assert step_plan(nested, STEP, None).sampling == Sampling(2, None)
+
+
+def test_a_mapped_step_gets_its_own_run_with_its_index_and_item_in_unified_mode_too():
+    mapped = StepFacts(PIPELINE, "map:fit:2", "step-id", 1, {"max_iter": 5}, 2, {"alpha": 0.1})
+    plan = step_plan(settings(tags={"team": "ml"}), mapped, None)
+    assert plan.nested and plan.parent_params == {}
+    assert plan.parent_tags == {tags.LAST_STEP: "map:fit:2"}
+    assert plan.step_tags[tags.MAP_INDEX] == "2" and plan.step_tags["team"] == "ml"
+    assert plan.queued_params == {"max_iter": "5", "alpha": "0.1"}
+    assert tags.MAP_INDEX not in step_plan(settings(), STEP, None).step_tags
+
+
+@pytest.mark.parametrize(
+    ("name", "group", "index"),
+    [
+        ("map:fit:0", GroupType.MAP, 0),
+        ("map:fit_2:11", GroupType.MAP, 11),
+        ("fit", None, None),
+        ("map:fit:0", GroupType.MANUAL, None),  # a group the user made, not a map
+        ("fit", GroupType.MAP, None),
+        ("map:fit:x", GroupType.MAP, None),
+    ],
+)
+def test_the_map_index_is_the_last_part_of_a_mapped_steps_name(name, group, index):
+    info = GroupInfo(id="g", name="fit", type=group) if group else None
+    assert map_index(name, info) == index
+
+
+def test_the_pipeline_parameters_are_the_parents_params_validated_like_step_params(caplog):
+    facts = PipelineFacts(
+        "run-id", "r", "train", parameters={"C": 0.5, "opt": {"lr": 0.1}, "bad key!": "x" * 7000}
+    )
+    params = parent_spec(settings(), facts, None).params
+    assert params["C"] == "0.5" and params["opt.lr"] == "0.1"
+    assert len(params["bad key_"]) == MAX_VALUE_LENGTH
+    assert "bad key_" in caplog.text
+    assert parent_spec(settings(log_step_parameters=False), facts, None).params == {}

@@ -56,8 +56,9 @@ def store(tmp_path_factory, migrated_db):
     return Counting(uri), Connection(uri)
 
 
-def plan_of(run_id: str, **settings):
-    facts = StepFacts(PipelineFacts(run_id, f"name-{run_id}", "pipe"), "fit", "s1", 1, {"a": 1})
+def plan_of(run_id: str, pipeline_params=None, **settings):
+    pipeline = PipelineFacts(run_id, f"name-{run_id}", "pipe", parameters=pipeline_params or {})
+    facts = StepFacts(pipeline, "fit", "s1", 1, {"a": 1})
     return step_plan(MLflowPlusSettings(**settings), facts, "alice")
 
 
@@ -129,6 +130,31 @@ def test_a_step_whose_parent_was_deleted_logs_to_a_new_one(store):
     assert runs.find_parent_runs(client, replaced.info.experiment_id, "d1")[0].info.run_id == (
         step.parent.run_id
     )
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_the_first_step_of_a_process_gives_the_parent_the_pipeline_params_in_its_request(
+    store, nested, monkeypatch
+):
+    client, connection = store
+    state = Runtime().runs
+    plan = plan_of(f"p-{nested}", {"C": 0.5}, nested=nested)
+    first = steps.start(client, connection, plan, Records(), state)
+    runtime.mlflow.seam.pop_active_runs(first.run_id)
+    assert client.get_run(first.parent.run_id).data.params["C"] == "0.5"
+    logged = []
+    log_batch = client.log_batch
+    monkeypatch.setattr(
+        client, "log_batch", lambda *a, **kw: logged.append(kw["params"]) or log_batch(*a, **kw)
+    )
+    step = steps.start(client, connection, plan, Records(), state)
+    runtime.mlflow.seam.pop_active_runs(step.run_id)
+    assert logged and all(p.key != "C" for p in logged[0])  # later steps leave them out
+    monkeypatch.undo()
+    client.delete_run(step.parent.run_id)
+    replaced = steps.start(client, connection, plan, Records(), state)
+    runtime.mlflow.seam.pop_active_runs(replaced.run_id)
+    assert client.get_run(replaced.parent.run_id).data.params["C"] == "0.5"
 
 
 class WaitingForAnotherProcess(Records):
