@@ -509,12 +509,15 @@ def status(data_dir: Path, output: str) -> None:
         print_json(summary)
     else:
         print_table(["key", "value"], [(key, str(value)) for key, value in summary.items()])
-    if not healthy:
-        raise click.ClickException(
-            f"the MLflow server of {data.path} "
-            + ("runs but does not answer /health" if running else "is not running")
-            + ": `zenml-mlflow server logs` shows why."
-        )
+    if healthy:
+        return
+    if running:
+        reason = "runs but does not answer /health: `zenml-mlflow server logs` shows why."
+    elif data.log.exists():
+        reason = "is not running: `zenml-mlflow server logs` shows how it ended."
+    else:
+        reason = "was never started: start it with `zenml-mlflow server start`."
+    raise click.ClickException(f"the MLflow server of {data.path} {reason}")
 
 
 @server.command()

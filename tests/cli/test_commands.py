@@ -81,8 +81,20 @@ def test_server_commands_on_a_fresh_data_dir(tmp_path):
     assert stop.exit_code == 0 and "no MLflow server was started from" in stop.output
     status = runner.invoke(cli, ["server", "status", "--data-dir", str(tmp_path), "-o", "json"])
     assert status.exit_code == 1 and '"running": false' in status.output
+    assert status.output.endswith(
+        f"Error: the MLflow server of {tmp_path.resolve()} was never started: start it with "
+        "`zenml-mlflow server start`.\n"
+    )
     logs = runner.invoke(cli, ["server", "logs", "--data-dir", str(tmp_path)])
     assert logs.exit_code == 1 and "the server was never started" in logs.output
+
+
+def test_runs_needs_at_least_one_run():
+    result = CliRunner().invoke(cli, ["runs", "-n", "0"])
+    assert result.exit_code == 2
+    assert result.output.endswith(
+        "Error: Invalid value for '--last' / '-n': 0 is not in the range x>=1.\n"
+    )
 
 
 def test_runs_takes_at_most_three_metrics():
