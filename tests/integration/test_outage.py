@@ -146,7 +146,7 @@ def test_the_next_step_that_reaches_the_server_delivers_the_spool_first(
         assert [p.value for p in client.get_metric_history(parent_id, "after")] == [1500]
         assert client.get_run(parent_id).info.status == "FINISHED"
         link = Client().get_run_step(first.id).run_metadata[METADATA_EXPERIMENT_TRACKER_URL]
-        assert str(link).endswith(f"/runs/{parent_id}")
+        assert str(link).endswith(f"/runs/{parent_id}?workflowType=machine_learning")
         assert "Nothing spooled" in sync()
     finally:
         server.stop()
