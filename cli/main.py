@@ -9,6 +9,7 @@ from tracker_flavor.mlflow.sqlite_store import StoreSchemaError
 
 from .check import check
 from .install import install
+from .links import open_link
 from .migrate import migrate
 from .output import error_message
 from .runs import runs
@@ -43,6 +44,7 @@ cli.add_command(server)
 cli.add_command(check)
 cli.add_command(ui)
 cli.add_command(runs)
+cli.add_command(open_link)
 cli.add_command(migrate)
 cli.add_command(store)
 cli.add_command(sync)
