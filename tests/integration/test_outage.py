@@ -221,7 +221,7 @@ def test_a_nested_pipeline_run_while_the_server_is_down_is_synced_as_if_online(
         offline = Client().get_pipeline_run(offline.id)
         for name, step in offline.steps.items():
             link = str(step.run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
-            run_id = link.rsplit("/", 1)[-1]
+            run_id = link.split("?")[0].rsplit("/", 1)[-1]
             assert client.get_run(run_id).data.tags["zenml.step_name"] == name
         assert METADATA_EXPERIMENT_TRACKER_URL in offline.run_metadata
     finally:

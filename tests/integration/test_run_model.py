@@ -117,7 +117,9 @@ def test_a_failing_step_fails_its_child_and_the_parent(
     assert children["produce"].info.status == "FINISHED"
     assert children["explode"].info.status == "FAILED"
     assert children["explode"].data.metrics == {"before_failure": 1.0}  # nothing lost
-    assert link(run, "explode").endswith(children["explode"].info.run_id)
+    assert link(run, "explode").endswith(
+        f"/runs/{children['explode'].info.run_id}?workflowType=machine_learning"
+    )
 
 
 def test_continue_on_failure_ends_the_parent_failed_after_the_other_steps(
