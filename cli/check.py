@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 PROBE_EXPERIMENT = "zenml-mlflow-check"
 PROBE_RUN = "probe"
+PROBE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,6 @@ def _store_checks(
     from mlflow import MlflowClient
 
     from tracker_flavor.config.limits import RequestLimits
-    from tracker_flavor.runs import mlflow_runs as runs
     from tracker_flavor.runtime import runtime
 
     uri = connection.uri
@@ -149,45 +150,97 @@ def _store_checks(
         deadline.current = "probe"
         name = connection.experiment_name(PROBE_EXPERIMENT)
         try:
-            exp_id = runs.experiment_id(client, name, connection.artifact_location)
-            run_id, latency = _probe_run(client, exp_id)
-            latencies = [
-                latency,
-                _timed(lambda: client.log_metric(run_id, PROBE_RUN, 1.0)),
-                _timed(lambda: client.get_run(run_id)),
-            ]
+            exp_id, latencies = _log_probe(client, name, connection.artifact_location)
         except Exception as error:
             yield Result("probe", False, _failure(error, uri, tracker))
             return
+        hidden = _hide(client, exp_id)
         yield Result(
             "probe",
             True,
-            f"logged to run {PROBE_RUN!r} of experiment {name!r}, kept for the next check "
-            f"(round trip {statistics.median(latencies):.0f} ms)",
+            f"logged to run {PROBE_RUN!r} of experiment {name!r}, kept for the next check"
+            + (" and hidden from the experiment list" if hidden else "")
+            + f" (round trip {statistics.median(latencies):.0f} ms)",
         )
     finally:
         runtime.mlflow.environment.leave()
 
 
-def _probe_run(client: "MlflowClient", exp_id: str) -> tuple[str, float]:
-    """Return the probe run's id, creating it only the first time, and the lookup's latency.
+def _log_probe(
+    client: "MlflowClient", name: str, artifact_location: str | None
+) -> tuple[str, list[float]]:
+    """Log a value to the probe run; return its experiment's id and the round trips' latencies.
 
     Reusing one run leaves no trail of deleted runs: MLflow's REST API cannot erase a run for
     good, and a check that did not write could not tell a read-only store from a usable one.
+    The experiment is restored for the probe and deleted again after it (its runs with it).
     """
-    start = time.perf_counter()
+    from mlflow.exceptions import MlflowException
+
+    from tracker_flavor.runs import mlflow_runs as runs
+
+    attempt = 1
+    while True:
+        start = time.perf_counter()
+        experiment = client.get_experiment_by_name(name)
+        latency = (time.perf_counter() - start) * 1000
+        try:
+            if experiment is not None and experiment.lifecycle_stage == "deleted":
+                _restore(client, experiment.experiment_id)
+            exp_id = runs.experiment_id(client, name, artifact_location)
+            run_id = _kept_run(client, exp_id) or _new_run(client, exp_id)
+            return exp_id, [
+                latency,
+                _timed(partial(client.log_metric, run_id, PROBE_RUN, 1.0)),
+                _timed(partial(client.get_run, run_id)),
+            ]
+        except (MlflowException, ValueError):
+            # A check at the same time deleted the experiment again between two calls.
+            again = client.get_experiment_by_name(name)
+            if attempt == PROBE_ATTEMPTS or again is None or again.lifecycle_stage != "deleted":
+                raise
+            attempt += 1
+
+
+def _new_run(client: "MlflowClient", exp_id: str) -> str:
+    """Create the finished probe run and return its id."""
+    run_id: str = client.create_run(exp_id, run_name=PROBE_RUN).info.run_id
+    client.set_terminated(run_id)
+    return run_id
+
+
+def _kept_run(client: "MlflowClient", exp_id: str) -> str | None:
+    """Return the id of the experiment's first probe run, if there is one."""
     kept = client.search_runs(
         [exp_id],
         filter_string=f"attributes.run_name = '{PROBE_RUN}'",
         max_results=1,
         order_by=["attributes.start_time ASC"],
     )
-    latency = (time.perf_counter() - start) * 1000
-    if kept:
-        return kept[0].info.run_id, latency
-    run_id = client.create_run(exp_id, run_name=PROBE_RUN).info.run_id
-    client.set_terminated(run_id)
-    return run_id, latency
+    return kept[0].info.run_id if kept else None
+
+
+def _restore(client: "MlflowClient", exp_id: str) -> None:
+    """Restore the deleted probe experiment and its run, unless a check at the same time did."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.restore_experiment(exp_id)
+    except MlflowException:
+        if client.get_experiment(exp_id).lifecycle_stage == "deleted":
+            raise
+
+
+def _hide(client: "MlflowClient", exp_id: str) -> bool:
+    """Soft-delete the probe experiment, hiding it from MLflow's list; False if not allowed."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_experiment(exp_id)
+    except MlflowException:
+        # Deleted already (a check at the same time), or not allowed.
+        return client.get_experiment(exp_id).lifecycle_stage == "deleted"
+    return True
 
 
 def diagnose(tracker: "MLflowPlusExperimentTracker", deadline: Deadline) -> Iterator[Result]:
@@ -259,8 +312,9 @@ def check(component: str | None, timeout: float, output: str) -> None:
     """Check that a tracker can reach, authenticate to and write to its MLflow store.
 
     Checks secrets, connection, TLS, server version, authentication and a probe: a value logged
-    to the run `probe` of experiment zenml-mlflow-check, created once and reused. Exit code 0 only
-    if the tracker is usable.
+    to the run `probe` of experiment zenml-mlflow-check, created once and reused; the experiment
+    is kept deleted, so MLflow's experiment list does not show it. Exit code 0 only if the tracker
+    is usable.
 
     Example: zenml-mlflow check mlflow_plus --timeout 30
     """

@@ -7,6 +7,7 @@ import click
 from tracker_flavor import FLAVOR_NAME
 
 from .components import create_stack_with_tracker
+from .output import error_message
 
 if TYPE_CHECKING:
     from zenml.models import ComponentResponse
@@ -15,13 +16,15 @@ FLAVOR_SOURCE = "tracker_flavor.flavor.MLflowPlusFlavor"
 REGISTRY_FLAVOR_SOURCE = "tracker_flavor.model_registry.MLflowPlusModelRegistryFlavor"
 
 
-def _parse_config(pairs: tuple[str, ...]) -> dict[str, str]:
-    """Turn `KEY=VALUE` arguments into a config dict."""
+def _parse_config(
+    _context: click.Context, _param: click.Parameter, pairs: tuple[str, ...]
+) -> dict[str, str]:
+    """Turn `KEY=VALUE` arguments into a config dict (a click callback: fails before any change)."""
     config = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--config")
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE")
         config[key] = value
     return config
 
@@ -58,15 +61,16 @@ def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     "tracker_name",
     default=FLAVOR_NAME,
     show_default=True,
-    help="Name of the tracker component to register with --stack.",
+    help="Name of the tracker component: registered with --stack, updated by --config.",
 )
 @click.option(
     "--config",
-    "config_pairs",
+    "config",
     multiple=True,
     metavar="KEY=VALUE",
+    callback=_parse_config,
     help="Tracker config, e.g. tracking_uri=http://127.0.0.1:5001; "
-    "updates the keys of an existing --tracker.",
+    "updates the keys of an existing --tracker (without --stack: only an existing one).",
 )
 @click.option(
     "--activate/--no-activate",
@@ -75,11 +79,11 @@ def config_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     help="Make the --stack the active stack.",
 )
 def install(
-    stack_name: str | None, tracker_name: str, config_pairs: tuple[str, ...], activate: bool
+    stack_name: str | None, tracker_name: str, config: dict[str, str], activate: bool
 ) -> None:
     """Register the mlflow_plus flavors (tracker, model registry) in the active ZenML store.
 
-    Safe to run again.
+    Safe to run again. With --config and no --stack, update an existing tracker's config.
 
     Example: zenml-mlflow install --stack local_mlflow
     """
@@ -98,23 +102,23 @@ def install(
         except KeyError:
             client.create_flavor(source=source, component_type=kind)
             click.echo(f"registered flavor {FLAVOR_NAME} ({kind.value})")
+    existing = _existing_tracker(tracker_name)
     if stack_name is None:
-        return
-    config = _parse_config(config_pairs)
-    try:
-        tracker = client.get_stack_component(
-            tracker_type, tracker_name, allow_name_prefix_match=False
-        )
-        if tracker.flavor_name != FLAVOR_NAME:
+        if not config:
+            return
+        if existing is None:
             raise click.ClickException(
-                f"experiment tracker {tracker_name!r} exists with flavor {tracker.flavor_name!r}: "
-                "choose another --tracker name."
+                f"no experiment tracker named {tracker_name!r} to apply --config to: add "
+                "--stack NAME to register it in a stack, or name an existing one with --tracker."
             )
-        if config:
-            tracker = _update_tracker(tracker, config)
-        else:
-            click.echo(f"tracker {tracker_name} already registered")
-    except KeyError:
+        _update_tracker(existing, config)
+        return
+    if existing is not None and config:
+        tracker = _update_tracker(existing, config)
+    elif existing is not None:
+        tracker = existing
+        click.echo(f"tracker {tracker_name} already registered")
+    else:
         try:
             tracker = client.create_stack_component(
                 name=tracker_name,
@@ -123,7 +127,7 @@ def install(
                 configuration=config,
             )
         except ValueError as error:
-            raise click.ClickException(str(error)) from error
+            raise click.ClickException(error_message(error)) from None
         click.echo(f"registered tracker {tracker_name}")
     try:
         stack = client.get_stack(stack_name, allow_name_prefix_match=False)
@@ -137,6 +141,25 @@ def install(
         click.echo(f"active stack: {stack_name}")
 
 
+def _existing_tracker(name: str) -> "ComponentResponse | None":
+    """Return the mlflow_plus tracker of this name, or None; fail if it is of another flavor."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    try:
+        tracker = Client().get_stack_component(
+            StackComponentType.EXPERIMENT_TRACKER, name, allow_name_prefix_match=False
+        )
+    except KeyError:
+        return None
+    if tracker.flavor_name != FLAVOR_NAME:
+        raise click.ClickException(
+            f"experiment tracker {name!r} exists with flavor {tracker.flavor_name!r}: "
+            "choose another --tracker name."
+        )
+    return tracker
+
+
 def _update_tracker(tracker: "ComponentResponse", config: dict[str, str]) -> "ComponentResponse":
     """Apply `--config` to an existing tracker component and print what changed."""
     from zenml.client import Client
@@ -144,7 +167,7 @@ def _update_tracker(tracker: "ComponentResponse", config: dict[str, str]) -> "Co
     try:
         updated = Client().update_stack_component(tracker.id, tracker.type, configuration=config)
     except ValueError as error:
-        raise click.ClickException(str(error)) from error
+        raise click.ClickException(error_message(error)) from None
     changes = config_changes(tracker.configuration, updated.configuration)
     if not changes:
         click.echo(f"tracker {tracker.name} already registered with this config")

@@ -3,12 +3,15 @@
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from tracker_flavor.mlflow.sqlite_store import StoreSchemaError
 
 from .check import check
 from .install import install
+from .links import open_link
 from .migrate import migrate
+from .output import error_message
 from .runs import runs
 from .server import server
 from .store import store
@@ -20,14 +23,14 @@ DISTRIBUTION = "zenml-mlflow-tracker"
 
 
 class Commands(click.Group):
-    """The command group; a local store that needs a repair fails any command with one line."""
+    """The command group: a store to repair or a value pydantic refused fails with its reason."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; turn a StoreSchemaError into a one-line click error."""
+        """Run the command; turn a StoreSchemaError or ValidationError into a click error."""
         try:
             return super().invoke(ctx)
-        except StoreSchemaError as error:
-            raise click.ClickException(str(error)) from None
+        except (StoreSchemaError, ValidationError) as error:
+            raise click.ClickException(error_message(error)) from None
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +44,7 @@ cli.add_command(server)
 cli.add_command(check)
 cli.add_command(ui)
 cli.add_command(runs)
+cli.add_command(open_link)
 cli.add_command(migrate)
 cli.add_command(store)
 cli.add_command(sync)

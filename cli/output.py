@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -36,3 +37,16 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], title: st
     for row in rows:
         table.add_row(*row)
     Console(width=None if sys.stdout.isatty() else 1000).print(table)
+
+
+def error_message(error: Exception) -> str:
+    """Return an error's message; a pydantic ValidationError's as `field: reason` lines only."""
+    if not isinstance(error, ValidationError):
+        return str(error)
+    lines = []
+    for detail in error.errors(include_url=False, include_input=False):
+        # A validator's ValueError says what to fix; pydantic prefixes it with its error type.
+        message = detail["msg"].removeprefix("Value error, ")
+        field = ".".join(str(part) for part in detail["loc"])
+        lines.append(f"{field}: {message}" if field else message)
+    return "\n".join(lines)

@@ -118,7 +118,9 @@ def run_tracker(pipeline_run: "PipelineRunResponse") -> "MLflowPlusExperimentTra
 
 @click.command()
 @click.argument("pipeline", required=False)
-@click.option("--last", "-n", default=10, show_default=True, type=int, help="How many runs.")
+@click.option(
+    "--last", "-n", default=10, show_default=True, type=click.IntRange(min=1), help="How many runs."
+)
 @click.option(
     "--metric",
     "-m",

@@ -12,7 +12,7 @@ import urllib.request
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import psutil
@@ -23,11 +23,18 @@ from tracker_flavor.mlflow import sqlite_store
 
 from .output import output_option, print_json, print_table
 
+if TYPE_CHECKING:
+    import requests
+
 DATA_DIR_ENV = "ZENML_MLFLOW_DATA_DIR"
 ADMIN_USERNAME = "admin"
 GUNICORN_THREADS = 8
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
+# MLflow's basic-auth routes (mlflow.server.auth.routes, whose package reads the server's auth
+# config when imported).
+CREATE_USER = "/api/2.0/mlflow/users/create"
+UPDATE_USER_ADMIN = "/api/2.0/mlflow/users/update-admin"
 LOG_TAIL_LINES = 20
 
 
@@ -509,12 +516,15 @@ def status(data_dir: Path, output: str) -> None:
         print_json(summary)
     else:
         print_table(["key", "value"], [(key, str(value)) for key, value in summary.items()])
-    if not healthy:
-        raise click.ClickException(
-            f"the MLflow server of {data.path} "
-            + ("runs but does not answer /health" if running else "is not running")
-            + ": `zenml-mlflow server logs` shows why."
-        )
+    if healthy:
+        return
+    if running:
+        reason = "runs but does not answer /health: `zenml-mlflow server logs` shows why."
+    elif data.log.exists():
+        reason = "is not running: `zenml-mlflow server logs` shows how it ended."
+    else:
+        reason = "was never started: start it with `zenml-mlflow server start`."
+    raise click.ClickException(f"the MLflow server of {data.path} {reason}")
 
 
 @server.command()
@@ -529,3 +539,63 @@ def logs(data_dir: Path, lines: int) -> None:
     if not data.log.exists():
         raise click.ClickException(f"no server log in {data.path}: the server was never started.")
     click.echo(log_tail(data.log, lines), nl=False)
+
+
+@server.command(name="add-user")
+@data_dir_option
+@click.argument("username")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="The user's password (asked for if not given).",
+)
+@click.option("--admin", is_flag=True, help="Make the user an admin, with every permission.")
+def add_user(data_dir: Path, username: str, password: str, admin: bool) -> None:
+    """Add a user to the running --basic-auth server of this data directory, as its admin.
+
+    A user may read every experiment and write to those it creates (MLflow's default_permission
+    READ); --admin gives every permission.
+
+    Example: zenml-mlflow server add-user alice
+    """
+    import requests
+
+    data = DataDir(data_dir)
+    state = data.read_state()
+    if state is None or not is_ours(state) or not state.basic_auth:
+        raise click.ClickException(
+            f"no --basic-auth server runs from {data.path}: start one with "
+            "`zenml-mlflow server start --basic-auth`."
+        )
+    admin_auth = (
+        ADMIN_USERNAME,
+        os.environ.get(ADMIN_PASSWORD_ENV) or data.admin_password.read_text().strip(),
+    )
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", CREATE_USER, {"username": username, "password": password})
+    ]
+    if admin:
+        calls.append(("PATCH", UPDATE_USER_ADMIN, {"username": username, "is_admin": True}))
+    for method, path, body in calls:
+        response = requests.request(
+            method, f"{state.url}{path}", json=body, auth=admin_auth, timeout=60
+        )
+        if not response.ok:
+            raise click.ClickException(
+                f"the server at {state.url} refused to add user {username!r} "
+                f"(HTTP {response.status_code}): {_server_message(response)}"
+            )
+    click.echo(
+        f"added user {username!r} to {state.url}"
+        + (" as an admin" if admin else ": it may read every experiment and write to its own")
+    )
+
+
+def _server_message(response: "requests.Response") -> str:
+    """Return the message of an MLflow error response, or its text."""
+    try:
+        return str(response.json()["message"])
+    except (ValueError, KeyError, TypeError):
+        return str(response.text).strip()[:200]

@@ -28,8 +28,8 @@ def links_address(ui_url: str | None) -> tuple[str, int]:
 @click.option(
     "--port",
     type=int,
-    help="Port to serve on; must be the port of the step links (the tracker's ui_url, "
-    "default 5000), which a different port would break.",
+    help="Port to serve on (default: the port of the step links, the tracker's ui_url). "
+    "Another port serves the links recorded while ui_url pointed there.",
 )
 @jobs_option
 @click.option(
@@ -39,7 +39,8 @@ def ui(component: str | None, port: int | None, jobs: bool, print_command: bool)
     """Open the MLflow UI on a tracker's local store, at the address its step links use.
 
     To serve on another port, set the tracker's ui_url to it (links of later runs follow):
-    zenml experiment-tracker update NAME --ui_url=http://127.0.0.1:PORT
+    zenml experiment-tracker update NAME --ui_url=http://127.0.0.1:PORT. Links of earlier runs
+    keep the old port: serve them with --port OLD_PORT.
 
     Example: zenml-mlflow ui   # the active stack's tracker, at the step links' port
     """
@@ -52,21 +53,23 @@ def ui(component: str | None, port: int | None, jobs: bool, print_command: bool)
             "open that, or the link in a step's experiment_tracker_url metadata."
         )
     host, links_port = links_address(connection.ui_url)
-    set_ui_url = (
-        f"zenml experiment-tracker update {tracker.name} --ui_url=http://{host}:PORT"
-        " (links of later runs follow), then run `zenml-mlflow ui`"
-    )
-    if port is not None and port != links_port:
-        raise click.ClickException(
-            f"the step links of tracker {tracker.name!r} point at port {links_port} (its ui_url), "
-            f"so serving on --port {port} would break them: to serve on another port, "
-            + set_ui_url.replace("PORT", str(port))
-            + "."
-        )
-    command = server_command(host, links_port, uri)
+    port = links_port if port is None else port
+    command = server_command(host, port, uri)
     if print_command:
         click.echo(" ".join(command))
         return
-    check_port_free(host, links_port, f"stop what listens there, or serve elsewhere: {set_ui_url}.")
-    click.echo(f"MLflow UI for {connection.shown} on http://{host}:{links_port} (Ctrl+C to stop)")
+    check_port_free(
+        host,
+        port,
+        "stop what listens there, or serve elsewhere: "
+        f"zenml experiment-tracker update {tracker.name} --ui_url=http://{host}:PORT "
+        "(links of later runs follow), then run `zenml-mlflow ui`.",
+    )
+    if port != links_port:
+        click.echo(
+            f"note: the step links of tracker {tracker.name!r} point at port {links_port} (its "
+            f"ui_url); port {port} serves the links recorded while ui_url pointed there.",
+            err=True,
+        )
+    click.echo(f"MLflow UI for {connection.shown} on http://{host}:{port} (Ctrl+C to stop)")
     os.execve(command[0], command, server_environment(jobs))

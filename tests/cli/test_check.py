@@ -64,14 +64,18 @@ def test_check_probes_the_embedded_store_of_the_active_stack(zenml_stack, embedd
         assert [line.split(":")[0] for line in result.output.splitlines()] == [
             "✓ secrets", "✓ auth", "✓ probe", "experiment tracker 'mlflow_plus' is usable."
         ]  # fmt: skip
-        assert "logged to run 'probe' of experiment 'zenml-mlflow-check'" in result.output
-    # Two checks leave one run, reused, and nothing deleted.
+        assert (
+            "logged to run 'probe' of experiment 'zenml-mlflow-check', kept for the next check "
+            "and hidden from the experiment list" in result.output
+        )
+    # Two checks leave one run, reused; its experiment is out of the UI's (active) list.
+    assert "zenml-mlflow-check" not in {e.name for e in embedded_client.search_experiments()}
     experiments = embedded_client.search_experiments(view_type=ViewType.ALL)
     (experiment,) = [e for e in experiments if e.name == "zenml-mlflow-check"]
-    assert experiment.lifecycle_stage == "active"
+    assert experiment.lifecycle_stage == "deleted"
     (run,) = embedded_client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL)
     assert (run.info.run_name, run.info.status, run.info.lifecycle_stage) == (
-        "probe", "FINISHED", "active"
+        "probe", "FINISHED", "deleted"  # with its experiment, until the next check restores both
     )  # fmt: skip
     assert len(embedded_client.get_metric_history(run.info.run_id, "probe")) == 2
 

@@ -81,8 +81,20 @@ def test_server_commands_on_a_fresh_data_dir(tmp_path):
     assert stop.exit_code == 0 and "no MLflow server was started from" in stop.output
     status = runner.invoke(cli, ["server", "status", "--data-dir", str(tmp_path), "-o", "json"])
     assert status.exit_code == 1 and '"running": false' in status.output
+    assert status.output.endswith(
+        f"Error: the MLflow server of {tmp_path.resolve()} was never started: start it with "
+        "`zenml-mlflow server start`.\n"
+    )
     logs = runner.invoke(cli, ["server", "logs", "--data-dir", str(tmp_path)])
     assert logs.exit_code == 1 and "the server was never started" in logs.output
+
+
+def test_runs_needs_at_least_one_run():
+    result = CliRunner().invoke(cli, ["runs", "-n", "0"])
+    assert result.exit_code == 2
+    assert result.output.endswith(
+        "Error: Invalid value for '--last' / '-n': 0 is not in the range x>=1.\n"
+    )
 
 
 def test_runs_takes_at_most_three_metrics():
@@ -101,3 +113,24 @@ def test_runs_takes_at_most_three_metrics():
 )
 def test_ui_serves_at_the_address_of_the_step_links(ui_url, address):
     assert links_address(ui_url) == address
+
+
+def test_a_refused_value_is_reported_by_field_and_reason_only():
+    from pydantic import ValidationError
+
+    from tracker_flavor.cli.output import error_message
+    from tracker_flavor.config.component import MLflowPlusConfig
+
+    with pytest.raises(ValidationError) as fields:
+        MLflowPlusConfig(max_retries=99, nested="maybe")
+    assert error_message(fields.value) == (
+        "nested: Input should be a valid boolean, unable to interpret input\n"
+        "max_retries: Input should be less than or equal to 10"
+    )
+    with pytest.raises(ValidationError) as model:
+        MLflowPlusConfig(tracking_uri="http://h:1", tracking_username="u")
+    assert error_message(model.value) == (
+        "tracking_password is missing: username/password authentication needs both "
+        "tracking_username and tracking_password."
+    )
+    assert error_message(ValueError("plain")) == "plain"

@@ -48,3 +48,44 @@ def test_config_of_an_existing_tracker_is_applied_and_reported(zenml_stack):
     assert bad.exit_code == 1
     assert "nested" in bad.output
     assert configuration()["nested"] is True
+
+
+def test_config_without_stack_updates_an_existing_tracker_or_says_why_not(zenml_stack):
+    runner = CliRunner()
+    created = install("tracking_uri=http://127.0.0.1:5997")
+    assert created.exit_code == 0, created.output
+    updated = runner.invoke(
+        cli, ["install", "--tracker", "install_test", "--config", "tracking_uri=http://h.invalid:1"]
+    )
+    assert updated.exit_code == 0, updated.output
+    assert "tracking_uri: 'http://127.0.0.1:5997' -> 'http://h.invalid:1'" in updated.output
+    assert configuration()["tracking_uri"] == "http://h.invalid:1"
+
+    missing = runner.invoke(cli, ["install", "--tracker", "nowhere", "--config", "nested=true"])
+    assert missing.exit_code == 1
+    assert missing.output.endswith(
+        "Error: no experiment tracker named 'nowhere' to apply --config to: add --stack NAME to "
+        "register it in a stack, or name an existing one with --tracker.\n"
+    )
+    not_a_pair = runner.invoke(cli, ["install", "--tracker", "install_test", "--config", "foo"])
+    assert not_a_pair.exit_code == 2
+    assert "Invalid value for '--config': 'foo' is not KEY=VALUE" in not_a_pair.output
+    assert "registered" not in not_a_pair.output  # refused before any change
+
+
+def test_a_refused_config_answers_with_the_reason_alone(zenml_stack):
+    new = CliRunner().invoke(
+        cli, ["install", "--stack", "refused", "--tracker", "refused", "--no-activate",
+              "--config", "tracking_uri=notaurl"],
+    )  # fmt: skip
+    assert new.exit_code == 1
+    assert new.output.splitlines()[-1] == (
+        "Error: tracking_uri 'notaurl' has no scheme: use http(s)://HOST:PORT for a tracking "
+        "server, 'databricks' for Databricks, or sqlite:///, postgresql://, mysql://, file:/// "
+        "for a store, or leave it unset for the embedded store."
+    )
+    existing = install("nested=maybe")
+    assert existing.exit_code == 1
+    assert existing.output.splitlines()[-1] == (
+        "Error: nested: Input should be a valid boolean, unable to interpret input"
+    )

@@ -2,11 +2,14 @@
 
 import json
 import os
+import re
+import shlex
 import signal
 import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from base64 import b64encode
 from concurrent.futures import ThreadPoolExecutor
@@ -14,15 +17,19 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from click.testing import CliRunner
 from zenml.client import Client
 
 from tests.cli.conftest import StartedServer, tracker, zenml_mlflow
 from testsupport.proxy import Proxy
 from testsupport.servers import free_port
 from testsupport.tls import self_signed_certificate
+from tracker_flavor.cli.main import cli
 from tracker_flavor.cli.server import DataDir, ServerState, port_in_use
 
 pytestmark = pytest.mark.integration
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "docs" / "scenarios.md"
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +154,60 @@ def test_logs_show_the_server_output(basic_auth_server):
     assert "Uvicorn running on" in logs.stdout
 
 
+def test_the_basic_auth_scenario_as_written_lets_its_user_in(basic_auth_server, monkeypatch):
+    section = SCENARIOS.read_text().split("## 3. ", 1)[1].split("\n## ", 1)[0]
+    commands = [
+        shlex.split(line, comments=True)
+        for block in re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+        for line in block.splitlines()
+        if line.startswith(("zenml secret create", "zenml-mlflow server add-user"))
+    ]
+    (secret,) = [c for c in commands if c[0] == "zenml"]
+    user = dict(arg.removeprefix("--").split("=", 1) for arg in secret[4:])["username"]
+    (add_user,) = [c for c in commands if c[0] == "zenml-mlflow"]
+    assert add_user[3:] == [user]
+    monkeypatch.setenv("ZENML_MLFLOW_DATA_DIR", str(basic_auth_server.data_dir))
+    added = CliRunner().invoke(cli, add_user[1:], input="docs-password-1\ndocs-password-1\n")
+    assert added.exit_code == 0, added.output
+    assert added.output.endswith(
+        f"added user {user!r} to {basic_auth_server.url}: it may read every experiment and "
+        "write to its own\n"
+    )
+    # What a pipeline run by the user does first: create its experiment, then log to it.
+    created = as_user(
+        basic_auth_server, user, "docs-password-1", "experiments/create", {"name": user}
+    )
+    experiment_id = created["experiment_id"]
+    run = as_user(
+        basic_auth_server, user, "docs-password-1", "runs/create", {"experiment_id": experiment_id}
+    )
+    assert run["run"]["info"]["experiment_id"] == experiment_id
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        as_user(basic_auth_server, user, "not-the-pw", "experiments/search", {"max_results": 1})
+    assert refused.value.code == 401
+
+    again = CliRunner().invoke(cli, [*add_user[1:], "--password", "other-password-1"])
+    assert again.exit_code == 1
+    assert f"refused to add user {user!r} (HTTP 400)" in again.output
+    admin = CliRunner().invoke(
+        cli, ["server", "add-user", "root2", "--password", "root2-password-1", "--admin"]
+    )
+    assert admin.exit_code == 0, admin.output
+    assert api(basic_auth_server, "users/get?username=root2")["user"]["is_admin"] is True
+
+
+def as_user(server: StartedServer, user: str, password: str, path: str, body: dict) -> dict:
+    """POST to the MLflow REST API as `user`."""
+    token = b64encode(f"{user}:{password}".encode()).decode()
+    request = urllib.request.Request(
+        f"{server.url}/api/2.0/mlflow/{path}",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.load(response)
+
+
 def test_check_passes_on_a_reachable_server_and_leaves_no_probe_run(checks, basic_auth_server):
     good = checks["check_good"]
     assert good.returncode == 0, good.stdout + good.stderr
@@ -159,16 +220,23 @@ def test_check_passes_on_a_reachable_server_and_leaves_no_probe_run(checks, basi
     experiment = api(
         basic_auth_server, "experiments/get-by-name?experiment_name=zenml-mlflow-check"
     )
+    assert experiment["experiment"]["lifecycle_stage"] == "deleted"
+    listed = api(basic_auth_server, "experiments/search", {"max_results": 100})["experiments"]
+    assert "zenml-mlflow-check" not in {e["name"] for e in listed}  # the UI's list
     search = {"experiment_ids": [experiment["experiment"]["experiment_id"]], "run_view_type": "ALL"}
     found = api(basic_auth_server, "runs/search", search)["runs"]
     # Two checks ran at once (good, insecure TLS): each may have created the run, none deleted one.
     assert 1 <= len(found) <= 2
     assert {(run["info"]["run_name"], run["info"]["lifecycle_stage"]) for run in found} == {
-        ("probe", "active")
+        ("probe", "deleted")  # with its experiment
     }
     again = zenml_mlflow("check", "check_good", "--timeout", "60")
     assert again.returncode == 0, again.stdout + again.stderr
     assert len(api(basic_auth_server, "runs/search", search)["runs"]) == len(found)
+    assert "zenml-mlflow-check" not in {
+        e["name"]
+        for e in api(basic_auth_server, "experiments/search", {"max_results": 100})["experiments"]
+    }
 
 
 def api(server: StartedServer, path: str, body: dict | None = None) -> dict:

@@ -1,5 +1,6 @@
-"""Step links open their MLflow run in a real headless Chromium: on a `zenml-mlflow server`, and
-on the embedded store served by `zenml-mlflow ui`. Screenshots land in test-artifacts/."""
+"""Step links open their MLflow run, in the model-training view, in a real headless Chromium: on a
+`zenml-mlflow server`, and on the embedded store served by `zenml-mlflow ui`. Screenshots land in
+test-artifacts/."""
 
 import subprocess
 import sys
@@ -79,8 +80,10 @@ def open_in_chromium(link: str, expected: list[str], screenshot: str) -> None:
     """Open `link` headless, wait until every expected text shows, and save a screenshot."""
     with chromium_page() as page, screenshot_after(page, screenshot):
         page.goto(link)
-        for text in expected:
+        # MLflow 3's model-training view: its sidebar has the model registry, the GenAI one judges.
+        for text in [*expected, "Model registry"]:
             page.get_by_text(text, exact=True).first.wait_for(timeout=90_000)
+        assert page.get_by_text("Judges", exact=True).count() == 0
 
 
 def test_step_link_opens_its_run_on_a_zenml_mlflow_server(runs):

@@ -83,7 +83,9 @@ def run_name(top, run_id: str) -> str:
 
 def test_dashboard_step_link_lands_on_the_nested_run(topology_session, tracked_runs):
     run = tracked_runs["nested"]
-    assert run.mlflow_run_id != run.parent_run_id and run.link.endswith(f"/{run.mlflow_run_id}")
+    assert run.mlflow_run_id != run.parent_run_id and run.link.endswith(
+        f"/{run.mlflow_run_id}?workflowType=machine_learning"
+    )
     text = follow_the_step_link(topology_session, run, "nested")
     assert run_name(topology_session, run.mlflow_run_id) == STEP and STEP in text
     assert run_name(topology_session, run.parent_run_id) in text  # the page's "Parent run"
@@ -91,6 +93,8 @@ def test_dashboard_step_link_lands_on_the_nested_run(topology_session, tracked_r
 
 def test_dashboard_step_link_lands_on_the_parent_run(topology_session, tracked_runs):
     run = tracked_runs["unified"]
-    assert run.mlflow_run_id == run.parent_run_id and run.link.endswith(f"/{run.parent_run_id}")
+    assert run.mlflow_run_id == run.parent_run_id and run.link.endswith(
+        f"/{run.parent_run_id}?workflowType=machine_learning"
+    )
     text = follow_the_step_link(topology_session, run, "unified")
     assert run_name(topology_session, run.parent_run_id) in text

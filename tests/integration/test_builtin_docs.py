@@ -74,7 +74,9 @@ def test_the_pages_code_runs_and_its_settings_key_still_applies(
         exec(snippet("The MLflow UI"), {})
     link, command, uri = printed.getvalue().splitlines()
     trainer_run = run.steps["trainer"].run_metadata["mlflow_run_id"]
-    assert link.startswith("http://127.0.0.1:5000/#/experiments/") and link.endswith(trainer_run)
+    assert link.startswith("http://127.0.0.1:5000/#/experiments/") and link.endswith(
+        f"{trainer_run}?workflowType=machine_learning"
+    )
     store = run.steps["trainer"].run_metadata["mlflow_tracking_uri"]
     assert command == f"mlflow ui --backend-store-uri {store}"
     assert uri == store and store.startswith("sqlite:///")

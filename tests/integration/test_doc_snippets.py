@@ -50,7 +50,7 @@ def test_find_the_run_works_for_a_run_and_for_its_cached_rerun(zenml_stack, embe
     found = find_the_run()
     run_id = first.steps["train"].run_metadata["mlflow_run_id"]
     assert found == [str(first.steps["train"].run_metadata["experiment_tracker_url"])] * 2
-    assert found[0].endswith(f"/runs/{run_id}")
+    assert found[0].endswith(f"/runs/{run_id}?workflowType=machine_learning")
     assert embedded_client.get_run(run_id).data.metrics["loss"] == 0.3
 
     cached = Client().get_pipeline_run(training().id)

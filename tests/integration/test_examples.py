@@ -18,7 +18,10 @@ def test_quickstart_prints_each_steps_mlflow_link(zenml_stack, capsys):
     links = re.findall(r"^\s+(load_data|train|evaluate|pipeline)\s+(\S+)$", out, re.MULTILINE)
     assert [name for name, _ in links] == ["load_data", "train", "evaluate", "pipeline"]
     assert all(
-        re.fullmatch(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/\w+", u) for _, u in links
+        re.fullmatch(
+            r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs/\w+\?workflowType=machine_learning", u
+        )
+        for _, u in links
     )
     assert "make ui" in out
 

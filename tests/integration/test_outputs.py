@@ -135,7 +135,9 @@ def test_outputs_reports_lineage_model_and_system_metrics_reach_the_server(
     for version in (frame, report_version):
         metadata = Client().get_artifact_version(version.id).run_metadata
         assert metadata["mlflow_run_id"] == run_id
-        assert str(metadata[METADATA_EXPERIMENT_TRACKER_URL]).endswith(f"/runs/{run_id}")
+        assert str(metadata[METADATA_EXPERIMENT_TRACKER_URL]).endswith(
+            f"/runs/{run_id}?workflowType=machine_learning"
+        )
 
     # The registered model version, with its ZenML ids, loads with pyfunc.
     model_version_id = train_run.outputs["model"][0].id

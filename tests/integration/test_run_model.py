@@ -55,6 +55,7 @@ def test_unified_mode_logs_every_step_into_one_parent(
     assert experiment.name == "linear"
     url = (
         f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}"
+        "?workflowType=machine_learning"
     )
     for step in ("produce", "consume"):
         metadata = run.steps[step].run_metadata
@@ -91,7 +92,7 @@ def test_nested_mode_gives_each_step_a_child_run(zenml_stack, embedded_client, p
         metadata = run.steps[name].run_metadata
         assert metadata["mlflow_run_id"] == child.info.run_id
         assert metadata["mlflow_parent_run_id"] == parent.info.run_id
-        assert link(run, name).endswith(f"/runs/{child.info.run_id}")
+        assert link(run, name).endswith(f"/runs/{child.info.run_id}?workflowType=machine_learning")
     assert children["produce"].data.params == {
         "count": "2",
         "config.opt.lr": "0.1",
@@ -99,7 +100,7 @@ def test_nested_mode_gives_each_step_a_child_run(zenml_stack, embedded_client, p
     }
     assert len(embedded_client.get_metric_history(children["produce"].info.run_id, "produced")) == 2
     assert not parent.data.metrics and parent.data.params == {"count": "2"}  # the pipeline's
-    assert link(run).endswith(f"/runs/{parent.info.run_id}")
+    assert link(run).endswith(f"/runs/{parent.info.run_id}?workflowType=machine_learning")
 
 
 def test_a_failing_step_fails_its_child_and_the_parent(
@@ -117,7 +118,9 @@ def test_a_failing_step_fails_its_child_and_the_parent(
     assert children["produce"].info.status == "FINISHED"
     assert children["explode"].info.status == "FAILED"
     assert children["explode"].data.metrics == {"before_failure": 1.0}  # nothing lost
-    assert link(run, "explode").endswith(children["explode"].info.run_id)
+    assert link(run, "explode").endswith(
+        f"/runs/{children['explode'].info.run_id}?workflowType=machine_learning"
+    )
 
 
 def test_continue_on_failure_ends_the_parent_failed_after_the_other_steps(

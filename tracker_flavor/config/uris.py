@@ -6,6 +6,9 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 DATABRICKS_URI = "databricks"
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
+# MLflow 3's UI opens an experiment in its GenAI view (traces, judges) unless the route asks for
+# the model-training one; MLflow 2's UI has a single view and ignores the parameter.
+CLASSIC_VIEW_QUERY = "workflowType=machine_learning"
 
 # Database schemes MLflow's SQLAlchemy store accepts (mlflow.store.db.db_types), spelled out
 # here so that validating a config does not import MLflow.
@@ -123,8 +126,8 @@ def normalize_host(host: str) -> str:
 
 
 def run_url(base_url: str, experiment_id: str, run_id: str, *, databricks: bool = False) -> str:
-    """Return the UI deep link of a run: the OSS `#/` route or the Databricks `ml/` route."""
+    """Return the UI deep link of a run: the OSS `#/` route (model-training view) or Databricks'."""
     base = base_url.rstrip("/")
     if databricks:
         return f"{base}/ml/experiments/{experiment_id}/runs/{run_id}"
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{CLASSIC_VIEW_QUERY}"

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from mlflow import MlflowClient
 from urllib3.exceptions import InsecureRequestWarning
 from zenml.client import Client
@@ -19,6 +20,7 @@ from tests.integration.scenarios.conftest import ADMIN_PASSWORD, ALICE_PASSWORD
 from tests.integration.scenarios.pipelines import metrics_only, scenario, scenario_with_model
 from tests.integration.test_run_model import runs_of
 from testsupport.proxy import Proxy
+from tracker_flavor.cli.main import cli
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +47,9 @@ def step_failure(caplog, pipeline_name: str = "scenario") -> str:
     return "\n".join(text)
 
 
-def test_server_without_auth_with_proxied_artifacts_and_models(servers, tracker_stack):
+def test_server_without_auth_with_proxied_artifacts_and_models(
+    servers, tracker_stack, tmp_path, monkeypatch
+):
     tracker_stack("plus_plain", tracking_uri=servers.plain.url)
     run = Client().get_pipeline_run(scenario_with_model().id)
     client = MlflowClient(servers.plain.url)
@@ -59,7 +63,39 @@ def test_server_without_auth_with_proxied_artifacts_and_models(servers, tracker_
     assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(model.model_id)}
     link = str(run.steps["log_things"].run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
     exp, run_id = parent.info.experiment_id, parent.info.run_id
-    assert link == f"{servers.plain.url}/#/experiments/{exp}/runs/{run_id}"
+    assert (
+        link
+        == f"{servers.plain.url}/#/experiments/{exp}/runs/{run_id}?workflowType=machine_learning"
+    )
+    open_prints_and_launches_the_links(run, link, tmp_path, monkeypatch)
+
+
+def open_prints_and_launches_the_links(run, step_link: str, tmp_path: Path, monkeypatch) -> None:
+    """`zenml-mlflow open`: a step's link opened in a browser, the run's printed, wrong names."""
+    opener = tmp_path / "bin" / "xdg-open"  # what click.launch starts on Linux
+    opener.parent.mkdir()
+    opener.write_text(f'#!/bin/sh\necho "$1" >> {tmp_path / "opened"}\n')
+    opener.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{opener.parent}{os.pathsep}{os.environ['PATH']}")
+    runner = CliRunner()
+    step = runner.invoke(cli, ["open", run.name, "log_things", "--browser"])
+    assert step.exit_code == 0, step.output
+    assert step.stdout == f"{step_link}\n" and step.stderr == ""
+    assert (tmp_path / "opened").read_text() == f"{step_link}\n"
+    parent = runner.invoke(cli, ["open", str(run.id)])
+    assert parent.exit_code == 0, parent.output
+    assert parent.stdout == f"{run.run_metadata[METADATA_EXPERIMENT_TRACKER_URL]}\n"
+    assert (tmp_path / "opened").read_text() == f"{step_link}\n"  # without --browser: printed
+    no_step = runner.invoke(cli, ["open", run.name, "nope"])
+    assert no_step.exit_code == 1
+    assert no_step.stderr == (
+        f"Error: pipeline run {run.name!r} has no step 'nope'; its steps: log_model, log_things.\n"
+    )
+    no_run = runner.invoke(cli, ["open", "no-such-run"])
+    assert no_run.exit_code == 1
+    assert no_run.stderr == (
+        "Error: no pipeline run named 'no-such-run': `zenml-mlflow runs` lists the recent ones.\n"
+    )
 
 
 def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_stack, capfd, caplog):

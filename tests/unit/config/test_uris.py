@@ -77,7 +77,9 @@ def test_kinds_of_uri():
 
 
 def test_run_links():
-    assert run_url("http://h:5000/", "3", "abc") == "http://h:5000/#/experiments/3/runs/abc"
+    assert run_url("http://h:5000/", "3", "abc") == (
+        "http://h:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
     assert (
         run_url("https://adb.net", "3", "abc", databricks=True)
         == "https://adb.net/ml/experiments/3/runs/abc"

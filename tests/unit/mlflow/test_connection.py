@@ -65,7 +65,9 @@ def test_the_watcher_gets_the_rest_client_of_the_connection_or_mlflow_own_for_fi
 def test_file_stores_are_allowed_and_local_links_go_to_the_ui_command():
     connection = Connection("file:///tmp/mlruns")
     assert connection.environment()["MLFLOW_ALLOW_FILE_STORE"] == "true"
-    assert connection.link("0", "r") == "http://127.0.0.1:5000/#/experiments/0/runs/r"
+    assert connection.link("0", "r") == (
+        "http://127.0.0.1:5000/#/experiments/0/runs/r?workflowType=machine_learning"
+    )
 
 
 def test_requests_verify_and_authenticate_like_mlflow():

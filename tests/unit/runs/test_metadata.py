@@ -17,7 +17,7 @@ def test_the_parent_record_round_trips_without_credentials():
     metadata = records.parent_metadata(CONNECTION, PARENT)
     assert metadata[records.TRACKING_URI_KEY] == "https://mlflow.example.com"
     assert str(metadata[METADATA_EXPERIMENT_TRACKER_URL]) == (
-        "https://mlflow.example.com/#/experiments/7/runs/p1"
+        "https://mlflow.example.com/#/experiments/7/runs/p1?workflowType=machine_learning"
     )
     record = records.read(metadata)
     assert record == records.ParentRecord("p1", "7", "https://mlflow.example.com", 1234)
@@ -34,4 +34,6 @@ def test_records_of_older_versions_and_other_metadata_are_read_safely():
 def test_step_metadata_links_the_step_run_and_names_its_parent():
     metadata = records.step_metadata(CONNECTION, PARENT, "c1")
     assert metadata[records.RUN_ID_KEY] == "c1" and metadata[records.PARENT_RUN_ID_KEY] == "p1"
-    assert str(metadata[METADATA_EXPERIMENT_TRACKER_URL]).endswith("/experiments/7/runs/c1")
+    assert str(metadata[METADATA_EXPERIMENT_TRACKER_URL]).endswith(
+        "/experiments/7/runs/c1?workflowType=machine_learning"
+    )
