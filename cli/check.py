@@ -166,7 +166,7 @@ def _store_checks(
             f"(round trip {statistics.median(latencies):.0f} ms)",
         )
     finally:
-        runtime.mlflow.environment.leave()
+        runtime.mlflow.environment.leave(bounded)
 
 
 def _probe_run(client: "MlflowClient", exp_id: str) -> tuple[str, float]:

@@ -45,7 +45,7 @@ def failure(probe: MLflowPlusExperimentTracker, call: Callable[[MlflowClient], o
             with steps.client(connection, runtime.mlflow, probe.config) as client:
                 call(client)
         finally:
-            runtime.mlflow.environment.leave()
+            runtime.mlflow.environment.leave(connection)
     assert time.monotonic() - started < BOUND_SECONDS
     return str(error.value)
 
