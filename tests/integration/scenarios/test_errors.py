@@ -89,7 +89,7 @@ def test_every_failure_has_its_own_actionable_line(servers: Servers, session_dir
     assert messages["dns"].startswith("the host of http://no-such-host.invalid:5000 could not")
     assert messages["401"] == (
         f"authentication to {servers.auth.url} failed (HTTP 401): "
-        "check tracking_username/tracking_password."
+        "check tracking_username/tracking_password in the tracker's config."
     )
     assert messages["403"].startswith(f"{servers.auth.url} refused access (HTTP 403)")
     assert messages["tls"].startswith(f"TLS verification of {servers.tls.url} failed")
