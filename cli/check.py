@@ -163,7 +163,7 @@ def _store_checks(
             + f" (round trip {statistics.median(latencies):.0f} ms)",
         )
     finally:
-        runtime.mlflow.environment.leave()
+        runtime.mlflow.environment.leave(bounded)
 
 
 def _log_probe(

@@ -98,7 +98,7 @@ def describe(
         reason = explain(error, uri) or redact_credentials(str(error))
         click.echo(f"warning: run {pipeline_run.name}: {reason}", err=True)
     finally:
-        runtime.mlflow.environment.leave()
+        runtime.mlflow.environment.leave(connection)
     return row
 
 

@@ -69,7 +69,7 @@ def sync(run_id: str | None, dry_run: bool) -> None:
                 except (TrackingServerError, catchup.SpoolError) as error:
                     raise click.ClickException(str(error)) from None
     finally:
-        runtime.mlflow.environment.leave()
+        runtime.mlflow.environment.leave(connection)
     verb = "Would deliver" if dry_run else "Delivered"
     click.echo(
         f"{verb} {total.runs} run(s), {total.steps} step(s), {total.points} point(s), "

@@ -53,9 +53,9 @@ class BuiltinTrackerApi(MLFlowExperimentTracker):
         """Return the component's configuration."""
         return cast(MLflowPlusConfig, self._config)
 
-    def connection(self, uri: str | None = None) -> Connection:
+    def connection(self, pinned: str | Connection | None = None) -> Connection:
         """Return the connection to the tracker's store, with its secrets resolved now."""
-        return connect(self.config, runtime.mlflow.stores, uri)
+        return connect(self.config, runtime.mlflow.stores, pinned)
 
     def tracking_uri(self) -> str:
         """Return the tracking URI: config, else MLFLOW_TRACKING_URI, else the embedded store."""
@@ -85,10 +85,15 @@ class BuiltinTrackerApi(MLFlowExperimentTracker):
         return path
 
     def configure_mlflow(self) -> None:
-        """Point MLflow's fluent API of this process at the store, with its credentials."""
+        """Point MLflow's fluent API of this process at the store, with its credentials.
+
+        A tracking server's credentials are held in memory for the rest of the process (the
+        environment only names the provider that hands them to MLflow's requests).
+        """
         import mlflow
 
         connection = self.connection()
+        runtime.mlflow.credentials.configure(connection)
         variables = connection.environment()
         os.environ.update(process_variables(variables))
         mlflow.set_tracking_uri(connection.uri)

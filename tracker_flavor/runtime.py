@@ -10,9 +10,11 @@ out and starts afresh.
 import atexit
 import threading
 
+from tracker_flavor.auth_provider import ConnectionAuthProvider
 from tracker_flavor.concurrency.caches import Once
 from tracker_flavor.config.settings_alias import SettingsAlias
 from tracker_flavor.delivery.queue import Ledgers
+from tracker_flavor.mlflow.connection import PROVIDER
 from tracker_flavor.mlflow.process import MlflowProcess
 from tracker_flavor.runs.state import RunState
 from tracker_flavor.watcher.after_step import Deliveries
@@ -41,6 +43,10 @@ class Runtime:
                 return
             self._installed = True
             self.mlflow.install()
+            ConnectionAuthProvider.held = lambda: self.mlflow.credentials
+            # Where the package's entry point is not installed; MLflow keeps it (harmless
+            # without held connections), as it keeps the entry points' providers.
+            self.mlflow.seam.register_auth_provider(ConnectionAuthProvider, PROVIDER)
             self._settings_alias.install()
             atexit.register(self.at_exit)
 

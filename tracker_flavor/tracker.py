@@ -124,7 +124,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             runtime.ledgers.close(info.step_run_id)
             if autologging:
                 process.autologging.leave()
-            process.environment.leave()
+            process.environment.leave(connection)
             raise
         with self._steps_lock:
             self._steps[info.step_run_id] = step
@@ -169,7 +169,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
                     self._end_offline(info, step, failed, step_spool)
         finally:
             runtime.mlflow.autologging.leave()
-            runtime.mlflow.environment.leave()
+            runtime.mlflow.environment.leave(step.connection)
 
     def _end_offline(
         self, info: "StepRunInfo", step: steps.StepRun, failed: bool, step_spool: offline.StepSpool
@@ -192,29 +192,29 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         outcome, failed_step = pipeline_outcome(
             info.run_id, info.snapshot, info.pipeline_step_name, failed
         )
-        uri, run_id = step.connection.uri, info.run_id
+        run_id = info.run_id
         if not failed:
             # ZenML saves the outputs after this hook: the step may still fail.
             runtime.watcher.watch(
                 info.step_run_id,
-                lambda final: self._after_step(uri, step, info, final),
+                lambda final: self._after_step(step, info, final),
                 kind="step",
             )
         if outcome == "RUNNING":
             runtime.watcher.watch(
                 run_id,
                 lambda final: steps.settle_after_run(
-                    self.connection(uri), step, run_id, final, runtime.runs
+                    self.connection(step.connection), step, run_id, final, runtime.runs
                 ),
             )
             return
         runtime.runs.statuses.settle(mlflow, step.key, outcome, failed_step)
 
     def _after_step(
-        self, uri: str, step: steps.StepRun, info: "StepRunInfo", final: "ExecutionStatus"
+        self, step: steps.StepRun, info: "StepRunInfo", final: "ExecutionStatus"
     ) -> None:
         """Once ZenML published the step: send its outputs, or fail its runs if it failed."""
-        connection = self.connection(uri)
+        connection = self.connection(step.connection)
         steps.settle_after_step(connection, step, info.pipeline_step_name, final, runtime.runs)
         if final.is_successful:
             settings = cast(MLflowPlusSettings, self.get_settings(info))
@@ -248,5 +248,5 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             process.deferred.defer(run_id, error, connection.limits.bound_seconds())
             return {}
         finally:
-            process.environment.leave()
+            process.environment.leave(connection)
         return metadata.parent_metadata(connection, parent)

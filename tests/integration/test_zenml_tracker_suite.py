@@ -46,6 +46,7 @@ from zenml.orchestrators.local.local_orchestrator import LocalOrchestratorConfig
 from zenml.stack import Stack
 
 from tracker_flavor.config.component import MLflowPlusConfig
+from tracker_flavor.runtime import runtime
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 pytestmark = pytest.mark.integration
@@ -297,8 +298,13 @@ def test_mlflow_experiment_tracker_set_config(
         )
     )
     tracker.configure_mlflow()
-    assert os.environ[MLFLOW_TRACKING_USERNAME] == "john_doe"
-    assert os.environ[MLFLOW_TRACKING_PASSWORD] == "password"
+    # Unlike the built-in, the password stays out of the environment: MLflow's requests to the
+    # server get it from the tracker's memory.
+    assert MLFLOW_TRACKING_USERNAME not in os.environ
+    assert MLFLOW_TRACKING_PASSWORD not in os.environ
+    assert os.environ["MLFLOW_TRACKING_AUTH"] == "mlflow_plus"
+    held = runtime.mlflow.credentials.find("http://localhost:5000/api/2.0/mlflow/runs/get")
+    assert held is not None and held.authorization() == "Basic am9obl9kb2U6cGFzc3dvcmQ="
     assert os.environ[MLFLOW_TRACKING_INSECURE_TLS] == "true"
 
     tracker = _create_mlflow_experiment_tracker(

@@ -216,7 +216,7 @@ def after_run(
 ) -> None:
     """Once the ZenML run is over: deliver its spool if the server is back, then settle."""
     # The secrets of now, not the step's.
-    connection = connect(config, state.mlflow.stores, step.connection.uri)
+    connection = connect(config, state.mlflow.stores, step.connection)
     if is_down(connection):
         return
     with steps.client(connection, state.mlflow, config) as mlflow:

@@ -6,11 +6,12 @@ environment of steps (see environment.py), the watcher's REST client (see rest.p
 CLI's probes are all rendered from it, so nothing parses environment variables back.
 """
 
+import base64
 import os
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from mlflow import environment_variables as mlflow_env
 from pydantic import SecretStr
@@ -53,6 +54,10 @@ DATABRICKS_CLIENT_ID = "DATABRICKS_CLIENT_ID"
 DATABRICKS_CLIENT_SECRET = "DATABRICKS_CLIENT_SECRET"
 DATABRICKS_AUTH_TYPE = "DATABRICKS_AUTH_TYPE"
 
+PROVIDER = "mlflow_plus"
+"""The tracker's request-auth provider: its name in `MLFLOW_TRACKING_AUTH` and its
+`mlflow.request_auth_provider` entry point (pyproject.toml, auth_provider.py)."""
+
 INHERITED_RUN_VARIABLES = tuple(
     variable.name
     for variable in (
@@ -72,6 +77,7 @@ MANAGED_VARIABLES = (
             mlflow_env.MLFLOW_TRACKING_USERNAME,
             mlflow_env.MLFLOW_TRACKING_PASSWORD,
             mlflow_env.MLFLOW_TRACKING_TOKEN,
+            mlflow_env.MLFLOW_TRACKING_AUTH,
             mlflow_env.MLFLOW_TRACKING_INSECURE_TLS,
             mlflow_env.MLFLOW_TRACKING_SERVER_CERT_PATH,
             mlflow_env.MLFLOW_TRACKING_CLIENT_CERT_PATH,
@@ -117,6 +123,9 @@ class Connection:
     limits: RequestLimits = RequestLimits(10, 2)
     ui_url: str | None = None
     experiment_dir: str = "/Shared"
+    credentials_source: str | None = None
+    """Where the credentials come from, for messages: "tracking_token from the ZenML secret
+    'x'", "the user:password in MLFLOW_TRACKING_URI", ..."""
 
     @property
     def kind(self) -> Kind:
@@ -164,7 +173,12 @@ class Connection:
         return name
 
     def environment(self) -> dict[str, str]:
-        """Return the MLflow/Databricks environment variables: credentials, TLS, time limits."""
+        """Return the MLflow/Databricks environment variables: TLS, time limits, the store's kind.
+
+        A tracking server's credentials are not among them: MLflow asks the request-auth
+        provider (credentials.py), which holds them in memory. Databricks' are: MLflow's
+        Databricks client reads them from the environment only.
+        """
         env = mlflow_env
         variables = {
             **self.limits.variables(),
@@ -189,12 +203,8 @@ class Connection:
                 )
                 variables[DATABRICKS_AUTH_TYPE] = "oauth-m2m"
                 variables[env.MLFLOW_ENABLE_DB_SDK.name] = "true"
-        else:
-            if token:
-                variables[env.MLFLOW_TRACKING_TOKEN.name] = token
-            if self.username and self.password:
-                variables[env.MLFLOW_TRACKING_USERNAME.name] = self.username
-                variables[env.MLFLOW_TRACKING_PASSWORD.name] = self.password.get_secret_value()
+        elif self.authorization():
+            variables[env.MLFLOW_TRACKING_AUTH.name] = PROVIDER
         if self.kind == "file":
             # MLflow 3 refuses its file store unless asked for it; a file: URI is that request.
             variables[internals.ALLOW_FILE_STORE] = "true"
@@ -239,6 +249,17 @@ class Connection:
         return MlflowHostCreds(  # type: ignore[no-untyped-call]
             self.databricks_host, username=self.username, password=password, token=token, **tls
         )
+
+    def authorization(self) -> str | None:
+        """Return the Authorization header of a tracking server's requests, or None."""
+        if self.kind == "databricks":
+            return None
+        if token := _reveal(self.token):
+            return f"Bearer {token}"
+        if self.username and self.password:
+            pair = f"{self.username}:{self.password.get_secret_value()}".encode()
+            return "Basic " + base64.b64encode(pair).decode()
+        return None
 
     def request_options(self) -> dict[str, Any]:
         """Return the `requests` arguments that verify and authenticate like MLflow's client."""
@@ -295,32 +316,65 @@ def tracking_store(config: "MLflowPlusConfig", stores: "LocalStores") -> tuple[s
     return embedded_tracking_uri(path, stores), embedded_artifact_location(path)
 
 
+def credentials_source(config: "MLflowPlusConfig", fields: tuple[str, ...]) -> str:
+    """Say where configured credentials come from: the tracker's config or a ZenML secret."""
+    from zenml.utils.secret_utils import is_secret_reference, parse_secret_reference
+
+    named = "/".join(fields)
+    for field in fields:
+        if is_secret_reference(raw := config.__dict__[field]):
+            return f"{named} from the ZenML secret {parse_secret_reference(raw).name!r}"
+    return f"{named} in the tracker's config"
+
+
+def _configured_source(config: "MLflowPlusConfig") -> str | None:
+    methods = config.authentication_methods()
+    return credentials_source(config, tuple(methods[0].split("+"))) if methods else None
+
+
 def connect(
-    config: "MLflowPlusConfig", stores: "LocalStores", uri: str | None = None
+    config: "MLflowPlusConfig", stores: "LocalStores", pinned: "str | Connection | None" = None
 ) -> Connection:
     """Build the connection a config describes, resolving its secrets now (rotation counts).
 
-    `uri` is a tracking URI already resolved for this config (a step's, for the watcher).
+    `pinned` is a tracking URI already resolved for this config, or a step's connection (for
+    the watcher): its URI, and its URI's credentials if its credentials came from there.
     """
 
     def value(field: str) -> Any:
         return secrets.resolve(config, field)
 
     artifact_location = None
-    if uri is None:
+    uri_credentials: tuple[str | None, SecretStr | None, str | None] = (None, None, None)
+    if isinstance(pinned, Connection):
+        uri = pinned.uri
+        if pinned.credentials_source and pinned.credentials_source.startswith(URI_SOURCE):
+            uri_credentials = (pinned.username, pinned.password, pinned.credentials_source)
+    elif pinned is not None:
+        uri = pinned
+    else:
         uri, artifact_location = tracking_store(config, stores)
+        if not secrets.resolve(config, "tracking_uri"):
+            uri_credentials = _uri_credentials(uri, mlflow_env.MLFLOW_TRACKING_URI.name)
+    if uri_credentials == (None, None, None):
+        uri_credentials = _uri_credentials(uri, credentials_source(config, ("tracking_uri",)))
+    uri = strip_credentials(uri)
     for field in ("tracking_ca_bundle", "tracking_client_cert"):
         if (path := value(field)) and not os.path.isfile(path):
             raise FileNotFoundError(
                 f"{field} {path!r} is not a file on this machine: mount the PEM file "
                 f"where steps run, or correct {field}."
             )
+    source = _configured_source(config)
+    username, password = value("tracking_username") or None, _secret(value("tracking_password"))
+    if source is None and uri_credentials[0]:
+        username, password, source = uri_credentials
     return Connection(
         uri=uri,
         artifact_location=artifact_location,
         token=_secret(value("tracking_token")),
-        username=value("tracking_username") or None,
-        password=_secret(value("tracking_password")),
+        username=username,
+        password=password,
         databricks_host=normalize_host(host) if (host := value("databricks_host")) else "",
         databricks_client_id=value("databricks_client_id") or None,
         databricks_client_secret=_secret(value("databricks_client_secret")),
@@ -331,7 +385,21 @@ def connect(
         limits=RequestLimits.of(config),
         ui_url=value("ui_url") or None,
         experiment_dir=config.databricks_experiment_dir,
+        credentials_source=source,
     )
+
+
+URI_SOURCE = "the user:password in "
+
+
+def _uri_credentials(uri: str, where: str) -> tuple[str | None, SecretStr | None, str | None]:
+    """Return the user, password and their source (`where` the URI is) from a URI's userinfo."""
+    parts = urlsplit(uri)
+    if not parts.username:
+        return None, None, None
+    password = _secret(unquote(parts.password or ""))
+    source = URI_SOURCE + where.removesuffix(" in the tracker's config")
+    return unquote(parts.username), password, source
 
 
 def accepts_connections(url: str, seconds: float) -> bool:

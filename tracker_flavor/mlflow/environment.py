@@ -5,6 +5,10 @@ may run several steps of one tracker at once on a thread pool. The first step to
 the environment and saves what was there; the last one to leave puts it back, so nothing (and no
 credential) outlives the steps. Run variables a platform set for its own run (`MLFLOW_RUN_ID`,
 ...) are cleared the same way, so a step's `mlflow.start_run` never picks them up.
+
+No credential of a tracking server is among the variables: the connection's credentials are held
+in memory (credentials.py) for the same span, and the variables only name the provider that
+hands them to MLflow's requests.
 """
 
 import os
@@ -12,10 +16,13 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from tracker_flavor.mlflow.connection import MANAGED_VARIABLES
+from mlflow.environment_variables import MLFLOW_TRACKING_AUTH
+
+from tracker_flavor.mlflow.connection import MANAGED_VARIABLES, PROVIDER
 
 if TYPE_CHECKING:
     from tracker_flavor.mlflow.connection import Connection
+    from tracker_flavor.mlflow.credentials import ServerCredentials
     from tracker_flavor.mlflow.internals import Internals
     from tracker_flavor.mlflow.quiet import RequestNoise
 
@@ -23,9 +30,12 @@ if TYPE_CHECKING:
 class ProcessEnvironment:
     """A reference-counted MLflow client environment for the current process."""
 
-    def __init__(self, seam: "Internals", noise: "RequestNoise") -> None:
+    def __init__(
+        self, seam: "Internals", noise: "RequestNoise", credentials: "ServerCredentials"
+    ) -> None:
         self._seam = seam
         self._noise = noise
+        self._credentials = credentials
         self._lock = threading.Lock()
         self._depth = 0
         self._tracking_uri: str | None = None
@@ -48,6 +58,8 @@ class ProcessEnvironment:
                 self._saved_tracking_uri = self._seam.process_tracking_uri()
                 for name in MANAGED_VARIABLES:
                     os.environ.pop(name, None)
+                before = self._saved_variables[MLFLOW_TRACKING_AUTH.name]
+                self._credentials.fallback = before if before != PROVIDER else None
                 self._tracking_uri = tracking_uri
                 self._seam.set_process_tracking_uri(tracking_uri)
             elif tracking_uri != self._tracking_uri:
@@ -56,15 +68,16 @@ class ProcessEnvironment:
                     "process at the same time; use one tracker per pipeline, or run the steps "
                     "in separate processes."
                 )
-            # Later entries refresh the variables, so a rotated secret takes effect.
             os.environ.update(variables)
+            self._credentials.enter(connection)
             self._depth += 1
 
-    def leave(self) -> None:
+    def leave(self, connection: "Connection") -> None:
         """Undo one `enter`; the last one restores the variables and tracking URI saved first."""
         with self._lock:
             if self._depth == 0:
                 return
+            self._credentials.leave(connection)
             self._depth -= 1
             if self._depth:
                 return

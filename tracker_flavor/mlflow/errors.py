@@ -124,7 +124,9 @@ def _status(errors: list[BaseException]) -> int | None:
     return None
 
 
-def _credential_fields(config: "MLflowPlusConfig | None") -> str:
+def _credential_fields(config: "MLflowPlusConfig | None", source: str | None) -> str:
+    if source:
+        return source
     if config is None:
         return "the tracker's credentials"
     methods = config.authentication_methods()
@@ -148,10 +150,12 @@ def explain(
     uri: str,
     config: "MLflowPlusConfig | None" = None,
     limits: RequestLimits | None = None,
+    credentials: str | None = None,
 ) -> str | None:
     """Return a one-line explanation of why `uri` could not be used, or None if it is not that.
 
     `limits` are those of the requests that failed; a timeout message states their real bound.
+    `credentials` says where the refused credentials came from (a connection's source).
     """
     where = strip_credentials(uri)
     errors = list(_chain(error))
@@ -159,7 +163,8 @@ def explain(
     text = " ".join(str(e) for e in errors)
     status = _status(errors)
     if status == 401:
-        return f"authentication to {where} failed (HTTP 401): check {_credential_fields(config)}."
+        fields = _credential_fields(config, credentials)
+        return f"authentication to {where} failed (HTTP 401): check {fields}."
     if status == 403:
         return (
             f"{where} refused access (HTTP 403): the credentials are valid but lack permission "
@@ -221,7 +226,8 @@ def explained(
         with noise.tracker_requests():
             yield
     except Exception as error:
-        if message := explain(error, connection.uri, config, connection.limits):
+        source = connection.credentials_source
+        if message := explain(error, connection.uri, config, connection.limits, source):
             raise TrackingServerError(message) from None
         if (text := str(error)) != (clean := redact_credentials(text)):
             raise TrackingServerError(clean) from None  # MLflow's message names the URI

@@ -67,6 +67,12 @@ URL_PRINTING = TouchPoint(
     "MLflow 2 honours MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT as MLflow 3 does",
     "each run end fetches the run once more and prints MLflow's 'View run' lines",
 )
+AUTH_PROVIDERS = TouchPoint(
+    "mlflow.tracking.request_auth.registry._request_auth_provider_registry",
+    "the tracker's request-auth provider is known to MLflow also where the package's entry point "
+    "is not installed (the flavor loaded from source)",
+    "the entry point only: without it, requests to a server with credentials fail with HTTP 401",
+)
 TOUCH_POINTS = (
     ASYNC_QUEUE,
     ACTIVE_RUN_STACK,
@@ -75,6 +81,7 @@ TOUCH_POINTS = (
     SCHEMA,
     RUN_INFO,
     URL_PRINTING,
+    AUTH_PROVIDERS,
 )
 SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
@@ -208,6 +215,18 @@ class Internals:
 
         self._replaced_log_url = log_url
         TrackingServiceClient._log_url = quiet_log_url  # type: ignore[method-assign]
+
+    def register_auth_provider(self, provider: type, name: str) -> None:
+        """Add the request-auth provider to MLflow's registry unless its entry point did."""
+        try:
+            from mlflow.tracking.request_auth.registry import (
+                _request_auth_provider_registry as registry,
+            )
+        except ImportError as error:
+            self.degrade(AUTH_PROVIDERS, error)
+            return
+        if not any(known.get_name() == name for known in registry):
+            registry.register(provider)
 
     def uninstall(self) -> None:
         """Put back what the seam replaced in MLflow."""

@@ -2,6 +2,7 @@
 
 from tracker_flavor.concurrency.caches import Once
 from tracker_flavor.mlflow.autologging import Autologging
+from tracker_flavor.mlflow.credentials import ServerCredentials
 from tracker_flavor.mlflow.environment import ProcessEnvironment
 from tracker_flavor.mlflow.errors import DeferredFailures, OneLineErrors
 from tracker_flavor.mlflow.internals import Internals
@@ -16,7 +17,8 @@ class MlflowProcess:
     def __init__(self, once: Once) -> None:
         self.seam = Internals(once)
         self.noise = RequestNoise()
-        self.environment = ProcessEnvironment(self.seam, self.noise)
+        self.credentials = ServerCredentials()
+        self.environment = ProcessEnvironment(self.seam, self.noise, self.credentials)
         self.autologging = Autologging()
         self.stores = LocalStores(self.seam)
         self.system_metrics = SystemMetrics()

@@ -2,8 +2,11 @@
 
 import base64
 import json
+import os
+import threading
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,38 @@ def api(server: MlflowServer, path: str, body: dict[str, Any], auth: tuple[str, 
     )
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read() or b"{}")
+
+
+@contextmanager
+def environment_watch(*secrets: str) -> Iterator[set[tuple[str, str]]]:
+    """Sample os.environ every 2 ms while the block runs; yield every variable holding a secret.
+
+    A variable the block already had on entry, with the same value, is the caller's own and is
+    not reported.
+    """
+    own = set(os.environ.items())
+    found: set[tuple[str, str]] = set()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.002):
+            try:
+                items = list(os.environ.items())
+            except RuntimeError:  # changed while copied: sample again
+                continue
+            found.update(
+                (name, value)
+                for name, value in items
+                if (name, value) not in own and any(secret in value for secret in secrets)
+            )
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield found
+    finally:
+        stop.set()
+        sampler.join()
 
 
 @pytest.fixture(scope="session")

@@ -77,3 +77,40 @@ def pick(scores: list[float]) -> float:
 @pipeline(dynamic=True, enable_cache=False)
 def sweep(C: float = 1.0, label: str = "x" * 9000) -> None:
     pick(fit.map(alphas()))
+
+
+@step(experiment_tracker=True)
+def items(count: int = 3) -> list[int]:
+    return list(range(count))
+
+
+@step(experiment_tracker=True)
+def from_memory(x: int) -> str:
+    """Authenticate from this thread, a thread of the step's own and its own client; return `env`."""
+    import subprocess
+    import threading
+
+    from mlflow import MlflowClient
+
+    mlflow.log_metric("m", float(x))
+    run_id = mlflow.active_run().info.run_id
+    failures: list[BaseException] = []
+
+    def tag_from_a_thread() -> None:
+        try:
+            MlflowClient().set_tag(run_id, "from_a_thread", str(x), synchronous=True)
+        except BaseException as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=tag_from_a_thread)
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]
+    assert MlflowClient().get_run(run_id).data.tags["from_a_thread"] == str(x)
+    return subprocess.run(["env"], capture_output=True, text=True, check=True).stdout
+
+
+@pipeline(dynamic=True, enable_cache=False, settings={"experiment_tracker": {"nested": True}})
+def credentials_in_memory(count: int = 3) -> None:
+    from_memory.map(items(count=count))

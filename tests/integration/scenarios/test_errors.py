@@ -45,7 +45,7 @@ def failure(probe: MLflowPlusExperimentTracker, call: Callable[[MlflowClient], o
             with steps.client(connection, runtime.mlflow, probe.config) as client:
                 call(client)
         finally:
-            runtime.mlflow.environment.leave()
+            runtime.mlflow.environment.leave(connection)
     assert time.monotonic() - started < BOUND_SECONDS
     return str(error.value)
 
@@ -89,7 +89,7 @@ def test_every_failure_has_its_own_actionable_line(servers: Servers, session_dir
     assert messages["dns"].startswith("the host of http://no-such-host.invalid:5000 could not")
     assert messages["401"] == (
         f"authentication to {servers.auth.url} failed (HTTP 401): "
-        "check tracking_username/tracking_password."
+        "check tracking_username/tracking_password in the tracker's config."
     )
     assert messages["403"].startswith(f"{servers.auth.url} refused access (HTTP 403)")
     assert messages["tls"].startswith(f"TLS verification of {servers.tls.url} failed")

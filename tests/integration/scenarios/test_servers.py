@@ -16,8 +16,18 @@ from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 from zenml.enums import StackComponentType
 
-from tests.integration.scenarios.conftest import ADMIN_PASSWORD, ALICE_PASSWORD
-from tests.integration.scenarios.pipelines import metrics_only, scenario, scenario_with_model
+from tests.integration.scenarios.conftest import (
+    ADMIN_PASSWORD,
+    ALICE_PASSWORD,
+    environment_watch,
+)
+from tests.integration.scenarios.pipelines import (
+    credentials_in_memory,
+    metrics_only,
+    scenario,
+    scenario_with_model,
+)
+from tests.integration.test_dynamic import wait_for_status
 from tests.integration.test_run_model import runs_of
 from testsupport.proxy import Proxy
 from tracker_flavor.cli.main import cli
@@ -45,6 +55,16 @@ def step_failure(caplog, pipeline_name: str = "scenario") -> str:
             text.append(f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}")
     caplog.clear()
     return "\n".join(text)
+
+
+def child_environments(run) -> list[str]:
+    """Return what `env` printed in each mapped step of a `credentials_in_memory` run."""
+    return [step.output.load() for name, step in run.steps.items() if "from_memory" in name]
+
+
+def thread_tags(children) -> list[str]:
+    """Return the tags the mapped steps' own threads set on their child runs."""
+    return sorted(c.data.tags["from_a_thread"] for n, c in children.items() if "from_memory" in n)
 
 
 def test_server_without_auth_with_proxied_artifacts_and_models(
@@ -108,9 +128,21 @@ def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_sta
             tracking_username="{{mlflow_auth.username}}",
             tracking_password="{{mlflow_auth.password}}",
         )
-        run = Client().get_pipeline_run(scenario().id)
+        with environment_watch(ALICE_PASSWORD) as leaked:
+            run = Client().get_pipeline_run(scenario().id)
+            mapped = Client().get_pipeline_run(credentials_in_memory().id)
+        # Not in os.environ at any moment, so not in what the steps' child processes saw; yet
+        # the steps, a thread of their own and their own MlflowClient() authenticated.
+        assert leaked == set()
+        child_envs = child_environments(mapped)
+        assert len(child_envs) == 3
+        assert all("MLFLOW_TRACKING_AUTH=mlflow_plus" in env for env in child_envs)
         with as_user("admin", ADMIN_PASSWORD):
-            (parent,), _ = runs_of(MlflowClient(servers.auth.url), run.id)
+            admin = MlflowClient(servers.auth.url)
+            (parent,), _ = runs_of(admin, run.id)
+            (mapped_parent,), children = runs_of(admin, mapped.id)
+            assert wait_for_status(admin, mapped_parent.info.run_id, "FINISHED") == "FINISHED"
+        assert thread_tags(children) == ["0", "1", "2"]
         assert parent.info.status == "FINISHED" and parent.data.params == {
             "p": "v",
             "log_things.points": "5",
@@ -129,6 +161,7 @@ def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_sta
             "pipeline metadata": json.dumps({k: str(v) for k, v in run.run_metadata.items()}),
             "mlflow tags and params": json.dumps([parent.data.tags, parent.data.params]),
             "environment": json.dumps(dict(os.environ)),
+            "child processes": "".join(child_envs),
             "logs": "".join(capfd.readouterr()) + "\n".join(r.getMessage() for r in caplog.records),
         }  # fmt: skip
         assert "{{mlflow_auth.password}}" in places["stored config"]
@@ -142,12 +175,69 @@ def test_basic_auth_from_a_secret_leaks_nowhere_and_rotates(servers, tracker_sta
         assert time.monotonic() - started < 60
         assert (
             f"Failed to run step `log_things`: authentication to {servers.auth.url} failed (HTTP 401): "
-            "check tracking_username/tracking_password." in step_failure(caplog)
+            "check tracking_username/tracking_password from the ZenML secret 'mlflow_auth'."
+            in step_failure(caplog)
         )
         client.update_secret("mlflow_auth", add_or_update_values={"password": ALICE_PASSWORD})
         assert scenario().status == "completed"  # no re-registration needed
     finally:
         client.delete_secret("mlflow_auth")
+
+
+def test_three_trackers_in_one_process_keep_their_credentials_out_of_env_and_output(
+    servers, tracker_stack, monkeypatch, capfd, caplog
+):
+    """A secret's credentials, refused ones and MLFLOW_TRACKING_URI's, one tracker after another."""
+    client = Client()
+    client.create_secret("mlflow_three", values={"username": "alice", "password": ALICE_PASSWORD})
+    wrong_config, wrong_uri = "wrong-in-the-config", "wrong-in-the-uri"
+    host = servers.auth.url.removeprefix("http://")
+    # The user's own variable, there before the tracker (the watch reports only what is new).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:{ALICE_PASSWORD}@{host}")
+    try:
+        with environment_watch(ALICE_PASSWORD, wrong_config) as leaked:
+            tracker_stack(
+                "plus_three_secret",
+                tracking_uri=servers.auth.url,
+                tracking_username="{{mlflow_three.username}}",
+                tracking_password="{{mlflow_three.password}}",
+            )
+            assert scenario().status == "completed"
+            tracker_stack(
+                "plus_three_refused", tracking_uri=servers.auth.url,
+                tracking_username="alice", tracking_password=wrong_config,
+            )  # fmt: skip
+            with pytest.raises(RuntimeError):
+                scenario()
+            refused = step_failure(caplog)
+            tracker_stack("plus_three_uri")  # no tracking_uri: MLFLOW_TRACKING_URI's
+            from_uri = Client().get_pipeline_run(credentials_in_memory(count=1).id)
+        assert leaked == set()
+        (child_env,) = child_environments(from_uri)
+        assert f"MLFLOW_TRACKING_URI={servers.auth.url}\n" in child_env
+        with as_user("admin", ADMIN_PASSWORD):
+            admin = MlflowClient(servers.auth.url)
+            (parent,), children = runs_of(admin, from_uri.id)
+            assert thread_tags(children) == ["0"]
+            # The watcher settles with the URI's credentials too.
+            assert wait_for_status(admin, parent.info.run_id, "FINISHED") == "FINISHED"
+        assert (
+            f"authentication to {servers.auth.url} failed (HTTP 401): check "
+            "tracking_username/tracking_password in the tracker's config." in refused
+        )
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://alice:{wrong_uri}@{host}")
+        with pytest.raises(RuntimeError):
+            scenario()
+        assert (
+            f"authentication to {servers.auth.url} failed (HTTP 401): check "
+            "the user:password in MLFLOW_TRACKING_URI." in step_failure(caplog)
+        )
+        output = "".join(capfd.readouterr()) + "\n".join(r.getMessage() for r in caplog.records)
+        assert [
+            s for s in (ALICE_PASSWORD, wrong_config, wrong_uri, child_env) if s in output
+        ] == []
+    finally:
+        client.delete_secret("mlflow_three")
 
 
 def test_a_missing_secret_names_the_secret_and_the_field(
@@ -175,11 +265,16 @@ def test_a_missing_secret_names_the_secret_and_the_field(
 def test_bearer_token_behind_a_gateway(servers, tracker_stack):
     with Proxy(servers.plain.url, token="tok-123") as gateway:
         tracker_stack("plus_token", tracking_uri=gateway.url, tracking_token="tok-123")
-        run = scenario()
+        with environment_watch("tok-123") as leaked:
+            run = Client().get_pipeline_run(credentials_in_memory().id)
         assert run.status == "completed"
+        assert leaked == set()
+        assert "tok-123" not in "".join(child_environments(run))
         assert gateway.rejected == 0 and gateway.total > 0
-        (parent,), _ = runs_of(MlflowClient(servers.plain.url), run.id)
-        assert parent.info.status == "FINISHED"
+        client = MlflowClient(servers.plain.url)
+        (parent,), children = runs_of(client, run.id)
+        assert thread_tags(children) == ["0", "1", "2"]
+        assert wait_for_status(client, parent.info.run_id, "FINISHED") == "FINISHED"
 
 
 def test_tls_verification_bundle_and_insecure_mode(servers, tracker_stack, caplog, recwarn):

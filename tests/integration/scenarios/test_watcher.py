@@ -53,13 +53,14 @@ def test_the_watcher_settles_while_another_tracking_uri_is_active(
     tracker_stack("plus_final_plain", tracking_uri=servers.plain.url)
     run = dynamic_metrics()
     # A step of another tracker starts in this process before the watcher settles the run.
-    runtime.mlflow.environment.enter(Connection(f"sqlite:///{session_dir}/other.db"))
+    other = Connection(f"sqlite:///{session_dir}/other.db")
+    runtime.mlflow.environment.enter(other)
     try:
         mlflow = MlflowClient(servers.plain.url)
         (parent,), _ = runs_of(mlflow, run.id)
         assert wait_for_status(mlflow, parent.info.run_id, "FINISHED") == "FINISHED"
     finally:
-        runtime.mlflow.environment.leave()
+        runtime.mlflow.environment.leave(other)
 
 
 def test_the_watcher_reaches_databricks_with_its_own_credentials(servers, tracker_stack):

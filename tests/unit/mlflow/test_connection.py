@@ -14,7 +14,7 @@ from tracker_flavor.mlflow.sqlite_store import LocalStores
 pytestmark = pytest.mark.unit
 
 
-def test_server_credentials_tls_and_limits_become_mlflow_variables():
+def test_tls_and_limits_become_mlflow_variables_and_credentials_only_name_the_provider():
     connection = Connection(
         "https://mlflow.example.com", username="alice", password=SecretStr("pw"),
         ca_bundle="/ca.pem", limits=RequestLimits(7, 1),
@@ -25,10 +25,12 @@ def test_server_credentials_tls_and_limits_become_mlflow_variables():
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
         "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-        "MLFLOW_TRACKING_USERNAME": "alice",
-        "MLFLOW_TRACKING_PASSWORD": "pw",
+        "MLFLOW_TRACKING_AUTH": "mlflow_plus",
         "MLFLOW_TRACKING_SERVER_CERT_PATH": "/ca.pem",
     }
+    assert connection.authorization() == "Basic YWxpY2U6cHc="
+    assert Connection("https://h", token=SecretStr("t")).authorization() == "Bearer t"
+    assert "MLFLOW_TRACKING_AUTH" not in Connection("https://h").environment()
     assert connection.kind == "http" and connection.ui_base == "https://mlflow.example.com"
 
 
@@ -95,3 +97,19 @@ def test_plain_http_off_the_machine_and_unverified_tls_are_warned_about():
     assert set(unprotected(Connection("http://10.0.0.1:5000"))) == {"http"}
     assert unprotected(Connection("http://127.0.0.1:5000")) == {}
     assert set(unprotected(Connection("https://h", insecure_tls=True))) == {"tls"}
+
+
+def test_credentials_in_the_uri_leave_it_and_say_where_they_came_from():
+    stores = LocalStores(Internals(Once()))
+    # A URI resolved already (MLFLOW_TRACKING_URI's, as the integration tests check).
+    from_uri = connect(MLflowPlusConfig(), stores, "http://bob:s%40cret@10.0.0.1:5000")
+    assert from_uri.uri == "http://10.0.0.1:5000"
+    assert (from_uri.username, from_uri.password) == ("bob", SecretStr("s@cret"))
+    assert from_uri.credentials_source == "the user:password in tracking_uri"
+    # The watcher's connection, with its secrets resolved again, keeps the URI's credentials.
+    again = connect(MLflowPlusConfig(), stores, from_uri)
+    assert again.uri == from_uri.uri and again.authorization() == from_uri.authorization()
+    # Credentials configured as such win over the URI's.
+    both = connect(MLflowPlusConfig(tracking_token="t"), stores, "https://u:p@h")
+    assert both.authorization() == "Bearer t"
+    assert both.credentials_source == "tracking_token in the tracker's config"

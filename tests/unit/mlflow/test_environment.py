@@ -8,6 +8,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from tracker_flavor.concurrency.caches import Once
 from tracker_flavor.mlflow.connection import Connection
+from tracker_flavor.mlflow.credentials import ServerCredentials
 from tracker_flavor.mlflow.environment import ProcessEnvironment
 from tracker_flavor.mlflow.internals import Internals
 from tracker_flavor.mlflow.quiet import RequestNoise
@@ -32,36 +33,49 @@ def seam():
     installed.uninstall()
 
 
-def environment(seam) -> ProcessEnvironment:
-    return ProcessEnvironment(seam, RequestNoise())
+def environment(seam, credentials: ServerCredentials | None = None) -> ProcessEnvironment:
+    return ProcessEnvironment(
+        seam, RequestNoise(), credentials if credentials is not None else ServerCredentials()
+    )
 
 
 def test_last_leave_restores_variables_and_tracking_uri(clean_env, seam, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_INSECURE_TLS", "false")
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "the-user-s-own")
+    monkeypatch.setenv("MLFLOW_TRACKING_AUTH", "kubernetes")
     before = mlflow.get_tracking_uri()
-    env = environment(seam)
-    env.enter(Connection("http://127.0.0.1:9", token=SecretStr("tok")))
-    env.enter(Connection("http://127.0.0.1:9", token=SecretStr("rotated")))
+    held = ServerCredentials()
+    env = environment(seam, held)
+    first = Connection("http://127.0.0.1:9", token=SecretStr("tok"))
+    rotated = Connection("http://127.0.0.1:9", token=SecretStr("rotated"))
+    env.enter(first)
+    env.enter(rotated)
     assert mlflow.get_tracking_uri() == "http://127.0.0.1:9"
-    assert os.environ["MLFLOW_TRACKING_TOKEN"] == "rotated"
-    assert "MLFLOW_TRACKING_INSECURE_TLS" not in os.environ
-    env.leave()
-    assert os.environ["MLFLOW_TRACKING_TOKEN"] == "rotated"  # another step still runs
-    env.leave()
+    # No secret in the environment: it names the provider, which holds the connections.
     assert "MLFLOW_TRACKING_TOKEN" not in os.environ
+    assert os.environ["MLFLOW_TRACKING_AUTH"] == "mlflow_plus"
+    assert held.find("http://127.0.0.1:9/api") == rotated and held.fallback == "kubernetes"
+    assert "MLFLOW_TRACKING_INSECURE_TLS" not in os.environ
+    env.leave(rotated)
+    assert held.find("http://127.0.0.1:9/api") == first  # another step still runs
+    env.leave(first)
+    assert held.find("http://127.0.0.1:9/api") is None
+    assert os.environ["MLFLOW_TRACKING_TOKEN"] == "the-user-s-own"
+    assert os.environ["MLFLOW_TRACKING_AUTH"] == "kubernetes"
     assert os.environ["MLFLOW_TRACKING_INSECURE_TLS"] == "false"
     assert mlflow.get_tracking_uri() == before
-    env.leave()  # an extra leave is harmless
+    env.leave(first)  # an extra leave is harmless
 
 
 def test_a_second_tracking_uri_at_the_same_time_is_refused(clean_env, seam):
     env = environment(seam)
-    env.enter(Connection("http://127.0.0.1:9"))
+    first = Connection("http://127.0.0.1:9")
+    env.enter(first)
     try:
         with pytest.raises(RuntimeError, match="different tracking URIs"):
             env.enter(Connection("http://127.0.0.1:10"))
     finally:
-        env.leave()
+        env.leave(first)
 
 
 def test_run_variables_a_platform_set_are_hidden_from_steps_and_restored(
@@ -76,17 +90,19 @@ def test_run_variables_a_platform_set_are_hidden_from_steps_and_restored(
     for name, value in inherited.items():
         monkeypatch.setenv(name, value)
     env = environment(seam)
-    env.enter(Connection("http://127.0.0.1:9"))
+    connection = Connection("http://127.0.0.1:9")
+    env.enter(connection)
     assert not set(inherited) & set(os.environ)
-    env.leave()
+    env.leave(connection)
     assert {name: os.environ[name] for name in inherited} == inherited
 
 
 def test_an_insecure_connection_silences_urllib3_for_its_host_only(clean_env, seam):
     env = environment(seam)
     with warnings.catch_warnings():
-        env.enter(Connection("https://h.example:5000", insecure_tls=True))
-        env.leave()
+        insecure = Connection("https://h.example:5000", insecure_tls=True)
+        env.enter(insecure)
+        env.leave(insecure)
         ignored = [
             f for f in warnings.filters if f[0] == "ignore" and f[2] is InsecureRequestWarning
         ]

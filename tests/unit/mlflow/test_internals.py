@@ -168,3 +168,21 @@ def test_the_process_tracking_uri_falls_back_to_the_public_api(fresh_warnings, m
         monkeypatch.undo()
         runtime.mlflow.seam.set_process_tracking_uri(None)
     assert runtime.mlflow.seam.process_tracking_uri() is None
+
+
+def test_the_auth_provider_is_known_to_mlflow_without_its_entry_point():
+    from mlflow.tracking.request_auth.registry import _request_auth_provider_registry, fetch_auth
+
+    from tracker_flavor.auth_provider import ConnectionAuthProvider
+
+    providers = _request_auth_provider_registry._registry
+    ours = [p for p in providers if p.get_name() == "mlflow_plus"]
+    for provider in ours:  # as if the package's entry point were not installed
+        providers.remove(provider)
+    try:
+        runtime.mlflow.seam.register_auth_provider(ConnectionAuthProvider, "mlflow_plus")
+        runtime.mlflow.seam.register_auth_provider(ConnectionAuthProvider, "mlflow_plus")
+        assert [p.get_name() for p in providers].count("mlflow_plus") == 1
+        assert fetch_auth("mlflow_plus") is not None
+    finally:
+        providers[:] = [p for p in providers if p.get_name() != "mlflow_plus"] + ours

@@ -1,0 +1,97 @@
+"""A request carries the credentials of its own server's connection, whichever thread sends it."""
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+from pydantic import SecretStr
+
+from tracker_flavor.mlflow.connection import Connection
+from tracker_flavor.mlflow.credentials import RequestAuth, ServerCredentials
+
+pytestmark = pytest.mark.unit
+
+
+def header(auth: RequestAuth, url: str) -> str | None:
+    request = SimpleNamespace(url=url, headers={"Authorization": "Basic from-a-file"})
+    return auth(request).headers.get("Authorization")
+
+
+def test_a_request_gets_the_credentials_of_its_server_only():
+    held = ServerCredentials()
+    auth = RequestAuth(held)
+    server = Connection("http://127.0.0.1:5000/mlflow", token=SecretStr("t1"))
+    held.enter(server)
+    assert header(auth, "http://127.0.0.1:5000/mlflow/api/2.0/mlflow/runs/get") == "Bearer t1"
+    # Another server, or a look-alike prefix, keeps what MLflow put there.
+    assert header(auth, "http://127.0.0.1:5000/mlflowx/api") == "Basic from-a-file"
+    assert header(auth, "http://other:5000/api") == "Basic from-a-file"
+    # The longest prefix wins: a second server mounted under the first's path.
+    inner = Connection("http://127.0.0.1:5000/mlflow/team", token=SecretStr("t2"))
+    held.enter(inner)
+    assert header(auth, "http://127.0.0.1:5000/mlflow/team/api") == "Bearer t2"
+    held.leave(inner)
+    held.leave(server)
+    assert held.find("http://127.0.0.1:5000/mlflow/api") is None
+    assert header(auth, "http://127.0.0.1:5000/mlflow/api") == "Basic from-a-file"
+
+
+def test_one_server_two_credentials_the_thread_s_own_step_wins_else_the_latest():
+    held = ServerCredentials()
+    auth = RequestAuth(held)
+    alice = Connection("http://h:1", username="alice", password=SecretStr("a"))
+    bob = Connection("http://h:1", username="bob", password=SecretStr("b"))
+    held.enter(alice)
+    seen: dict[str, str | None] = {}
+
+    def other_step() -> None:
+        held.enter(bob)
+        seen["bob's thread"] = header(auth, "http://h:1/api")
+        started.set()
+        done.wait()
+        held.leave(bob)
+
+    started, done = threading.Event(), threading.Event()
+    thread = threading.Thread(target=other_step)
+    thread.start()
+    started.wait()
+    seen["alice's thread"] = header(auth, "http://h:1/api")
+    user_thread = threading.Thread(target=lambda: seen.update(user=header(auth, "http://h:1/api")))
+    user_thread.start()
+    user_thread.join()
+    done.set()
+    thread.join()
+    assert seen == {
+        "bob's thread": bob.authorization(),
+        "alice's thread": alice.authorization(),
+        "user": bob.authorization(),  # a thread of no step: the one entered last
+    }
+    # A rotated secret: the same server entered again with a new password is the latest.
+    rotated = Connection("http://h:1", username="alice", password=SecretStr("a2"))
+    held.enter(rotated)
+    assert header(auth, "http://h:1/api") == rotated.authorization()
+
+
+def test_a_request_to_no_held_server_goes_to_the_provider_named_before():
+    calls = []
+
+    def previous(request):
+        calls.append(request.url)
+        request.headers["Authorization"] = "Bearer k8s"
+        return request
+
+    assert header(RequestAuth(ServerCredentials(), previous), "http://x/api") == "Bearer k8s"
+    assert calls == ["http://x/api"]
+
+
+def test_configure_holds_one_connection_per_server_for_good_beside_the_steps():
+    held = ServerCredentials()
+    old = Connection("http://h:1", token=SecretStr("old"))
+    new = Connection("http://h:1", token=SecretStr("new"))
+    held.configure(old)
+    held.enter(old)  # a step of the same tracker
+    held.configure(new)  # configure_mlflow again, after a rotation
+    held.leave(old)
+    assert held.find("http://h:1/api") == new
+    held.configure(new)
+    assert held.find("http://h:1/api") == new
