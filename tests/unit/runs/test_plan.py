@@ -58,3 +58,14 @@ def test_system_metrics_are_sampled_only_when_asked_named_after_the_step_in_a_sh
     assert unified == Sampling(10, "fit")  # steps share the parent: each names its metrics
     nested = settings(log_system_metrics=True, nested=True, system_metrics_interval_seconds=2)
     assert step_plan(nested, STEP, None).sampling == Sampling(2, None)
+
+
+def test_parent_run_id_makes_the_parent_a_child_of_that_run():
+    under = "0123456789abcdef0123456789abcdef"
+    spec = parent_spec(settings(parent_run_id=under), PIPELINE, None)
+    assert spec.tags["mlflow.parentRunId"] == under and spec.under == under
+    assert not spec.experiment_named  # the run's experiment is the parent's
+    assert parent_spec(
+        settings(parent_run_id=under, experiment_name="e"), PIPELINE, None
+    ).experiment_named
+    assert "mlflow.parentRunId" not in parent_spec(settings(), PIPELINE, None).tags
