@@ -9,6 +9,7 @@ from tracker_flavor.mlflow.sqlite_store import StoreSchemaError
 from .check import check
 from .install import install
 from .migrate import migrate
+from .push import push
 from .runs import runs
 from .server import server
 from .store import store
@@ -44,6 +45,7 @@ cli.add_command(runs)
 cli.add_command(migrate)
 cli.add_command(store)
 cli.add_command(sync)
+cli.add_command(push)
 
 if __name__ == "__main__":
     cli()
