@@ -153,9 +153,10 @@ def push(
     Example: zenml-mlflow push --to https://mlflow.example.com --username alice
     """
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
     from rich.progress import Progress
 
-    from tracker_flavor.delivery.push import Push, PushError, relink
+    from tracker_flavor.delivery.push import Push, relink
     from tracker_flavor.runs import steps
     from tracker_flavor.runtime import runtime
 
@@ -173,17 +174,17 @@ def push(
             job = Push(MlflowClient(source.uri), client)
             try:
                 chosen = job.experiments(experiments)
-            except PushError as error:
+                with Progress(transient=True) as progress:
+                    task = progress.add_task("Pushing", total=None)
+                    summary = job.run(
+                        chosen, lambda name: progress.update(task, description=f"Run {name}")
+                    )
+            except ValueError as error:  # an unknown or a deleted experiment
                 raise click.ClickException(str(error)) from None
-            with Progress(transient=True) as progress:
-                task = progress.add_task("Pushing", total=None)
-                summary = job.run(
-                    chosen, lambda name: progress.update(task, description=f"Run {name}")
-                )
             summary.relinked = relink(
                 summary.pipeline_runs, source.shown, target, tracker.id, summary.moved
             )
-    except TrackingServerError as error:
+    except (TrackingServerError, MlflowException) as error:
         raise click.ClickException(
             f"{error} Run the same push again: it completes what this one began."
         ) from None

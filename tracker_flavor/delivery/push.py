@@ -204,7 +204,7 @@ class Push:
 
     def copy(self, run: "Run", experiment_id: str, made: "Run | None") -> None:
         """Copy one run, or finish its copy; skip a complete one."""
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Metric, Param, RunTag
 
         run_id = run.info.run_id
         if made is not None and tags.PUSH_COMPLETE in made.data.tags:
@@ -234,7 +234,11 @@ class Push:
         params = [Param(k, v) for k, v in run.data.params.items()]
         points: list[Metric] = []
         for key in run.data.metrics:
-            history = self.source.get_metric_history(run_id, key)
+            # Without the source's logged-model and dataset ids, which the server does not have.
+            history = [
+                Metric(m.key, m.value, m.timestamp, m.step)
+                for m in self.source.get_metric_history(run_id, key)
+            ]
             if made is not None and key in made.data.metrics:
                 history = missing_points(history, self.target.get_metric_history(copy_id, key))
             points += history
