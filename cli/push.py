@@ -196,6 +196,8 @@ def push(
         f"already there; {summary.points} metric point(s), {summary.artifacts} artifact "
         f"file(s); {summary.relinked} ZenML run/step link(s) updated."
     )
+    if summary.strays:
+        click.echo(f"deleted {summary.strays} duplicate copy(ies) an earlier push left")
     for run_id in summary.orphans:
         click.echo(f"run {run_id}: its parent run was not pushed, so its copy is not nested")
     if summary.running:

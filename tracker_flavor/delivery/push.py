@@ -58,6 +58,8 @@ class Summary:
     """Artifact files uploaded."""
     relinked: int = 0
     """ZenML pipeline and step runs whose metadata now links the copies."""
+    strays: int = 0
+    """Duplicate copies of one run (a creation MLflow's client sent twice) deleted."""
     orphans: list[str] = field(default_factory=list)
     """Runs whose parent run is not pushed (another experiment left out): copied unnested."""
     moved: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -124,8 +126,13 @@ def _pages(search: Callable[..., Any], **arguments: Any) -> list[Any]:
             return found
 
 
-def copies(client: "MlflowClient", experiment_id: str) -> dict[str, "Run"]:
-    """Return the copies a push made in an experiment by source run id: complete ones first."""
+def copies(client: "MlflowClient", experiment_id: str) -> tuple[dict[str, "Run"], list[str]]:
+    """Return the copies a push made in an experiment by source run id, and the strays.
+
+    The copy of a source run is its complete one, else an active one. A stray is another active,
+    incomplete copy of the same run: MLflow's client re-sends a creation whose answer was lost,
+    which creates the run twice.
+    """
     from mlflow.entities import ViewType
 
     found = _pages(
@@ -133,14 +140,23 @@ def copies(client: "MlflowClient", experiment_id: str) -> dict[str, "Run"]:
         experiment_ids=[experiment_id],
         filter_string=f"tags.`{tags.PUSH_SOURCE}` LIKE '%'",
         run_view_type=ViewType.ALL,
+        order_by=["attributes.start_time ASC"],
     )
     chosen: dict[str, Run] = {}
     for run in found:
         source = run.data.tags[tags.PUSH_SOURCE]
-        complete = tags.PUSH_COMPLETE in run.data.tags
-        if complete or (run.info.lifecycle_stage == "active" and source not in chosen):
+        if tags.PUSH_COMPLETE in run.data.tags:
             chosen[source] = run
-    return chosen
+        elif run.info.lifecycle_stage == "active":
+            chosen.setdefault(source, run)
+    strays = [
+        run.info.run_id
+        for run in found
+        if run.info.lifecycle_stage == "active"
+        and tags.PUSH_COMPLETE not in run.data.tags
+        and chosen[run.data.tags[tags.PUSH_SOURCE]] is not run
+    ]
+    return chosen, strays
 
 
 @dataclass
@@ -178,7 +194,11 @@ class Push:
         for experiment in experiments:
             target_id = self.experiment(experiment)
             targets[experiment.experiment_id] = target_id
-            made.update(copies(self.target, target_id))
+            found, strays = copies(self.target, target_id)
+            made.update(found)
+            for stray in strays:
+                self.target.delete_run(stray)
+            self.summary.strays += len(strays)
             runs += _pages(
                 self.source.search_runs,
                 experiment_ids=[experiment.experiment_id],

@@ -58,3 +58,27 @@ def test_requests_stay_within_mlflows_batch_limits_and_keep_every_value():
     assert [v for _, _, t in sent for v in t] == run_tags
     assert len(sent) == 3
     assert list(push.requests([], [], [])) == []
+
+
+def test_a_complete_copy_wins_and_duplicates_of_a_twice_sent_creation_are_strays(sqlite_uri):
+    from mlflow import MlflowClient
+
+    from tracker_flavor.runs import tags
+
+    client = MlflowClient(sqlite_uri)
+    exp = client.create_experiment("pushed")
+
+    def made(source: str, complete: bool = False, deleted: bool = False) -> str:
+        run_tags = {tags.PUSH_SOURCE: source, **({tags.PUSH_COMPLETE: "true"} if complete else {})}
+        run_id = client.create_run(exp, tags=run_tags).info.run_id
+        if deleted:
+            client.delete_run(run_id)
+        return run_id
+
+    made("a", deleted=True)  # an earlier copy the user deleted: neither chosen nor a stray
+    twice = made("a")
+    complete = made("a", complete=True)
+    both = {made("b"), made("b")}
+    chosen, strays = push.copies(client, exp)
+    assert chosen["a"].info.run_id == complete and chosen["b"].info.run_id in both
+    assert sorted(strays) == sorted([twice, *(both - {chosen["b"].info.run_id})])
