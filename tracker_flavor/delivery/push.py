@@ -9,16 +9,17 @@ metadata links the source's runs get links to the copies (ZenML's metadata is ap
 latest value wins).
 """
 
-import math
 import os
 import tempfile
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
+
+from tracker_flavor.delivery.catchup import missing_points
 from tracker_flavor.mlflow.batch_limits import MAX_PARAMS, MAX_TAGS, MAX_VALUES, batches
 from tracker_flavor.runs import metadata, mlflow_runs, tags
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
     from tracker_flavor.mlflow.connection import Connection
 
-PARENT_TAG = "mlflow.parentRunId"
-USER_TAG = "mlflow.user"
 ENDED = ("FINISHED", "FAILED", "KILLED")
 """Statuses a run keeps: its copy gets the same and is complete."""
 PAGE = 1000
@@ -74,30 +73,13 @@ def parents_first(runs: Sequence["Run"]) -> list["Run"]:
 
     def depth(run: "Run") -> int:
         seen: set[str] = set()
-        parent = run.data.tags.get(PARENT_TAG)
+        parent = run.data.tags.get(MLFLOW_PARENT_RUN_ID)
         while parent is not None and parent in by_id and parent not in seen:
             seen.add(parent)
-            parent = by_id[parent].data.tags.get(PARENT_TAG)
+            parent = by_id[parent].data.tags.get(MLFLOW_PARENT_RUN_ID)
         return len(seen)
 
     return sorted(runs, key=depth)
-
-
-def _point(metric: "Metric") -> tuple[int, int, Any]:
-    value = metric.value
-    return metric.step, metric.timestamp, "nan" if math.isnan(value) else value
-
-
-def missing_points(source: Iterable["Metric"], present: Iterable["Metric"]) -> list["Metric"]:
-    """Return the points of `source` that `present` lacks, each (step, time, value) counted."""
-    have = Counter(_point(metric) for metric in present)
-    missing = []
-    for metric in source:
-        if have[key := _point(metric)]:
-            have[key] -= 1
-        else:
-            missing.append(metric)
-    return missing
 
 
 def requests(
@@ -232,11 +214,11 @@ class Push:
             self.summary.present += 1
             return
         identity = {tags.PUSH_SOURCE: run_id}
-        if (user := run.data.tags.get(USER_TAG)) is not None:
-            identity[USER_TAG] = user
-        if (parent := run.data.tags.get(PARENT_TAG)) is not None:
+        if (user := run.data.tags.get(MLFLOW_USER)) is not None:
+            identity[MLFLOW_USER] = user
+        if (parent := run.data.tags.get(MLFLOW_PARENT_RUN_ID)) is not None:
             if parent in self.summary.moved:
-                identity[PARENT_TAG] = self.summary.moved[parent][1]
+                identity[MLFLOW_PARENT_RUN_ID] = self.summary.moved[parent][1]
             else:
                 self.summary.orphans.append(run_id)
         if made is None:
@@ -249,7 +231,7 @@ class Push:
         else:
             copy_id = made.info.run_id
         self.summary.moved[run_id] = (experiment_id, copy_id)
-        skipped = {PARENT_TAG, tags.PUSH_SOURCE, tags.PUSH_COMPLETE, *identity}
+        skipped = {MLFLOW_PARENT_RUN_ID, tags.PUSH_SOURCE, tags.PUSH_COMPLETE, *identity}
         run_tags = [RunTag(k, v) for k, v in run.data.tags.items() if k not in skipped]
         params = [Param(k, v) for k, v in run.data.params.items()]
         points: list[Metric] = []

@@ -35,12 +35,12 @@ def test_every_run_comes_after_its_parent():
     assert len(looped) == 2
 
 
-def test_only_the_points_a_copy_lacks_are_sent_counted_per_point():
-    points = [Metric("m", 1.0, 10, 0), Metric("m", 1.0, 10, 0), Metric("m", 2.0, 20, 1)]
-    points.append(Metric("m", math.nan, 30, 2))
+def test_only_the_points_a_copy_lacks_are_sent():
+    points = [Metric("m", 1.0, 10, 0), Metric("m", 2.0, 20, 1), Metric("m", math.nan, 30, 2)]
+    points.append(Metric("other", 1.0, 10, 0))
     assert push.missing_points(points, []) == points
     present = [Metric("m", 1.0, 10, 0), Metric("m", math.nan, 30, 2)]
-    assert push.missing_points(points, present) == [points[1], points[2]]
+    assert push.missing_points(points, present) == [points[1], points[3]]
     assert push.missing_points(points, points) == []
 
 
