@@ -12,6 +12,7 @@ from .install import install
 from .links import open_link
 from .migrate import migrate
 from .output import error_message
+from .push import push
 from .runs import runs
 from .server import server
 from .store import store
@@ -48,6 +49,7 @@ cli.add_command(open_link)
 cli.add_command(migrate)
 cli.add_command(store)
 cli.add_command(sync)
+cli.add_command(push)
 
 if __name__ == "__main__":
     cli()

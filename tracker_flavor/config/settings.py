@@ -1,10 +1,14 @@
 """Per-pipeline and per-step settings of the `mlflow_plus` experiment tracker."""
 
 import difflib
+import re
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from zenml.config.base_settings import BaseSettings
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+"""The ids every MLflow store gives runs (`uuid4().hex`), as in a run's URL `.../runs/<id>`."""
 
 
 class MLflowPlusSettings(BaseSettings):
@@ -25,6 +29,11 @@ class MLflowPlusSettings(BaseSettings):
     )
     run_name: str | None = Field(
         None, description="Name of the MLflow parent run; defaults to the ZenML run name."
+    )
+    parent_run_id: str | None = Field(
+        None,
+        description="Id of an existing MLflow run to put the pipeline run's parent run under "
+        "(mlflow.parentRunId); it goes into that run's experiment.",
     )
     log_step_parameters: bool = Field(
         True, description="Log the step's parameters as MLflow params."
@@ -132,6 +141,17 @@ class MLflowPlusSettings(BaseSettings):
                     f"experiment_name is {len(value)} characters long; MLflow allows at most "
                     f"{MAX_EXPERIMENT_NAME_LENGTH}: give a shorter name."
                 )
+        return value
+
+    @field_validator("parent_run_id")
+    @classmethod
+    def _run_id(cls, value: str | None) -> str | None:
+        """Refuse what cannot be an MLflow run id (a run name, a URL) before any run starts."""
+        if value is not None and not RUN_ID.fullmatch(value):
+            raise ValueError(
+                f"parent_run_id {value!r} is not an MLflow run id: give the 32 hexadecimal "
+                "characters after /runs/ in the run's URL (or `mlflow.active_run().info.run_id`)."
+            )
         return value
 
     @field_validator("tags", mode="before")

@@ -10,10 +10,12 @@ batch, and any the step itself sent without an answer, is checked against the ru
 history first and only the points the server lacks, by (key, value, timestamp, step), are sent.
 """
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from zenml.logger import get_logger
 
 from tracker_flavor.delivery.spool import Journal, Operation, Summary, points, step_journals
@@ -165,6 +167,9 @@ def _run(
             experiment_name=operation["experiment"],
             run_name=operation["name"],
             tags=operation["tags"],
+            # A `parent_run_id` travels as the parent's tag: its run's experiment is the parent's.
+            under=operation["tags"].get(MLFLOW_PARENT_RUN_ID),
+            experiment_named=False,
         )
         return parents.resolve(client, connection, spec, zenml_records, state)
     parent = found[operation["parent"]]
@@ -184,14 +189,26 @@ def _run(
     return mlflow_runs.Parent.of(run)
 
 
+def _point(metric: "Metric") -> tuple[str, int, int, Any]:
+    value = metric.value
+    return metric.key, metric.step, metric.timestamp, "nan" if math.isnan(value) else value
+
+
+def missing_points(batch: Iterable["Metric"], stored: Iterable["Metric"]) -> list["Metric"]:
+    """Return the points of `batch` that `stored` lacks.
+
+    MLflow keeps a point once per (key, step, timestamp, value): one stored stands for all equal
+    ones.
+    """
+    have = {_point(metric) for metric in stored}
+    return [metric for metric in batch if _point(metric) not in have]
+
+
 def _missing(client: "MlflowClient", run_id: str, batch: list["Metric"]) -> list["Metric"]:
     """Return the points of a batch the run's metric history does not hold yet."""
-    stored: set[tuple[Any, ...]] = set()
-    for key in {metric.key for metric in batch}:
-        stored.update(
-            (p.key, p.value, p.timestamp, p.step) for p in client.get_metric_history(run_id, key)
-        )
-    return [m for m in batch if (m.key, m.value, m.timestamp, m.step) not in stored]
+    keys = {metric.key for metric in batch}
+    stored = [point for key in keys for point in client.get_metric_history(run_id, key)]
+    return missing_points(batch, stored)
 
 
 def _link_step(

@@ -103,6 +103,59 @@ def step_metadata(
     }
 
 
+Moved = Mapping[str, tuple[str, str]]
+"""Where `zenml-mlflow push` copied runs: source run id -> (experiment id, run id) on the target."""
+
+
+def moved_parent(
+    recorded: Mapping[str, Any], source_uri: str, target: "Connection", moved: Moved
+) -> dict[str, "MetadataType"] | None:
+    """Return the pipeline-run metadata pointing at the copy of its parent; None if not moved."""
+    from tracker_flavor.runs.mlflow_runs import Parent
+
+    record = read(recorded)
+    if record is None or record.tracking_uri != source_uri or record.run_id not in moved:
+        return None
+    experiment_id, run_id = moved[record.run_id]
+    return parent_metadata(target, Parent(run_id, experiment_id, "", record.start_time))
+
+
+def moved_step(
+    recorded: Mapping[str, Any], source_uri: str, target: "Connection", moved: Moved
+) -> dict[str, "MetadataType"] | None:
+    """Return the step-run metadata pointing at the copies of its runs; None if not moved."""
+    from tracker_flavor.runs.mlflow_runs import Parent
+
+    run_id, parent_id = recorded.get(RUN_ID_KEY), recorded.get(PARENT_RUN_ID_KEY)
+    if (
+        recorded.get(TRACKING_URI_KEY) != source_uri
+        or not isinstance(run_id, str)
+        or not isinstance(parent_id, str)
+        or run_id not in moved
+        or parent_id not in moved
+    ):
+        return None
+    experiment_id, new_parent = moved[parent_id]
+    return step_metadata(target, Parent(new_parent, experiment_id, ""), moved[run_id][1])
+
+
+def record_run(
+    component_id: UUID, pipeline_run_id: UUID, metadata: dict[str, "MetadataType"]
+) -> None:
+    """Add metadata to a ZenML pipeline run, on behalf of a tracker component."""
+    from zenml.client import Client
+    from zenml.enums import MetadataResourceTypes
+    from zenml.models import RunMetadataResource
+
+    Client().create_run_metadata(
+        metadata=metadata,
+        resources=[
+            RunMetadataResource(id=pipeline_run_id, type=MetadataResourceTypes.PIPELINE_RUN)
+        ],
+        stack_component_id=component_id,
+    )
+
+
 def record_step(component_id: UUID, step_run_id: UUID, metadata: dict[str, "MetadataType"]) -> None:
     """Add metadata to a ZenML step run, on behalf of a tracker component."""
     from zenml.client import Client
@@ -147,18 +200,8 @@ class ZenMLRecords:
 
     def write(self, pipeline_run_id: str, parent: "Parent") -> None:
         """Record the parent of a ZenML run."""
-        from zenml.client import Client
-        from zenml.enums import MetadataResourceTypes
-        from zenml.models import RunMetadataResource
-
-        Client().create_run_metadata(
-            metadata=parent_metadata(self.connection, parent),
-            resources=[
-                RunMetadataResource(
-                    id=UUID(pipeline_run_id), type=MetadataResourceTypes.PIPELINE_RUN
-                )
-            ],
-            stack_component_id=self.component_id,
+        record_run(
+            self.component_id, UUID(pipeline_run_id), parent_metadata(self.connection, parent)
         )
 
     def lock(

@@ -81,14 +81,18 @@ def experiment_id(client: "MlflowClient", name: str, artifact_location: str | No
 
 
 def find_parent_runs(client: "MlflowClient", exp_id: str, pipeline_run_id: str) -> list["Run"]:
-    """Return the active parent runs tagged with `pipeline_run_id`, canonical one first."""
+    """Return the active parent runs tagged with `pipeline_run_id`, canonical one first.
+
+    Step runs carry the tag too, and their step's name; a parent may itself be a child (of the
+    `parent_run_id` setting's run).
+    """
     runs = client.search_runs(
         [exp_id],
         filter_string=f"tags.`{tags.PIPELINE_RUN_ID}` = '{pipeline_run_id}'",
         max_results=50,
         order_by=["attributes.start_time ASC"],
     )
-    parents = [run for run in runs if MLFLOW_PARENT_RUN_ID not in run.data.tags]
+    parents = [run for run in runs if tags.STEP_NAME not in run.data.tags]
     return sorted(parents, key=lambda run: (run.info.start_time, run.info.run_id))
 
 

@@ -35,6 +35,10 @@ class ParentSpec:
     tags: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     """The pipeline's parameters, logged with the first step of each process (see steps.py)."""
+    under: str | None = None
+    """The `parent_run_id` setting: the MLflow run the parent goes under, in its experiment."""
+    experiment_named: bool = True
+    """Whether `experiment_name` was set; if not, `under`'s experiment is the parent's."""
 
 
 def experiment_id(
@@ -53,6 +57,44 @@ def experiment_id(
         return known
 
 
+def run_experiment(
+    client: "MlflowClient", connection: "Connection", spec: ParentSpec, state: "RunState"
+) -> str:
+    """Return the experiment of the run `spec.under`, checked once per process.
+
+    MLflow's UI shows a child under its parent only within one experiment, so the parent goes
+    into that run's experiment; an `experiment_name` naming another one is refused.
+    """
+    from mlflow.exceptions import MlflowException
+
+    assert spec.under is not None
+    named = connection.experiment_name(spec.experiment_name) if spec.experiment_named else ""
+    key = (connection.uri, spec.under, named)
+    if (known := state.run_experiments.get(key)) is not None:
+        return known
+    try:
+        run = client.get_run(spec.under)
+    except MlflowException as error:
+        if not mlflow_runs.is_gone(error):
+            raise
+        run = None
+    if run is None or run.info.lifecycle_stage != "active":
+        raise ValueError(
+            f"parent_run_id {spec.under} is not an active run of the MLflow store "
+            f"{connection.shown}: correct parent_run_id (the id after /runs/ in the run's URL), "
+            "restore the run, or remove the setting."
+        )
+    exp_id = str(run.info.experiment_id)
+    if named and (actual := client.get_experiment(exp_id).name) != named:
+        raise ValueError(
+            f"experiment_name {named!r} conflicts with parent_run_id {spec.under}, which is in "
+            f"the experiment {actual!r}: MLflow shows child runs under their parent only within "
+            f"one experiment. Remove experiment_name, or set it to {actual!r}."
+        )
+    state.run_experiments.put(key, exp_id)
+    return exp_id
+
+
 def resolve(
     client: "MlflowClient",
     connection: "Connection",
@@ -61,7 +103,11 @@ def resolve(
     state: "RunState",
 ) -> Parent:
     """Return the parent run of the ZenML run: cache, then record, then search or create."""
-    exp_id = experiment_id(client, connection, spec.experiment_name, state)
+    exp_id = (
+        run_experiment(client, connection, spec, state)
+        if spec.under
+        else experiment_id(client, connection, spec.experiment_name, state)
+    )
     key = (connection.uri, spec.pipeline_run_id)
 
     def recorded() -> Parent | None:

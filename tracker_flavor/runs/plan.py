@@ -86,12 +86,17 @@ class StepPlan:
 def parent_spec(
     settings: "MLflowPlusSettings", facts: PipelineFacts, user: str | None
 ) -> ParentSpec:
-    """Return the parent run of a pipeline run: its experiment, name and tags."""
+    """Return the parent run of a pipeline run: its experiment, name, tags, params, own parent."""
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
     params = step_params(facts.parameters) if settings.log_step_parameters else {}
+    under = settings.parent_run_id
     return ParentSpec(
         pipeline_run_id=facts.run_id,
         experiment_name=settings.experiment_name or facts.pipeline_name,
         run_name=settings.run_name or facts.run_name,
+        under=under,
+        experiment_named=settings.experiment_name is not None,
         tags={
             **tags.run_context(facts.source, facts.pipeline_name, user),
             **settings.tags,
@@ -100,6 +105,7 @@ def parent_spec(
             tags.RUN_NAME: facts.run_name,
             tags.STACK: facts.stack,
             tags.ZENML_VERSION: facts.zenml_version,
+            **({MLFLOW_PARENT_RUN_ID: under} if under else {}),
         },
         params=params,
     )

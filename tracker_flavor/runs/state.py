@@ -14,6 +14,8 @@ class RunState:
         self.mlflow = mlflow
         self.experiments: BoundedCache[tuple[str, str], str] = BoundedCache()
         """Experiment ids by (tracking URI, experiment name as the store knows it)."""
+        self.run_experiments: BoundedCache[tuple[str, str, str], str] = BoundedCache()
+        """Experiment ids of `parent_run_id` runs by (tracking URI, run id, experiment_name set)."""
         self.parents: BoundedCache[tuple[str, str], Parent] = BoundedCache()
         """Parent runs by (tracking URI, ZenML pipeline run id)."""
         self.pipeline_params: BoundedCache[tuple[str, str], bool] = BoundedCache()

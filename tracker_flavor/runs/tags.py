@@ -37,3 +37,9 @@ def run_context(
         MLFLOW_SOURCE_NAME: pipeline_source or pipeline_name,
         MLFLOW_SOURCE_TYPE: SourceType.to_string(SourceType.JOB),
     }
+
+
+PUSH_SOURCE = "zenml.push.source_run_id"
+"""On a run `zenml-mlflow push` copied: the id of the run it is a copy of, set at creation."""
+PUSH_COMPLETE = "zenml.push.complete"
+"""Set last, once everything of the run was copied: a later push skips the run."""

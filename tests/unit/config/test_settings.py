@@ -35,3 +35,11 @@ def test_experiment_name_longer_than_mlflow_allows_is_rejected():
     MLflowPlusSettings(experiment_name="x" * 500)
     with pytest.raises(ValidationError, match="experiment_name is 10000 characters long; MLflow"):
         MLflowPlusSettings(experiment_name="x" * 10_000)
+
+
+def test_parent_run_id_must_be_an_mlflow_run_id():
+    run_id = "0123456789abcdef0123456789abcdef"
+    assert MLflowPlusSettings(parent_run_id=run_id).parent_run_id == run_id
+    for wrong in ("my-training-run", run_id.upper(), f"http://host/#/runs/{run_id}"):
+        with pytest.raises(ValidationError, match="parent_run_id .* is not an MLflow run id"):
+            MLflowPlusSettings(parent_run_id=wrong)

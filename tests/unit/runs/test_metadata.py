@@ -37,3 +37,22 @@ def test_step_metadata_links_the_step_run_and_names_its_parent():
     assert str(metadata[METADATA_EXPERIMENT_TRACKER_URL]).endswith(
         "/experiments/7/runs/c1?workflowType=machine_learning"
     )
+
+
+def test_pushed_runs_are_relinked_once_and_only_from_the_pushed_store():
+    local, server = "sqlite:////data/mlflow.db", Connection("http://mlflow.team:5000")
+    moved = {"p1": ("3", "P1"), "c1": ("3", "C1")}
+    pipeline = records.parent_metadata(Connection(local), PARENT)
+    relinked = records.moved_parent(pipeline, local, server, moved)
+    assert relinked == records.parent_metadata(server, Parent("P1", "3", "", 1234))
+    step = records.step_metadata(Connection(local), PARENT, "c1")
+    relinked_step = records.moved_step(step, local, server, moved)
+    assert relinked_step is not None and relinked_step[records.RUN_ID_KEY] == "C1"
+    assert relinked_step[records.PARENT_RUN_ID_KEY] == "P1"
+    assert relinked_step[records.TRACKING_URI_KEY] == "http://mlflow.team:5000"
+    # Already relinked (the latest record names the server), another store, or not pushed.
+    assert records.moved_parent(relinked, local, server, moved) is None
+    assert records.moved_step(relinked_step, local, server, moved) is None
+    assert records.moved_parent(pipeline, "sqlite:////other.db", server, moved) is None
+    assert records.moved_step(step, local, server, {"p1": ("3", "P1")}) is None
+    assert records.moved_parent({}, local, server, moved) is None

@@ -38,7 +38,8 @@ def test_the_canonical_parent_is_the_oldest_and_children_are_not_parents(client)
     exp_id = runs.experiment_id(client, "exp", None)
     identity = {tags.PIPELINE_RUN_ID: "zenml-run"}
     first = runs.create_parent(client, exp_id, "the-run", identity)
-    runs.create_step_run(client, first, "step", identity)  # a child carries the run tag too
+    # A step's child carries the run tag too, with its step's name.
+    runs.create_step_run(client, first, "step", {**identity, tags.STEP_NAME: "step"})
     second = runs.create_parent(client, exp_id, "the-run", identity)
     found = runs.find_parent_runs(client, exp_id, "zenml-run")
     assert [run.info.run_id for run in found] == [first.run_id, second.run_id]

@@ -120,3 +120,52 @@ def test_without_a_record_the_parent_is_searched_by_tag_else_created(store):
     # Another process, without the record: the tag search finds the same parent.
     again = parent.resolve(client, connection, spec, Records(), fresh_state())
     assert again.run_id == created.run_id
+
+
+def test_under_an_existing_run_the_parent_goes_into_its_experiment_as_its_child(store):
+    client, connection = store
+    state = fresh_state()
+    umbrella = runs.create_parent(
+        client, parent.experiment_id(client, connection, "team", state), "u", {}
+    )
+    spec = parent.ParentSpec(
+        "run-3", "pipeline", "third",
+        {"zenml.pipeline_run_id": "run-3", "mlflow.parentRunId": umbrella.run_id},
+        under=umbrella.run_id, experiment_named=False,
+    )  # fmt: skip
+    created = parent.resolve(client, connection, spec, Records(), state)
+    assert created.experiment_id == umbrella.experiment_id
+    assert client.get_experiment_by_name("pipeline") is None  # no experiment of its own
+    # Another process finds it by its tag, although it is a child itself.
+    assert parent.resolve(client, connection, spec, Records(), fresh_state()) == created
+    # The run's experiment is looked up once per process.
+    before = Counting.requests
+    parent.run_experiment(client, connection, spec, state)
+    assert Counting.requests == before
+
+
+def test_parent_run_id_of_a_missing_run_or_another_experiment_is_refused_with_the_fix(store):
+    client, connection = store
+    state = fresh_state()
+    umbrella = runs.create_parent(
+        client, parent.experiment_id(client, connection, "team", state), "u", {}
+    )
+    elsewhere = parent.ParentSpec("run-4", "other", "r", under=umbrella.run_id)
+    with pytest.raises(
+        ValueError,
+        match="experiment_name 'other' conflicts with parent_run_id .* 'team': MLflow .* Remove experiment_name, or set it to 'team'",
+    ):
+        parent.resolve(client, connection, elsewhere, Records(), state)
+    same = parent.ParentSpec("run-4", "team", "r", under=umbrella.run_id)
+    assert (
+        parent.resolve(client, connection, same, Records(), state).experiment_id
+        == umbrella.experiment_id
+    )
+    for missing in ("f" * 32, umbrella.run_id):
+        client.delete_run(umbrella.run_id)
+        gone = parent.ParentSpec("run-5", "p", "r", under=missing, experiment_named=False)
+        with pytest.raises(
+            ValueError,
+            match=f"parent_run_id {missing} is not an active run of the MLflow store .*: correct parent_run_id",
+        ):
+            parent.resolve(client, connection, gone, Records(), fresh_state())

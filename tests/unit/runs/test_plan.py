@@ -105,3 +105,14 @@ def test_the_pipeline_parameters_are_the_parents_params_validated_like_step_para
     assert len(params["bad key_"]) == MAX_VALUE_LENGTH
     assert "bad key_" in caplog.text
     assert parent_spec(settings(log_step_parameters=False), facts, None).params == {}
+
+
+def test_parent_run_id_makes_the_parent_a_child_of_that_run():
+    under = "0123456789abcdef0123456789abcdef"
+    spec = parent_spec(settings(parent_run_id=under), PIPELINE, None)
+    assert spec.tags["mlflow.parentRunId"] == under and spec.under == under
+    assert not spec.experiment_named  # the run's experiment is the parent's
+    assert parent_spec(
+        settings(parent_run_id=under, experiment_name="e"), PIPELINE, None
+    ).experiment_named
+    assert "mlflow.parentRunId" not in parent_spec(settings(), PIPELINE, None).tags
