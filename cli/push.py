@@ -189,7 +189,7 @@ def push(
             f"{error} Run the same push again: it completes what this one began."
         ) from None
     finally:
-        runtime.mlflow.environment.leave()
+        runtime.mlflow.environment.leave(target)
     click.echo(
         f"Pushed {summary.experiments} experiment(s) from {source.shown} to {target.shown}: "
         f"{summary.copied} run(s) copied, {summary.finished} completed, {summary.present} "
