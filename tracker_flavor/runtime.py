@@ -16,6 +16,7 @@ from tracker_flavor.delivery.queue import Ledgers
 from tracker_flavor.mlflow.process import MlflowProcess
 from tracker_flavor.runs.state import RunState
 from tracker_flavor.watcher.after_step import Deliveries
+from tracker_flavor.watcher.launches import LaunchHook
 from tracker_flavor.watcher.watcher import Watcher
 
 
@@ -29,6 +30,7 @@ class Runtime:
         self.runs = RunState(self.mlflow)
         self.ledgers = Ledgers(self.mlflow.seam, self.mlflow.autologging.lock)
         self.watcher = Watcher(self.mlflow.autologging.lock)
+        self.launches = LaunchHook(self.watcher)
         self.deliveries = Deliveries()
         self._settings_alias = SettingsAlias(self.once)
         self._installed = False
@@ -42,6 +44,7 @@ class Runtime:
             self._installed = True
             self.mlflow.install()
             self._settings_alias.install()
+            self.launches.install()
             atexit.register(self.at_exit)
 
     def at_exit(self) -> None:
@@ -56,6 +59,7 @@ class Runtime:
             if self._installed:
                 atexit.unregister(self.at_exit)
                 self._settings_alias.uninstall()
+                self.launches.uninstall()
             self.mlflow.uninstall()
         self.__init__()  # type: ignore[misc]
 
