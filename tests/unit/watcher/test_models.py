@@ -52,11 +52,10 @@ def test_the_model_is_saved_with_its_flavors_requirements_and_registered_loadabl
         assert IDS.tags().items() <= logged.tags.items()
         # A database store's registry resolves `models:/<id>` in the process's own store.
         assert version.source == logged.artifact_location
+        folder = mlflow.artifacts.download_artifacts(version.source, dst_path=str(tmp_path))
     else:
         assert version.source == f"runs:/{run_id}/{models.MODEL_NAME}"
-    folder = mlflow.artifacts.download_artifacts(
-        version.source, dst_path=str(tmp_path / "saved"), tracking_uri=sqlite_uri
-    )
+        folder = client.download_artifacts(run_id, models.MODEL_NAME, str(tmp_path))
     # What the flavor declares, not MLflow's inference (a subprocess importing the model).
     requirements = (Path(folder) / "requirements.txt").read_text().split()
     assert sorted(requirements) == sorted(
