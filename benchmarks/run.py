@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from benchmarks.builtin import Comparison
     from benchmarks.context import Bench
     from benchmarks.history import HistoryPoint
+    from benchmarks.outputs import OutputsResult
     from benchmarks.points import PointsResult
     from benchmarks.width import WidthPoint
 
@@ -52,13 +53,14 @@ class Plan:
     points: int
     points_reps: int
     builtin_reps: int
+    outputs_reps: int
     untracked_up_to: int
     """Widest run also measured without the tracker (for scale: ZenML's own time per step)."""
 
 
-DEFAULT = Plan((10, 100, 500), (10, 100), (10, 10_000), 7, 1000, 3, 0, 100)
+DEFAULT = Plan((10, 100, 500), (10, 100), (10, 10_000), 7, 1000, 3, 0, 2, 100)
 PICTURE = "benchmarks-width.png"
-FULL = Plan((10, 100, 500, 1000), (10, 100, 300), (10, 10_000), 9, 5000, 3, 3, 1000)
+FULL = Plan((10, 100, 500, 1000), (10, 100, 300), (10, 10_000), 9, 5000, 3, 3, 5, 1000)
 
 
 def machine() -> str:
@@ -140,7 +142,7 @@ def main() -> None:
         MLFlowExperimentTracker,
     )
 
-    from benchmarks import builtin, history, points, width
+    from benchmarks import builtin, history, outputs, points, width
     from benchmarks.context import Bench, register_stacks
     from testsupport.probe import Probe
     from testsupport.proxy import Proxy
@@ -166,6 +168,8 @@ def main() -> None:
             warm_up(bench)
             # Quickest first; the document is rewritten after each sweep.
             found.points = points.sweep(bench, plan.points, plan.points_reps)
+            found.write()
+            found.outputs = outputs.sweep(bench, plan.outputs_reps)
             found.write()
             found.history = history.sweep(bench, plan.history, plan.history_reps)
             found.write()
@@ -202,6 +206,7 @@ class Results:
     began: float
     output: Path
     points: "list[PointsResult] | None" = None
+    outputs: "list[OutputsResult] | None" = None
     history: "list[HistoryPoint] | None" = None
     widths: "list[WidthPoint] | None" = None
     comparison: "Comparison | None" = None
@@ -220,7 +225,7 @@ class Results:
 
     def render(self) -> str:
         """Render the document."""
-        from benchmarks import builtin, report
+        from benchmarks import builtin, outputs, report
 
         plan = self.plan
         minutes = (time.perf_counter() - self.began) / 60
@@ -259,6 +264,17 @@ class Results:
                 f"{plan.points:,} `mlflow.log_metric` calls in one step, {plan.points_reps} "
                 "repetitions each, alternating.\n",
                 report.points_table(self.points) + "\n",
+            ]
+        if self.outputs is not None:
+            sections += [
+                "## Outputs and the model after a step\n",
+                "One step whose scikit-learn model output the tracker logs and registers "
+                "(`log_model`, `registered_model_name`; lineage and reports at their defaults), "
+                f"{plan.outputs_reps} runs per path, alternating. In the process that launched "
+                "the step they are sent before its launch returns; a step published by another "
+                "process is left to the watcher's polls (measured with the launch hook taken out, "
+                "so the watcher is the only path, as it is there).\n",
+                outputs.table(self.outputs) + "\n",
             ]
         if self.comparison is not None:
             sections += [

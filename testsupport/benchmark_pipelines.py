@@ -1,6 +1,7 @@
 """The pipelines the benchmark runs with each tracker (and without one)."""
 
 import time
+from typing import Annotated, Any
 
 import mlflow
 from zenml import pipeline, step
@@ -90,3 +91,25 @@ def bench_points(
     """Log `count` metric points in one step."""
     tracked = log_points.with_options(experiment_tracker=mode == "tracker")
     tracked(key=key, count=count, mode=mode, uri=uri)
+
+
+@step
+def fit_model() -> "Annotated[Any, 'model']":
+    """Fit a small scikit-learn model (logged and registered by the tracker's settings)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+
+
+@pipeline(**QUIET)  # type: ignore[call-overload]
+def bench_model(registered_model_name: str = "bench-model") -> None:
+    """One step whose model output the tracker logs and registers, with lineage and reports."""
+    fit_model.with_options(
+        experiment_tracker=True,
+        settings={
+            "experiment_tracker": {
+                "log_model": "model",
+                "registered_model_name": registered_model_name,
+            }
+        },
+    )()

@@ -1,14 +1,19 @@
 """The `mlflow_plus` model registry class (imports MLflow; the flavor module does not)."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from zenml.enums import StackComponentType
 from zenml.integrations.mlflow.model_registries.mlflow_model_registry import MLFlowModelRegistry
 from zenml.stack.stack_validator import StackValidator
 
 from tracker_flavor import FLAVOR_NAME
+from tracker_flavor.watcher.models import registrable_source
 
 if TYPE_CHECKING:
+    from zenml.model_registries.base_model_registry import (
+        ModelRegistryModelMetadata,
+        RegistryModelVersion,
+    )
     from zenml.stack import Stack
 
 
@@ -28,7 +33,23 @@ def tracker_problem(tracker: object) -> str | None:
 
 
 class MLflowPlusModelRegistry(MLFlowModelRegistry):
-    """ZenML's MLflow model registry, accepting an mlflow_plus experiment tracker."""
+    """ZenML's MLflow model registry, accepting an mlflow_plus tracker; loadable on MLflow 3."""
+
+    def register_model_version(
+        self,
+        name: str,
+        version: str | None = None,
+        model_source_uri: str | None = None,
+        description: str | None = None,
+        metadata: "ModelRegistryModelMetadata | None" = None,
+        **kwargs: Any,
+    ) -> "RegistryModelVersion":
+        """Register a version; a run's LoggedModel (MLflow 3) is registered as `models:/<id>`."""
+        if model_source_uri:
+            model_source_uri = registrable_source(self.mlflow_client, model_source_uri)
+        return super().register_model_version(
+            name, version, model_source_uri, description, metadata, **kwargs
+        )
 
     @property
     def validator(self) -> StackValidator | None:

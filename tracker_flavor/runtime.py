@@ -18,6 +18,7 @@ from tracker_flavor.mlflow.connection import PROVIDER
 from tracker_flavor.mlflow.process import MlflowProcess
 from tracker_flavor.runs.state import RunState
 from tracker_flavor.watcher.after_step import Deliveries
+from tracker_flavor.watcher.launches import LaunchHook
 from tracker_flavor.watcher.watcher import Watcher
 
 
@@ -31,6 +32,7 @@ class Runtime:
         self.runs = RunState(self.mlflow)
         self.ledgers = Ledgers(self.mlflow.seam, self.mlflow.autologging.lock)
         self.watcher = Watcher(self.mlflow.autologging.lock)
+        self.launches = LaunchHook(self.watcher)
         self.deliveries = Deliveries()
         self._settings_alias = SettingsAlias(self.once)
         self._installed = False
@@ -48,6 +50,7 @@ class Runtime:
             # without held connections), as it keeps the entry points' providers.
             self.mlflow.seam.register_auth_provider(ConnectionAuthProvider, PROVIDER)
             self._settings_alias.install()
+            self.launches.install()
             atexit.register(self.at_exit)
 
     def at_exit(self) -> None:
@@ -62,6 +65,7 @@ class Runtime:
             if self._installed:
                 atexit.unregister(self.at_exit)
                 self._settings_alias.uninstall()
+                self.launches.uninstall()
             self.mlflow.uninstall()
         self.__init__()  # type: ignore[misc]
 

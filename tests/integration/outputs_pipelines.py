@@ -29,6 +29,15 @@ def train(
     return model, HTMLString(f"<h1>Training report</h1><p>accuracy: {score:.2f}</p>")
 
 
+@step(experiment_tracker=True)
+def deploy() -> Annotated[list[int], "predictions"]:
+    """Load the version `train` registered, as a deployment step would (no waiting)."""
+    import mlflow.pyfunc
+
+    loaded = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}/latest")
+    return [int(p) for p in loaded.predict(pd.DataFrame({"x": [0.0, 5.0]}))]
+
+
 @pipeline(
     enable_cache=False,
     model=Model(name="outputs_classifier"),
@@ -43,6 +52,7 @@ def train(
 )
 def outputs_pipeline() -> None:
     train(load())
+    deploy(after="train")
 
 
 @step(experiment_tracker=True, settings={"experiment_tracker": {"log_model": "summary"}})

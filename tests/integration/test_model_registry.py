@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Annotated
 
 import mlflow
+import mlflow.artifacts
+import mlflow.pyfunc
 import pytest
 from sklearn.linear_model import LogisticRegression
 from zenml import pipeline, step
@@ -19,6 +21,7 @@ from zenml.integrations.mlflow.steps.mlflow_deployer import mlflow_model_deploye
 from zenml.integrations.mlflow.steps.mlflow_registry import mlflow_register_model_step
 
 from tests.integration.conftest import TRACKER
+from tracker_flavor.mlflow.internals import has_logged_models
 
 pytestmark = pytest.mark.integration
 
@@ -77,17 +80,29 @@ def test_zenml_mlflow_helpers_accept_the_tracker(registry_stack):
     Client().active_stack.validate()  # the registry's validator takes the mlflow_plus tracker
 
 
-def test_register_model_step_registers_the_model_of_the_parent_run(registry_stack, embedded_client):
+def test_register_model_step_registers_a_version_that_loads(
+    registry_stack, embedded_client, tmp_path
+):
     run = Client().get_pipeline_run(train_and_register().id)
     assert run.status == ExecutionStatus.COMPLETED
     parent_id = run.run_metadata["mlflow_parent_run_id"]
     [version] = embedded_client.search_model_versions("name = 'plus_model'")
     assert version.run_id == parent_id
-    assert version.source == f"runs:/{parent_id}/model"
+    if has_logged_models():  # MLflow 3 keeps the step's model as a LoggedModel, not in the run
+        (output,) = embedded_client.get_run(parent_id).outputs.model_outputs
+        assert version.source == f"models:/{output.model_id}"
+    else:
+        assert version.source == f"runs:/{parent_id}/model"
     registry = Client().active_stack.model_registry
     assert registry.get_model_version("plus_model", version.version).model_source_uri == (
         version.source
     )
+    local = mlflow.artifacts.download_artifacts(
+        embedded_client.get_model_version_download_uri("plus_model", version.version),
+        dst_path=str(tmp_path),
+        tracking_uri=embedded_client.tracking_uri,
+    )
+    assert list(mlflow.pyfunc.load_model(local).predict([[0.0], [3.0]])) == [0, 1]
 
 
 def test_deployer_step_serves_the_model_of_the_parent_run(registry_stack):

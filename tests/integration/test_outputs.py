@@ -7,6 +7,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import mlflow.artifacts
+import mlflow.pyfunc
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from zenml.client import Client
@@ -18,6 +21,7 @@ from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
 from testsupport.probe import Probe
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
+from tracker_flavor.mlflow.internals import has_logged_models
 from tracker_flavor.runs import metadata as keys
 from tracker_flavor.runs import tags
 from tracker_flavor.runtime import runtime
@@ -85,8 +89,10 @@ def test_outputs_reports_lineage_model_and_system_metrics_reach_the_server(
 ):
     server, _ = served
     run = outputs_pipeline()
-    train_run = delivered("train", "outputs_pipeline")
-    load_run = delivered("load", "outputs_pipeline")
+    # No waiting: the steps ran in this process, so all of it is in MLflow when the run returns.
+    run = Client().get_pipeline_run(run.id)
+    train_run, load_run = run.steps["train"], run.steps["load"]
+    assert run.steps["deploy"].outputs["predictions"][0].load() == [0, 1]  # a later step loaded it
     client = MlflowClient(server.url)
     mlflow_run = client.get_run(train_run.run_metadata["mlflow_run_id"])  # the parent: unified
     assert mlflow_run.data.tags[tags.PIPELINE_RUN_ID] == str(run.id)
@@ -144,15 +150,25 @@ def test_outputs_reports_lineage_model_and_system_metrics_reach_the_server(
     (registered,) = client.search_model_versions(
         f"name = '{REGISTERED_MODEL}' and run_id = '{run_id}'"
     )
-    assert registered.tags == {
+    ids = {
         tags.PIPELINE_RUN_ID: str(run.id),
         tags.STEP_RUN_ID: str(train_run.id),
         models.ARTIFACT_VERSION_ID: str(model_version_id),
     }
-    import mlflow.artifacts
-    import mlflow.pyfunc
-    import pandas as pd
+    assert registered.tags == ids
+    if has_logged_models():  # MLflow 3: a LoggedModel of the run, as MLflow's log_model makes
+        from mlflow.entities import LoggedModelStatus
 
+        (output,) = client.get_run(run_id).outputs.model_outputs
+        logged = client.get_logged_model(output.model_id)
+        assert (logged.name, logged.source_run_id) == ("model", run_id)
+        assert logged.status == LoggedModelStatus.READY
+        assert ids.items() <= logged.tags.items()
+        assert registered.source == f"models:/{logged.model_id}"
+        files = {a.path for a in client.list_logged_model_artifacts(logged.model_id)}
+        assert {"MLmodel", "requirements.txt"} <= files, files
+    else:
+        assert registered.source == f"runs:/{run_id}/model"
     local = mlflow.artifacts.download_artifacts(
         client.get_model_version_download_uri(REGISTERED_MODEL, registered.version),
         dst_path=str(tmp_path / "model"),

@@ -318,3 +318,10 @@ def system_metrics_monitor(run_id: str, uri: str, interval: float, node: str | N
     if not bound:
         monitor.mlflow_logger = BatchMetricsLogger(run_id, tracking_uri=uri)
     return monitor
+
+
+def has_logged_models() -> bool:
+    """Tell whether this MLflow keeps models as LoggedModels of their run (MLflow 3)."""
+    from mlflow import entities
+
+    return hasattr(entities, "LoggedModel")

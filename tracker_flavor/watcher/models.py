@@ -3,7 +3,9 @@
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tracker_flavor.mlflow.internals import has_logged_models
 from tracker_flavor.runs import tags
+from tracker_flavor.watcher.publisher import ModelSource
 
 if TYPE_CHECKING:
     from tracker_flavor.watcher.publisher import Publisher
@@ -72,21 +74,56 @@ def model_version_url(ui_base: str, name: str, version: str) -> str:
 def log_model(
     publisher: "Publisher", run_id: str, model: Any, registered_name: str | None, ids: ModelIds
 ) -> Any:
-    """Save `model` with its MLflow flavor into the run's `model/`; register it if asked.
+    """Save `model` with its MLflow flavor, store it with the run; register it if asked.
 
-    Returns the registered ModelVersion (tagged with `ids`), or None. Saved locally and
-    uploaded like any artifact, so the run's status and the process's MLflow state stay as
-    they are.
+    On MLflow 3 it becomes a LoggedModel of the run (tagged with `ids`), as MLflow's own
+    `log_model` makes it; on MLflow 2 it goes into the run's `model/`. Returns the registered
+    version (tagged with `ids`), or None. The flavor's own pip requirements are written as they
+    are: MLflow's inference would import the model in a subprocess, seconds per model. Saved
+    locally and uploaded, so the run's status and the process's MLflow state stay as they are.
     """
     import importlib
     import os
     import tempfile
 
-    module, argument = flavor_for(model)
+    module_name, argument = flavor_for(model)
+    module = importlib.import_module(module_name)
     with tempfile.TemporaryDirectory(prefix="mlflow-plus-model-") as local:
         path = os.path.join(local, MODEL_NAME)
-        importlib.import_module(module).save_model(path=path, **{argument: model})
-        publisher.log_artifacts(run_id, path, MODEL_NAME)
+        requirements = module.get_default_pip_requirements()
+        module.save_model(path=path, pip_requirements=requirements, **{argument: model})
+        if has_logged_models():
+            source = publisher.log_logged_model(run_id, path, MODEL_NAME, ids.tags())
+        else:
+            publisher.log_artifacts(run_id, path, MODEL_NAME)
+            source = ModelSource(f"runs:/{run_id}/{MODEL_NAME}", ids.tags())
     if registered_name is None:
         return None
-    return publisher.register(registered_name, run_id, MODEL_NAME, ids.tags())
+    return publisher.register(registered_name, run_id, source)
+
+
+def registrable_source(client: Any, source: str) -> str:
+    """Return the source a version loads from: `models:/<id>` for a run's LoggedModel.
+
+    MLflow 3 keeps a run's model (`log_model(name=...)`, autologging) as a LoggedModel, not in
+    the run's artifacts, so a version registered from `runs:/<run>/<path>` finds no files. As
+    MLflow's own `register_model`: files in the run at `path` win, else the run's LoggedModel
+    named `path` logged last. Other sources, and everything on MLflow 2, stay as they are.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+    if not has_logged_models() or not RunsArtifactRepository.is_runs_uri(source):  # type: ignore[no-untyped-call]
+        return source
+    run_id, path = RunsArtifactRepository.parse_runs_uri(source)  # type: ignore[no-untyped-call]
+    run = client.get_run(run_id)
+    if get_artifact_repository(run.info.artifact_uri).list_artifacts(path or None):
+        return source
+    outputs = run.outputs.model_outputs if run.outputs else []
+    steps = {output.model_id: output.step for output in outputs}
+    named = [
+        model_id for model_id in steps if client.get_logged_model(model_id).name == (path or "")
+    ]
+    if not named:
+        return source
+    return f"models:/{max(named, key=lambda model_id: steps[model_id])}"

@@ -27,6 +27,8 @@ GET_RUN = "/api/2.0/mlflow/runs/get"
 LOG_INPUTS = "/api/2.0/mlflow/runs/log-inputs"
 CREATE_REGISTERED_MODEL = "/api/2.0/mlflow/registered-models/create"
 CREATE_MODEL_VERSION = "/api/2.0/mlflow/model-versions/create"
+LOGGED_MODELS = "/api/2.0/mlflow/logged-models"
+LOG_OUTPUTS = "/api/2.0/mlflow/runs/outputs"
 
 
 class Publisher(Protocol):
@@ -41,8 +43,23 @@ class Publisher(Protocol):
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
         """Upload a local folder's files under `artifact_path` of the run's artifacts."""
 
-    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
-        """Create a version of registered model `name` from the run's `path`; return it."""
+    def log_logged_model(
+        self, run_id: str, local_dir: str, name: str, tags: Mapping[str, str]
+    ) -> "ModelSource":
+        """Store a saved model as a LoggedModel output of the run (MLflow 3); return its source."""
+
+    def register(self, name: str, run_id: str, source: "ModelSource") -> "Registered":
+        """Create a version of registered model `name` from `source`; return it."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model version is registered from, and what it is tagged with."""
+
+    uri: str
+    """`runs:/<run>/<path>`, or `models:/<model id>` for a LoggedModel."""
+    tags: Mapping[str, str]
+    model_id: str | None = None
 
 
 DATASET_CONFLICTS = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
@@ -92,9 +109,29 @@ class LocalPublisher:
         """Upload a local folder's files under `artifact_path` of the run's artifacts."""
         self._client().log_artifacts(run_id, local_dir, artifact_path)
 
-    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
-        """Create a version of registered model `name` from the run's `path`; return it."""
-        return _register(self._client(), name, run_id, path, tags)
+    def log_logged_model(
+        self, run_id: str, local_dir: str, name: str, tags: Mapping[str, str]
+    ) -> "ModelSource":
+        """Store a saved model as a LoggedModel output of the run (MLflow 3); return its source.
+
+        The source is the model's files, not `models:/<id>`: MLflow's database registry looks
+        such an id up in the process's own tracking store, which is not this one.
+        """
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+
+        client = self._client()
+        experiment_id = client.get_run(run_id).info.experiment_id
+        model = client.create_logged_model(
+            experiment_id, name=name, source_run_id=run_id, tags=dict(tags)
+        )
+        client.log_model_artifacts(model.model_id, local_dir)
+        client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+        return ModelSource(model.artifact_location, tags, model.model_id)
+
+    def register(self, name: str, run_id: str, source: ModelSource) -> "Registered":
+        """Create a version of registered model `name` from `source`; return it."""
+        return _register(self._client(), name, run_id, source)
 
 
 @dataclass
@@ -102,31 +139,57 @@ class RestPublisher:
     """A tracking server over its REST API, with the tracker's credentials and time limits."""
 
     rest: RestClient
-    _artifact_uris: dict[str, str] = field(default_factory=dict)
+    _runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Run id → its info (artifact URI, experiment id), asked once."""
 
     def log_inputs(self, run_id: str, datasets: list["DatasetInput"]) -> None:
         """Record dataset entries on a run."""
-        from mlflow.utils.proto_json_utils import message_to_json
-
-        entries = [json.loads(message_to_json(d.to_proto())) for d in datasets]
+        entries = [_body(d.to_proto()) for d in datasets]
         self.rest.request("POST", LOG_INPUTS, json={"run_id": run_id, "datasets": entries})
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         """Set one tag of a run."""
         self.rest.set_tag(run_id, key, value)
 
-    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
-        """Upload a local folder's files; through the server's proxy where it has one."""
-        if run_id not in self._artifact_uris:
+    def _run_info(self, run_id: str) -> dict[str, Any]:
+        if run_id not in self._runs:
             run = self.rest.request("GET", GET_RUN, params={"run_id": run_id})
-            self._artifact_uris[run_id] = run["run"]["info"]["artifact_uri"]
-        artifact_uri = self._artifact_uris[run_id]
+            self._runs[run_id] = run["run"]["info"]
+        return self._runs[run_id]
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
+        """Upload a local folder's files under the run's `artifact_path`."""
+        self._upload(self._run_info(run_id)["artifact_uri"], local_dir, artifact_path)
+
+    def log_logged_model(
+        self, run_id: str, local_dir: str, name: str, tags: Mapping[str, str]
+    ) -> "ModelSource":
+        """Store a saved model as a LoggedModel output of the run (MLflow 3); return its source."""
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus, LoggedModelTag
+        from mlflow.protos.service_pb2 import CreateLoggedModel, FinalizeLoggedModel, LogOutputs
+
+        create = CreateLoggedModel(
+            experiment_id=self._run_info(run_id)["experiment_id"], name=name,
+            source_run_id=run_id, tags=[LoggedModelTag(k, v).to_proto() for k, v in tags.items()],
+        )  # fmt: skip
+        created = self.rest.request("POST", LOGGED_MODELS, json=_body(create))
+        info = created["model"]["info"]
+        model_id = str(info["model_id"])
+        self._upload(info["artifact_uri"], local_dir, "")
+        ready = FinalizeLoggedModel(model_id=model_id, status=LoggedModelStatus.READY.to_proto())  # type: ignore[no-untyped-call]
+        self.rest.request("PATCH", f"{LOGGED_MODELS}/{model_id}", json=_body(ready))
+        output = LogOutputs(run_id=run_id, models=[LoggedModelOutput(model_id, 0).to_proto()])
+        self.rest.request("POST", LOG_OUTPUTS, json=_body(output))
+        return ModelSource(f"models:/{model_id}", tags, model_id)
+
+    def _upload(self, artifact_uri: str, local_dir: str, artifact_path: str) -> None:
+        """Upload a local folder's files; through the server's proxy where it has one."""
         if not artifact_uri.startswith(PROXIED_SCHEME):
             # An object store or path the client writes to directly, with its own credentials.
             from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
             repository = get_artifact_repository(artifact_uri)
-            repository.log_artifacts(local_dir, artifact_path)  # type: ignore[no-untyped-call]
+            repository.log_artifacts(local_dir, artifact_path or None)  # type: ignore[no-untyped-call]
             return
         from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
 
@@ -139,24 +202,31 @@ class RestPublisher:
                     path = posixpath.join("/", target, name)
                     self.rest.request("PUT", path, host=root, data=data)
 
-    def register(self, name: str, run_id: str, path: str, tags: Mapping[str, str]) -> "Registered":
-        """Create a version of registered model `name` from the run's `path`; return it."""
-        return _register(self, name, run_id, path, tags)
+    def register(self, name: str, run_id: str, source: ModelSource) -> "Registered":
+        """Create a version of registered model `name` from `source`; return it."""
+        return _register(self, name, run_id, source)
 
     def create_registered_model(self, name: str) -> None:
         """Create a registered model (MlflowException RESOURCE_ALREADY_EXISTS if it exists)."""
         self.rest.request("POST", CREATE_REGISTERED_MODEL, json={"name": name})
 
     def create_model_version(
-        self, name: str, source: str, run_id: str, tags: Mapping[str, str]
+        self, name: str, source: str, run_id: str, tags: Mapping[str, str], **model: str
     ) -> "Registered":
-        """Create a model version tagged with `tags`."""
+        """Create a model version tagged with `tags` (of the LoggedModel `model_id=`, if given)."""
         body = {
             "name": name, "source": source, "run_id": run_id,
-            "tags": [{"key": key, "value": value} for key, value in tags.items()],
+            "tags": [{"key": key, "value": value} for key, value in tags.items()], **model,
         }  # fmt: skip
         version = self.rest.request("POST", CREATE_MODEL_VERSION, json=body)["model_version"]
         return Registered(version["name"], str(version["version"]))
+
+
+def _body(message: Any) -> Any:
+    """Return a protobuf message as the JSON body MLflow's REST API takes."""
+    from mlflow.utils.proto_json_utils import message_to_json
+
+    return json.loads(message_to_json(message))
 
 
 @dataclass(frozen=True)
@@ -167,10 +237,8 @@ class Registered:
     version: str
 
 
-def _register(
-    client: Any, name: str, run_id: str, path: str, tags: Mapping[str, str]
-) -> "Registered":
-    """Create the registered model if it is new, then a version of it from the run's `path`."""
+def _register(client: Any, name: str, run_id: str, source: ModelSource) -> "Registered":
+    """Create the registered model if it is new, then a version of it from `source`."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -178,7 +246,8 @@ def _register(
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = client.create_model_version(name, f"runs:/{run_id}/{path}", run_id, tags=dict(tags))
+    model = {"model_id": source.model_id} if source.model_id else {}
+    version = client.create_model_version(name, source.uri, run_id, tags=dict(source.tags), **model)
     return Registered(version.name, str(version.version))
 
 

@@ -8,7 +8,8 @@ also fail after the tracker
 ended its runs (ZenML saves the outputs afterwards), so the final status of each step that
 ended well is watched the same way. Steps that finished are settled a few at a time (each
 mostly waits on MLflow and ZenML), then their runs: one at a time, a wide map's outputs lagged a
-minute behind it.
+minute behind it. A step ZenML published in this process is settled at once, in the thread that
+launched it (`finish`), so its outputs are in MLflow before the launch returns.
 """
 
 import threading
@@ -71,15 +72,20 @@ class Watcher:
         self._autolog_lock = lock
         self._read = read
         self._pending: dict[UUID, tuple[Kind, Settle]] = {}
-        self._lock = threading.Lock()
+        self._settling: set[UUID] = set()
+        self._lock = threading.Condition()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._newest = time.monotonic()
 
     def watch(self, run_id: UUID, settle: Settle, kind: Kind = "run") -> None:
         """Call `settle` once the ZenML run (or step run) `run_id` has finished."""
         with self._lock:
             self._pending[run_id] = (kind, settle)
-            if self._thread is None or not self._thread.is_alive():
+            starting = self._thread is None or not self._thread.is_alive()
+            if kind == "step" or starting:
+                self._newest = time.monotonic()
+            if starting:
                 self._thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
                 self._thread.start()
 
@@ -108,6 +114,7 @@ class Watcher:
             with self._lock:
                 if self._pending.pop(run_id, None) is not None and status is not None:
                     due.append((run_id, kind, settle, status))
+                    self._settling.add(run_id)
         # Steps first, side by side (each mostly waits on MLflow and ZenML), then the runs.
         steps = [item for item in due if item[1] == "step"]
         runs = [item for item in due if item[1] == "run"]
@@ -115,22 +122,50 @@ class Watcher:
             with ThreadPoolExecutor(SETTLE_THREADS, thread_name_prefix=THREAD_NAME) as pool:
                 for item in steps:
                     try:
-                        pool.submit(_settle, item, self._autolog_lock)
+                        pool.submit(self._settle, item)
                     except RuntimeError:  # the exit check: no new thread may start any more
-                        _settle(item, self._autolog_lock)
+                        self._settle(item)
             steps = []
         for item in [*steps, *runs]:
+            self._settle(item)
+
+    def finish(self, step_id: UUID, status: "ExecutionStatus") -> None:
+        """Settle a watched step now, with the final status ZenML just published in this thread.
+
+        If the watcher thread is settling it already, wait until it is done: either way the
+        step's outputs are in MLflow when this returns.
+        """
+        if not status.is_finished:
+            return
+        with self._lock:
+            entry = self._pending.pop(step_id, None)
+            if entry is None:
+                self._lock.wait_for(lambda: step_id not in self._settling)
+                return
+            self._settling.add(step_id)
+        kind, settle = entry
+        self._settle((step_id, kind, settle, status))
+
+    def _settle(self, item: tuple[UUID, Kind, Settle, "ExecutionStatus"]) -> None:
+        try:
             _settle(item, self._autolog_lock)
+        finally:
+            with self._lock:
+                self._settling.discard(item[0])
+                self._lock.notify_all()
 
     def stop(self) -> None:
         """Drop what is watched (a runtime reset); the thread ends at its next poll."""
         with self._lock:
             self._pending.clear()
 
+    def next_wait(self, now: float) -> float:
+        """Return the wait before the next poll: quick again after each new step is watched."""
+        return poll_interval(now - self._newest)
+
     def _loop(self) -> None:
-        started = time.monotonic()
         while True:
-            self._wake.wait(poll_interval(time.monotonic() - started))
+            self._wake.wait(self.next_wait(time.monotonic()))
             self.check()
             with self._lock:
                 if not self._pending:

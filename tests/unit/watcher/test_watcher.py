@@ -131,3 +131,56 @@ def test_the_exit_check_settles_every_step_without_new_threads(watcher, zenml, m
     settled = [watched(watcher, zenml, ExecutionStatus.COMPLETED, "step")[1] for _ in range(3)]
     watcher.check()
     assert settled == [[ExecutionStatus.COMPLETED]] * 3
+
+
+def test_a_step_published_in_this_thread_is_settled_here_at_once_and_only_once(watcher, zenml):
+    step_id, _ = watched(watcher, zenml, ExecutionStatus.RUNNING, "step")
+    threads: list[str] = []
+    watcher.watch(step_id, lambda status: threads.append(threading.current_thread().name), "step")
+    watcher.finish(step_id, ExecutionStatus.RUNNING)  # not final: left to the watcher
+    assert threads == []
+    watcher.finish(step_id, ExecutionStatus.COMPLETED)
+    assert threads == [threading.current_thread().name]
+    zenml.statuses[step_id] = ExecutionStatus.COMPLETED
+    watcher.check()
+    watcher.finish(step_id, ExecutionStatus.COMPLETED)
+    assert len(threads) == 1
+
+
+def test_finishing_a_step_the_watcher_is_settling_waits_until_it_is_settled(watcher, zenml):
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+    settled: list[ExecutionStatus] = []
+
+    def slow(status: ExecutionStatus) -> None:
+        started.set()
+        release.wait(5)
+        settled.append(status)
+
+    step_id = uuid.uuid4()
+    zenml.statuses[step_id] = ExecutionStatus.COMPLETED
+    watcher.watch(step_id, slow, "step")
+    checking = threading.Thread(target=watcher.check, daemon=True)
+    checking.start()
+    assert started.wait(5)
+
+    def finish() -> None:
+        watcher.finish(step_id, ExecutionStatus.COMPLETED)
+        finished.set()
+
+    threading.Thread(target=finish, daemon=True).start()
+    assert not finished.wait(0.2)  # the outputs are still being sent
+    release.set()
+    assert finished.wait(5)
+    assert settled == [ExecutionStatus.COMPLETED]
+    checking.join(5)
+
+
+def test_polls_are_quick_again_after_each_new_step_not_only_at_the_start(watcher):
+    from tracker_flavor.watcher.polling import FIRST_SECONDS, LAST_SECONDS
+
+    watcher.watch(uuid.uuid4(), lambda status: None)
+    assert watcher.next_wait(time.monotonic() + 60) == LAST_SECONDS
+    watcher.watch(uuid.uuid4(), lambda status: None)  # another run: no step ended
+    assert watcher.next_wait(time.monotonic() + 60) == LAST_SECONDS
+    watcher.watch(uuid.uuid4(), lambda status: None, "step")
+    assert watcher.next_wait(time.monotonic()) == pytest.approx(FIRST_SECONDS, abs=0.01)
