@@ -22,6 +22,7 @@ from zenml.logger import get_logger
 
 from tracker_flavor.concurrency.locks import ReadersWriterLock
 from tracker_flavor.config.uris import redact_credentials
+from tracker_flavor.mlflow import threads
 from tracker_flavor.watcher.polling import poll_interval, statuses
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class Watcher:
             self._pending[run_id] = (kind, settle)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
-                self._thread.start()
+                threads.detached(self._thread)  # not one of a step's threads
 
     def check(self) -> None:
         """Settle every watched run and step that ZenML reports finished."""

@@ -415,3 +415,30 @@ def test_a_step_end_first_delivers_other_steps_earlier_params_and_tags_of_its_ke
     queue.current.reset(token)
     queue.stop()
     assert other.delivered == 902 and other.rejected == 0
+
+
+def test_a_value_logged_after_its_step_ended_goes_to_its_run_charged_to_no_step(
+    sqlite_store, caplog
+):
+    """A thread that outlived its step holds its closed ledger: not the only running step's."""
+    ended_run, running_run = run_in(sqlite_store, "ended"), run_in(sqlite_store, "running")
+    queue = new_queue(sqlite_store.log_batch, window=0.01, backoff=FAST)
+    ended = Ledger(ended_run, "sqlite", step_name="trainer", final_wait=5)
+    running = Ledger(running_run, "sqlite", final_wait=5)
+    queue.open(ended)
+    queue.close(ended)
+    queue.open(running)  # the only step running
+    token = queue.current.set(ended)
+    try:
+        with caplog.at_level("WARNING"):
+            queue.log_batch_async(ended_run, [], [], [metric(0)])
+            queue.log_batch_async(ended_run, [], [], [metric(1)])
+    finally:
+        queue.current.reset(token)
+    queue.close(running)
+    queue.stop()
+
+    assert ended.late == 2 and ended.submitted == 0 and running.submitted == 0
+    assert len(sqlite_store.get_metric_history(ended_run, "loss")) == 2
+    warnings = [r.getMessage() for r in caplog.records if "after the step ended" in r.getMessage()]
+    assert len(warnings) == 1 and "'trainer'" in warnings[0]
