@@ -2,15 +2,12 @@
 
 import logging
 import time
-from collections.abc import Iterator
 
 import pytest
 from mlflow import MlflowClient
 from zenml.client import Client
 
-from tests.integration.test_performance import SERVER_ENV, active_stack
 from tests.integration.thread_pipelines import WARM_POOL, threaded
-from testsupport.servers import MlflowServer
 from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY
 
 pytestmark = pytest.mark.integration
@@ -19,16 +16,6 @@ SERIES = {"own": 50, "thread": 100, "timer": 50, **{f"warm_{k}": 25 for k in ran
 SERIES.update({f"fresh_{k}": 25 for k in range(4)})
 # The series, a metric and a tag in the user's own run, a metric and a tag in the left-open one.
 LOGGED = sum(SERIES.values()) + 4
-
-
-@pytest.fixture(scope="module")
-def server(zenml_stack, session_dir) -> Iterator[MlflowServer]:
-    server = MlflowServer(session_dir / "servers" / "threads", env=SERVER_ENV).start()
-    try:
-        with active_stack("threads", f"tracking_uri={server.url}"):
-            yield server
-    finally:
-        server.stop()
 
 
 def points(client: MlflowClient, run_id: str, key: str) -> list[int]:
@@ -48,9 +35,12 @@ def traces_of(client: MlflowClient, experiment_id: str, count: int) -> list:
 
 
 def test_threads_pools_own_runs_late_values_and_traces_land_in_the_steps_run(
-    server, process_snapshot, caplog
+    servers, tracker_stack, process_snapshot, caplog
 ):
     """Nested, then unified: the unified step lets the nested step's late thread log."""
+    tracker_stack("plus_threads", tracking_uri=servers.plain.url)
+    client = MlflowClient(servers.plain.url)
+    in_default = {run.info.run_id for run in client.search_runs(["0"])}  # the server is shared
     WARM_POOL.submit(int).result()  # its workers exist before any step
     settings = {"log_step_parameters": False}
     runs = []
@@ -59,8 +49,7 @@ def test_threads_pools_own_runs_late_values_and_traces_land_in_the_steps_run(
         with caplog.at_level(logging.WARNING):
             run = threaded.with_options(settings=options)(release=release)
         runs.append(Client().get_pipeline_run(run.id).steps["log_from_threads"])
-    client = MlflowClient(server.url)
-    assert client.search_runs(["0"]) == []  # nothing in Default
+    assert {run.info.run_id for run in client.search_runs(["0"])} == in_default  # none new
     for step in runs:
         assert step.status == "completed"
         metadata = step.run_metadata
