@@ -26,6 +26,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tracker_flavor.concurrency.locks import Shared
+
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
@@ -76,32 +78,20 @@ class StepThreads:
             "mlflow_plus_step", default=None
         )
         """The step whose code (or a thread it started) runs in this context."""
-        self._lock = threading.Lock()
-        self._depth = 0
         self._originals: dict[str, Any] = {}
+        self._hooks = Shared(self._install, self._uninstall)
 
     def enter(self) -> None:
         """Install the hooks for one more running step (the first step installs them)."""
-        with self._lock:
-            if self._depth == 0:
-                self._install()
-            self._depth += 1
+        self._hooks.enter()
 
     def leave(self) -> None:
         """Undo one `enter`; the last one takes the hooks out."""
-        with self._lock:
-            if self._depth == 0:
-                return
-            self._depth -= 1
-            if self._depth == 0:
-                self._uninstall()
+        self._hooks.leave()
 
     def uninstall(self) -> None:
         """Take the hooks out whoever still runs (a reset)."""
-        with self._lock:
-            if self._depth:
-                self._uninstall()
-            self._depth = 0
+        self._hooks.reset()
 
     def begin(self, run: "Run") -> None:
         """Make `run` the step's run for this context and the threads started from it."""
@@ -128,7 +118,7 @@ class StepThreads:
             context.left_open += self._seam.pop_active_runs(run_id)
 
     def _install(self) -> None:
-        """Put the hooks in place (lock held)."""
+        """Put the hooks in place."""
         import mlflow
         from mlflow.tracking import fluent
 
@@ -171,7 +161,7 @@ class StepThreads:
         mlflow.start_run = start_run_in_step
 
     def _uninstall(self) -> None:
-        """Put back what `_install` replaced (lock held)."""
+        """Put back what `_install` replaced."""
         import mlflow
         from mlflow.tracking import fluent
 
