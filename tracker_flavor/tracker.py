@@ -98,6 +98,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         self._warn_once(connection)
         # Held for the whole step (user code logs through it); released in cleanup_step_run.
         process.environment.enter(connection, queue.environment(settings.async_logging))
+        process.threads.enter()
         autologging = False
         try:
             step_plan = plan.step_plan(settings, plan.facts_of_step(info), plan.tracking_user())
@@ -112,8 +113,9 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
                 grace = settings.outage_grace_seconds
                 wait = step_spool.final_wait(grace) if step_spool is not None else None
                 runtime.ledgers.open(
-                    info.step_run_id, connection.uri, step.run_id, step_plan.queued_params, wait
-                )
+                    info.step_run_id, connection.uri, step.run_id, step_plan.queued_params, wait,
+                    step_name=info.pipeline_step_name,
+                )  # fmt: skip
             if (sampling := step_plan.sampling) and not (step_spool and step_spool.offline):
                 process.system_metrics.start(
                     info.step_run_id, step.run_id, connection.uri,
@@ -124,6 +126,8 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             runtime.ledgers.close(info.step_run_id)
             if autologging:
                 process.autologging.leave()
+            process.threads.end()
+            process.threads.leave()
             process.environment.leave(connection)
             raise
         with self._steps_lock:
@@ -169,6 +173,8 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
                     self._end_offline(info, step, failed, step_spool)
         finally:
             runtime.mlflow.autologging.leave()
+            runtime.mlflow.threads.end()
+            runtime.mlflow.threads.leave()
             runtime.mlflow.environment.leave(step.connection)
 
     def _end_offline(

@@ -1,7 +1,7 @@
 """Locks that keep no state beyond the threads that hold them."""
 
 import threading
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 
 
@@ -89,3 +89,36 @@ class ReadersWriterLock:
                 if not self._depth:
                     self._owner = None
                     self._cond.notify_all()
+
+
+class Shared:
+    """Process state while someone uses it: the first `enter` puts it in, the last `leave` out."""
+
+    def __init__(self, put_in: Callable[[], None], take_out: Callable[[], None]) -> None:
+        self._put_in = put_in
+        self._take_out = take_out
+        self._lock = threading.Lock()
+        self._users = 0
+
+    def enter(self) -> None:
+        """Count one more user, putting the state in for the first."""
+        with self._lock:
+            if self._users == 0:
+                self._put_in()
+            self._users += 1
+
+    def leave(self) -> None:
+        """Count one user less (an extra leave is harmless), taking the state out after the last."""
+        with self._lock:
+            if self._users == 0:
+                return
+            self._users -= 1
+            if self._users == 0:
+                self._take_out()
+
+    def reset(self) -> None:
+        """Take the state out whoever still uses it."""
+        with self._lock:
+            if self._users:
+                self._take_out()
+            self._users = 0

@@ -106,6 +106,7 @@ class Ledger:
 
     run_id: str
     uri: str
+    step_name: str = ""
     final_wait: float = FINAL_WAIT_SECONDS
     """Seconds the step's end keeps trying to deliver what is left."""
     submitted: int = 0
@@ -120,6 +121,8 @@ class Ledger:
     settling: bool = False
     """The step is ending: its values are due at once, ahead of other steps' values."""
     closed: bool = False
+    late: int = 0
+    """Values a thread of the step logged after it ended: sent to their run, not in its count."""
 
     @property
     def undelivered(self) -> int:

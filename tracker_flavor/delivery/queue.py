@@ -45,7 +45,7 @@ from tracker_flavor.delivery.ledger import (
     chunks_of,
     validated,
 )
-from tracker_flavor.mlflow import internals
+from tracker_flavor.mlflow import internals, threads
 from tracker_flavor.mlflow.batch_limits import MAX_PARAMS, MAX_REQUEST_BYTES, MAX_TAGS, MAX_VALUES
 
 if TYPE_CHECKING:
@@ -105,12 +105,13 @@ class BatchingQueue:
         *,
         window: float = WINDOW_SECONDS,
         backoff: tuple[float, float] = (FIRST_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS),
+        current: ContextVar[Ledger | None] | None = None,
     ) -> None:
         self._log_batch = log_batch
         self._seam = seam
         self._lock = lock
-        self.current: ContextVar[Ledger | None] = ContextVar("mlflow_plus_ledger", default=None)
-        """The ledger of the step whose code runs in this context (its thread)."""
+        self.current = current or ContextVar("mlflow_plus_ledger", default=None)
+        """The ledger of the step whose code runs in this context (its thread, those it started)."""
         self._window = window
         self._first_backoff, self._max_backoff = backoff
         self._backoff = self._first_backoff
@@ -129,7 +130,7 @@ class BatchingQueue:
         self._cond = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="mlflow-plus-batching", daemon=True)
-        self._thread.start()
+        threads.detached(self._thread)  # not one of a step's threads
 
     # The interface MLflow's stores call.
 
@@ -260,18 +261,34 @@ class BatchingQueue:
     def _ledger_for(self, run_id: str) -> Ledger | None:
         """Return the open ledger that values logged now into `run_id` belong to (lock held).
 
-        The step's context knows it whatever the run (the user's own runs too); from threads
-        the user started, the step whose run it is, or the only step running, does. When
-        several steps share the run (unified mode) nobody can tell: no step is charged.
+        The step's context knows it whatever the run (the user's own runs too), also in the
+        threads the step started (mlflow/threads.py); a value from a step that ended is late:
+        it goes to its run, charged to no step. From other threads, the step whose run it is,
+        or the only step running, does. When several steps share the run (unified mode) nobody
+        can tell: no step is charged.
         """
         current = self.current.get()
-        if current is not None and current in self._ledgers and not current.closed:
+        if current is not None and current.closed:
+            self._late(current)
+            return None
+        if current is not None and current in self._ledgers:
             return current
         open_ledgers = [ledger for ledger in self._ledgers if not ledger.closed]
         owners = [ledger for ledger in open_ledgers if ledger.run_id == run_id]
         if owners:
             return owners[0] if len(owners) == 1 else None
         return open_ledgers[0] if len(open_ledgers) == 1 else None
+
+    def _late(self, ledger: Ledger) -> None:
+        """Account a value logged after its step ended, warning once per step (lock held)."""
+        ledger.late += 1
+        if ledger.late == 1:
+            logger.warning(
+                "A thread started by step %r logged to MLflow after the step ended: its values "
+                "go to the step's run %s but are not in the step's metadata.",
+                ledger.step_name,
+                ledger.run_id,
+            )
 
     def _queue(self, chunk: Chunk) -> None:
         """Append a new chunk to its run's queue and account it (lock held)."""
@@ -541,6 +558,9 @@ class Ledgers:
         self._installations: dict[str, _Installation] = {}
         self._open: dict[UUID, tuple[Ledger, _Installation]] = {}
         self._guard = threading.Lock()
+        self.current: ContextVar[Ledger | None] = ContextVar("mlflow_plus_ledger", default=None)
+        """The ledger of the step whose code runs in this context, shared by every store's queue:
+        a thread that outlives its step still holds its closed ledger under the next queue."""
 
     def open(
         self,
@@ -549,6 +569,7 @@ class Ledgers:
         run_id: str,
         params: Mapping[str, str] | None = None,
         wait_seconds: float | None = None,
+        step_name: str = "",
     ) -> None:
         """Start accounting for what the step logs, queueing `params` for `run_id` first.
 
@@ -564,7 +585,9 @@ class Ledgers:
                 store = self._seam.tracking_store(uri)
                 original = None if store is None else self._seam.async_queue(store)
                 if store is not None and original is not None:
-                    queue = BatchingQueue(store.log_batch, self._seam, self._lock)
+                    queue = BatchingQueue(
+                        store.log_batch, self._seam, self._lock, current=self.current
+                    )
                     installation = _Installation(store, original, queue)
                     internals.set_async_queue(store, queue)
                     self._installations[uri] = installation
@@ -572,7 +595,7 @@ class Ledgers:
             if installation is not None:
                 installation.users += 1
                 wait = final_wait() if wait_seconds is None else wait_seconds
-                ledger = Ledger(run_id=run_id, uri=uri, final_wait=wait)
+                ledger = Ledger(run_id=run_id, uri=uri, step_name=step_name, final_wait=wait)
                 self._open[step_run_id] = (ledger, installation)
         # Requests go out with no lock held: other steps open and close their ledgers meanwhile.
         if installation is None:  # no batching: MLflow logs on its own
@@ -581,7 +604,7 @@ class Ledgers:
         if replaced is not None and not replaced.is_idle():
             replaced.shut_down_async_logging()  # what MLflow's own queue still holds
         installation.queue.open(ledger)
-        installation.queue.current.set(ledger)
+        self.current.set(ledger)
         if params:
             installation.queue.log_batch_async(
                 run_id, [Param(key, value) for key, value in params.items()], [], []
@@ -613,8 +636,8 @@ class Ledgers:
             return None
         ledger, installation = entry
         installation.queue.close(ledger)
-        if installation.queue.current.get() is ledger:
-            installation.queue.current.set(None)
+        if self.current.get() is ledger:
+            self.current.set(None)
         with self._guard:
             installation.users -= 1
             last = installation.users == 0

@@ -151,6 +151,16 @@ class Internals:
             return
         stack.append(fluent.ActiveRun(run))
 
+    def active_run_ids(self) -> list[str]:
+        """Return the ids on the current thread's active-run stack, oldest first."""
+        stack = self._fluent_stack()
+        if stack is None:
+            import mlflow
+
+            active = mlflow.active_run()
+            return [] if active is None else [active.info.run_id]
+        return [run.info.run_id for run in stack]
+
     def pop_active_runs(self, run_id: str) -> list[str]:
         """Remove `run_id` and the runs above it from the thread's stack; return those above it.
 

@@ -9,10 +9,11 @@ from tracker_flavor.mlflow.internals import Internals
 from tracker_flavor.mlflow.quiet import RequestNoise
 from tracker_flavor.mlflow.sqlite_store import LocalStores
 from tracker_flavor.mlflow.system_metrics import SystemMetrics
+from tracker_flavor.mlflow.threads import StepThreads
 
 
 class MlflowProcess:
-    """The process's MLflow environment, autologging, local stores, samplers and patches."""
+    """The process's MLflow environment, autologging, local stores, samplers, threads, patches."""
 
     def __init__(self, once: Once) -> None:
         self.seam = Internals(once)
@@ -22,6 +23,7 @@ class MlflowProcess:
         self.autologging = Autologging()
         self.stores = LocalStores(self.seam)
         self.system_metrics = SystemMetrics()
+        self.threads = StepThreads(self.seam)
         self.deferred = DeferredFailures()
         self.one_line_errors = OneLineErrors()
 
@@ -34,4 +36,5 @@ class MlflowProcess:
         """Remove what `install` and the seam put into the process."""
         self.noise.uninstall()
         self.one_line_errors.uninstall()
+        self.threads.uninstall()
         self.seam.uninstall()

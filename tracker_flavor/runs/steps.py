@@ -132,6 +132,7 @@ def start(
     else:
         run = parent.active_run()
     state.mlflow.seam.push_active_run(run)
+    state.mlflow.threads.begin(run)
     return StepRun(connection, parent, run.info.run_id, plan.nested, plan.autolog)
 
 
@@ -155,10 +156,11 @@ def _log_on_parent(
 
 
 def end(mlflow: "MlflowClient", step: StepRun, failed: bool, state: "RunState") -> None:
-    """End the step's run and every run its code left open, with the step's status."""
+    """End the step's run and every run its code (in any thread) left open, with its status."""
     status = "FAILED" if failed else "FINISHED"
-    for left_open in reversed(state.mlflow.seam.pop_active_runs(step.run_id)):
-        mlflow.set_terminated(left_open, status)
+    left_open = state.mlflow.threads.end() + state.mlflow.seam.pop_active_runs(step.run_id)
+    for run_id in reversed(left_open):
+        mlflow.set_terminated(run_id, status)
     if step.nested:
         mlflow.set_terminated(step.run_id, status)
 

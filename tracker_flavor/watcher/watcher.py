@@ -23,6 +23,7 @@ from zenml.logger import get_logger
 
 from tracker_flavor.concurrency.locks import ReadersWriterLock
 from tracker_flavor.config.uris import redact_credentials
+from tracker_flavor.mlflow import threads
 from tracker_flavor.watcher.polling import poll_interval, statuses
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ class Watcher:
                 self._newest = time.monotonic()
             if starting:
                 self._thread = threading.Thread(target=self._loop, name=THREAD_NAME, daemon=True)
-                self._thread.start()
+                threads.detached(self._thread)  # not one of a step's threads
 
     def check(self) -> None:
         """Settle every watched run and step that ZenML reports finished."""

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tracker_flavor.concurrency.locks import KeyLocks, ReadersWriterLock
+from tracker_flavor.concurrency.locks import KeyLocks, ReadersWriterLock, Shared
 
 pytestmark = pytest.mark.unit
 
@@ -97,3 +97,19 @@ def test_a_lock_map_does_not_grow_with_the_runs_of_a_long_lived_process():
         with locks.hold(("uri", str(run))):
             pass
     assert len(locks) == 0
+
+
+def test_shared_state_goes_in_with_the_first_user_and_out_with_the_last():
+    events: list[str] = []
+    shared = Shared(lambda: events.append("in"), lambda: events.append("out"))
+    shared.enter()
+    shared.enter()
+    shared.leave()
+    assert events == ["in"]
+    shared.leave()
+    shared.leave()  # an extra leave is harmless
+    assert events == ["in", "out"]
+    shared.enter()
+    shared.reset()
+    shared.reset()
+    assert events == ["in", "out", "in", "out"]

@@ -14,7 +14,7 @@ from testsupport.servers import free_port
 from tracker_flavor.concurrency.caches import Once
 from tracker_flavor.concurrency.locks import ReadersWriterLock
 from tracker_flavor.delivery.ledger import Ledger
-from tracker_flavor.delivery.queue import WINDOW_SECONDS, BatchingQueue
+from tracker_flavor.delivery.queue import WINDOW_SECONDS, BatchingQueue, Ledgers
 from tracker_flavor.mlflow.internals import Internals
 
 pytestmark = pytest.mark.unit
@@ -415,3 +415,57 @@ def test_a_step_end_first_delivers_other_steps_earlier_params_and_tags_of_its_ke
     queue.current.reset(token)
     queue.stop()
     assert other.delivered == 902 and other.rejected == 0
+
+
+def test_a_value_logged_after_its_step_ended_goes_to_its_run_charged_to_no_step(
+    sqlite_store, caplog
+):
+    """A thread that outlived its step holds its closed ledger: not the only running step's."""
+    ended_run, running_run = run_in(sqlite_store, "ended"), run_in(sqlite_store, "running")
+    queue = new_queue(sqlite_store.log_batch, window=0.01, backoff=FAST)
+    ended = Ledger(ended_run, "sqlite", step_name="trainer", final_wait=5)
+    running = Ledger(running_run, "sqlite", final_wait=5)
+    queue.open(ended)
+    queue.close(ended)
+    queue.open(running)  # the only step running
+    token = queue.current.set(ended)
+    try:
+        with caplog.at_level("WARNING"):
+            queue.log_batch_async(ended_run, [], [], [metric(0)])
+            queue.log_batch_async(ended_run, [], [], [metric(1)])
+    finally:
+        queue.current.reset(token)
+    queue.close(running)
+    queue.stop()
+
+    assert ended.late == 2 and ended.submitted == 0 and running.submitted == 0
+    assert len(sqlite_store.get_metric_history(ended_run, "loss")) == 2
+    warnings = [r.getMessage() for r in caplog.records if "after the step ended" in r.getMessage()]
+    assert len(warnings) == 1 and "'trainer'" in warnings[0]
+
+
+def test_a_late_value_under_the_next_steps_queue_is_charged_to_neither_step(sqlite_uri):
+    """Each store's queue is replaced once its steps end: the ledger variable outlives them."""
+    import contextvars
+    import uuid
+
+    from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY
+
+    seam = Internals(Once())
+    ledgers = Ledgers(seam, ReadersWriterLock())
+    store = seam.tracking_store(sqlite_uri)
+    ended_run, next_run = run_in(store, "ended"), run_in(store, "next")
+    ended, following = uuid.uuid4(), uuid.uuid4()
+    ended_step = contextvars.Context()
+    ended_step.run(ledgers.open, ended, sqlite_uri, ended_run, wait_seconds=5)
+    its_thread = ended_step.copy()  # what a thread the step started holds
+    ended_step.run(ledgers.close, ended)
+    ledgers.open(following, sqlite_uri, next_run, wait_seconds=5)  # the only step running
+    try:
+        queue = seam.async_queue(store)
+        its_thread.run(queue.log_batch_async, ended_run, [], [], [metric(0)])
+        assert ledgers.metadata(following)[VALUES_DELIVERED_KEY] == 0
+    finally:
+        ledgers.close(following)
+    assert its_thread.run(ledgers.current.get).late == 1
+    assert len(store.get_metric_history(ended_run, "loss")) == 1

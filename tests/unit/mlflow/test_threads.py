@@ -1,0 +1,138 @@
+import contextvars
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import mlflow
+import pytest
+from mlflow.entities import Run, RunData
+from mlflow.tracking import fluent
+
+from tracker_flavor.concurrency.caches import Once
+from tracker_flavor.mlflow import internals
+from tracker_flavor.mlflow.internals import Internals
+from tracker_flavor.mlflow.threads import StepContext, StepThreads, detached, nested_in_step
+
+pytestmark = pytest.mark.unit
+
+
+def run(run_id: str, experiment_id: str = "7") -> Run:
+    info = internals.run_info(
+        run_id=run_id, experiment_id=experiment_id, user_id="", status="RUNNING",
+        start_time=0, end_time=None, lifecycle_stage="active", run_name=run_id,
+    )  # fmt: skip
+    return Run(info, RunData())
+
+
+@pytest.fixture
+def threads():
+    """Step threads of the test's own, with their hooks taken out afterwards."""
+    made = StepThreads(Internals(Once()))
+    yield made
+    made.uninstall()
+
+
+def seen_in_thread(threads: StepThreads, start) -> tuple[str | None, str | None]:
+    """Return the active run and the step's run seen by work that `start` runs elsewhere."""
+    seen: list[tuple[str | None, str | None]] = []
+
+    def look() -> None:
+        active, context = mlflow.active_run(), threads.current.get()
+        seen.append((active and active.info.run_id, context and context.run.info.run_id))
+
+    start(look)
+    return seen[0]
+
+
+def in_thread(work) -> None:
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+
+
+def test_a_step_run_outside_a_step_stays_as_given(monkeypatch):
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    given = {"run_name": "mine"}
+    assert nested_in_step(None, None, given) == given
+    context = StepContext(run("step"))
+    assert nested_in_step(context, None, {"run_id": "resumed"}) == {"run_id": "resumed"}
+    monkeypatch.setenv("MLFLOW_RUN_ID", "platform")
+    assert nested_in_step(context, None, given) == given
+
+
+def test_a_run_started_in_a_step_is_nested_in_the_steps_experiment(monkeypatch):
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    context = StepContext(run("step", experiment_id="7"))
+    assert nested_in_step(context, "step", {"run_name": "mine"}) == {
+        "run_name": "mine", "nested": True, "experiment_id": "7",
+    }  # fmt: skip
+    # With no active run (a thread that ended the step's run), it goes under the step's run.
+    assert nested_in_step(context, None, {"experiment_id": "9"}) == {
+        "experiment_id": "9", "nested": True, "parent_run_id": "step",
+    }  # fmt: skip
+
+
+def test_the_hooks_stay_while_a_step_runs_and_go_with_the_last(threads):
+    start, submit, start_run = threading.Thread.start, ThreadPoolExecutor.submit, mlflow.start_run
+    threads.enter()
+    threads.enter()
+    threads.leave()
+    assert threading.Thread.start is not start and mlflow.start_run is not start_run
+    threads.leave()
+    assert threading.Thread.start is start and ThreadPoolExecutor.submit is submit
+    assert mlflow.start_run is start_run and fluent.start_run is start_run
+
+
+def test_threads_and_pool_tasks_log_into_the_run_of_the_step_that_started_them(threads):
+    """Two steps side by side, as mapped steps on one pool: each thread gets its own step's."""
+    warm = ThreadPoolExecutor(1)
+    warm.submit(int).result()  # a worker from before the steps
+    threads.enter()
+    seen = {}
+
+    def step(name: str) -> None:
+        threads.begin(run(name))
+        seen[name] = (
+            seen_in_thread(threads, in_thread),
+            seen_in_thread(threads, lambda work: warm.submit(work).result()),
+        )
+        threads.end()
+
+    try:
+        in_thread(lambda: step("first"))
+        contextvars.Context().run(in_thread, lambda: step("second"))
+        outside = seen_in_thread(threads, in_thread)
+    finally:
+        threads.leave()
+        warm.shutdown()
+    assert seen["first"] == (("first", "first"), ("first", "first"))
+    assert seen["second"] == (("second", "second"), ("second", "second"))
+    assert outside == (None, None)
+
+
+def test_a_threads_left_open_runs_are_kept_for_the_steps_end(threads):
+    threads.enter()
+    try:
+        threads.begin(run("step"))
+        seam = Internals(Once())
+        in_thread(lambda: seam.push_active_run(run("users")))
+        assert mlflow.active_run() is None  # the step's run is on the step's thread only
+        assert threads.end() == ["users"]
+        assert threads.end() == []
+    finally:
+        threads.leave()
+
+
+def test_the_trackers_own_threads_belong_to_no_step(threads):
+    threads.enter()
+    try:
+        threads.begin(run("step"))
+        assert seen_in_thread(threads, lambda work: detached_join(work)) == (None, None)
+        threads.end()
+    finally:
+        threads.leave()
+
+
+def detached_join(work) -> None:
+    thread = threading.Thread(target=work)
+    detached(thread)
+    thread.join()

@@ -1,0 +1,172 @@
+"""What a step's threads log lands in the step's run; the runs its code starts go under it.
+
+MLflow keeps the active run per thread, and the tracker's account of what a step logs per
+context (delivery/queue.py): a thread the step's code starts (`threading.Thread`, a
+`concurrent.futures` pool, a library's callback thread) has neither, so its first `mlflow.log_*`
+would start a run of its own in the `Default` experiment. While steps run, each thread started
+and each pool task submitted from a step's context runs in a copy of that context, with the
+step's run on its active-run stack: its values go to the step's run and count on the step's
+ledger, whichever of the steps side by side (mapped steps share one process) started it. A
+thread keeps its step's run after the step ended, so a late value never starts a run either.
+
+`mlflow.start_run` in a step's context (its thread or one it started) makes a run nested under
+the active run, the step's by default, in the step's experiment, even without `nested=True`;
+runs left open when a thread's task ends are ended with the step (see runs/steps.py).
+
+The first step to enter installs the hooks on `Thread.start`, `ThreadPoolExecutor.submit` and
+`mlflow.start_run`; the last one to leave takes them out.
+"""
+
+import contextvars
+import functools
+import inspect
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tracker_flavor.concurrency.locks import Shared
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+    from tracker_flavor.mlflow.internals import Internals
+
+
+@dataclass
+class StepContext:
+    """The run a step's code logs into, and the runs its threads left open."""
+
+    run: "Run"
+    left_open: list[str] = field(default_factory=list)
+
+
+def nested_in_step(
+    context: StepContext | None, active_run_id: str | None, arguments: dict[str, Any]
+) -> dict[str, Any]:
+    """Return `mlflow.start_run`'s arguments for a run started in `context`.
+
+    Outside a step, or resuming a run by id, they stay as given. Else the run is nested under
+    the active run (the step's when none is), in the step's experiment unless one is given.
+    """
+    if context is None or arguments.get("run_id"):
+        return arguments
+    from mlflow.environment_variables import MLFLOW_RUN_ID
+
+    if MLFLOW_RUN_ID.get():  # type: ignore[no-untyped-call]
+        return arguments
+    changed = {**arguments, "nested": True}
+    if changed.get("experiment_id") is None:
+        changed["experiment_id"] = context.run.info.experiment_id
+    if active_run_id is None and changed.get("parent_run_id") is None:
+        changed["parent_run_id"] = context.run.info.run_id
+    return changed
+
+
+def detached(thread: threading.Thread) -> None:
+    """Start one of the tracker's own threads outside any step's context."""
+    contextvars.Context().run(thread.start)
+
+
+class StepThreads:
+    """The step context of each thread, and the hooks that hand it on while steps run."""
+
+    def __init__(self, seam: "Internals") -> None:
+        self._seam = seam
+        self.current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
+            "mlflow_plus_step", default=None
+        )
+        """The step whose code (or a thread it started) runs in this context."""
+        self._originals: dict[str, Any] = {}
+        self._hooks = Shared(self._install, self._uninstall)
+
+    def enter(self) -> None:
+        """Install the hooks for one more running step (the first step installs them)."""
+        self._hooks.enter()
+
+    def leave(self) -> None:
+        """Undo one `enter`; the last one takes the hooks out."""
+        self._hooks.leave()
+
+    def uninstall(self) -> None:
+        """Take the hooks out whoever still runs (a reset)."""
+        self._hooks.reset()
+
+    def begin(self, run: "Run") -> None:
+        """Make `run` the step's run for this context and the threads started from it."""
+        self.current.set(StepContext(run))
+
+    def end(self) -> list[str]:
+        """End this context's step; return the runs its threads left open, oldest first."""
+        context = self.current.get()
+        self.current.set(None)
+        return [] if context is None else list(context.left_open)
+
+    def _in_step(
+        self, context: StepContext, work: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        """Run `work` with the step's run active on this thread; keep what it leaves open."""
+        self.current.set(context)
+        run_id = context.run.info.run_id
+        if run_id in self._seam.active_run_ids():  # a pool's worker the step started
+            return work(*args, **kwargs)
+        self._seam.push_active_run(context.run)
+        try:
+            return work(*args, **kwargs)
+        finally:
+            context.left_open += self._seam.pop_active_runs(run_id)
+
+    def _install(self) -> None:
+        """Put the hooks in place."""
+        import mlflow
+        from mlflow.tracking import fluent
+
+        start = threading.Thread.start
+        submit = ThreadPoolExecutor.submit
+        start_run = fluent.start_run
+        self._originals = {"start": start, "submit": submit, "start_run": start_run}
+
+        def start_in_step(thread: threading.Thread) -> None:
+            context = self.current.get()
+            if context is not None:
+                copied = contextvars.copy_context()
+                run = thread.run
+                thread.run = lambda: copied.run(self._in_step, context, run)  # type: ignore[method-assign]
+            start(thread)
+
+        def submit_in_step(
+            executor: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+        ) -> Future[Any]:
+            context = self.current.get()
+            if context is None:
+                return submit(executor, fn, *args, **kwargs)
+            copied = contextvars.copy_context()
+            return submit(executor, copied.run, self._in_step, context, fn, *args, **kwargs)
+
+        signature = inspect.signature(start_run)
+
+        @functools.wraps(start_run)
+        def start_run_in_step(*args: Any, **kwargs: Any) -> Any:
+            arguments = signature.bind_partial(*args, **kwargs).arguments
+            active = mlflow.active_run()
+            changed = nested_in_step(
+                self.current.get(), None if active is None else active.info.run_id, arguments
+            )
+            return start_run(**changed)
+
+        threading.Thread.start = start_in_step  # type: ignore[method-assign,assignment]
+        ThreadPoolExecutor.submit = submit_in_step  # type: ignore[method-assign,assignment]
+        fluent.start_run = start_run_in_step
+        mlflow.start_run = start_run_in_step
+
+    def _uninstall(self) -> None:
+        """Put back what `_install` replaced."""
+        import mlflow
+        from mlflow.tracking import fluent
+
+        threading.Thread.start = self._originals["start"]  # type: ignore[method-assign]
+        ThreadPoolExecutor.submit = self._originals["submit"]  # type: ignore[method-assign]
+        fluent.start_run = self._originals["start_run"]
+        mlflow.start_run = self._originals["start_run"]
+        self._originals = {}
