@@ -9,6 +9,7 @@ API is not used anywhere (checked against ZenML 0.96.4, 0.97.0 and 0.98.0).
 import inspect
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,9 +74,17 @@ AUTH_PROVIDERS = TouchPoint(
     "is not installed (the flavor loaded from source)",
     "the entry point only: without it, requests to a server with credentials fail with HTTP 401",
 )
+LATEST_ACTIVE_RUN = TouchPoint(
+    "mlflow.tracking.fluent._get_latest_active_run, also as imported by "
+    "mlflow.tracing.processor.base_mlflow (MLflow 3)",
+    "a trace started in a step's thread names that step's run, not the latest run of any thread",
+    "MLflow's own rule: the most recently started active run of the process, which may be a "
+    "mapped sibling step's",
+)
 TOUCH_POINTS = (
     ASYNC_QUEUE,
     ACTIVE_RUN_STACK,
+    LATEST_ACTIVE_RUN,
     TRACKING_URI,
     VALIDATORS,
     SCHEMA,
@@ -183,6 +192,30 @@ class Internals:
         except AttributeError as error:
             self.degrade(ACTIVE_RUN_STACK, error)
         return left_open
+
+    def latest_active_run_rule(self) -> Callable[[], "Run | None"] | None:
+        """Return the function MLflow's tracing asks for a new trace's run, or None if moved."""
+        try:
+            from mlflow.tracking import fluent
+
+            return fluent._get_latest_active_run
+        except (ImportError, AttributeError) as error:
+            self.degrade(LATEST_ACTIVE_RUN, error)
+            return None
+
+    def set_latest_active_run_rule(self, rule: Callable[[], "Run | None"]) -> None:
+        """Make MLflow's tracing ask `rule` for a new trace's run."""
+        import importlib
+
+        from mlflow.tracking import fluent
+
+        setattr(fluent, "_get_latest_active_run", rule)  # noqa: B010 (a private name)
+        try:  # MLflow 3 imports it once; MLflow 2 imports it at each trace
+            processor = importlib.import_module("mlflow.tracing.processor.base_mlflow")
+        except ImportError:
+            return
+        if hasattr(processor, "_get_latest_active_run"):
+            setattr(processor, "_get_latest_active_run", rule)  # noqa: B010
 
     def process_tracking_uri(self) -> str | None:
         """Return the tracking URI set in this process (None: MLflow resolves its default)."""

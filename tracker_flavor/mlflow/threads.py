@@ -13,8 +13,10 @@ thread keeps its step's run after the step ended, so a late value never starts a
 the active run, the step's by default, in the step's experiment, even without `nested=True`;
 runs left open when a thread's task ends are ended with the step (see runs/steps.py).
 
-The first step to enter installs the hooks on `Thread.start`, `ThreadPoolExecutor.submit` and
-`mlflow.start_run`; the last one to leave takes them out.
+A trace started in a step's context names the run active on its own thread, not MLflow's
+latest run of any thread (a mapped sibling's). The first step to enter installs the hooks on
+`Thread.start`, `ThreadPoolExecutor.submit`, `mlflow.start_run` and tracing's run lookup; the
+last one to leave takes them out.
 """
 
 import contextvars
@@ -155,6 +157,16 @@ class StepThreads:
             )
             return start_run(**changed)
 
+        latest = self._seam.latest_active_run_rule()
+        if latest is not None:
+            self._originals["latest"] = latest
+
+            def latest_in_step() -> "Run | None":
+                # Mapped steps run side by side: a trace belongs to its own thread's step run.
+                active = mlflow.active_run() if self.current.get() is not None else None
+                return active if active is not None else latest()
+
+            self._seam.set_latest_active_run_rule(latest_in_step)
         threading.Thread.start = start_in_step  # type: ignore[method-assign,assignment]
         ThreadPoolExecutor.submit = submit_in_step  # type: ignore[method-assign,assignment]
         fluent.start_run = start_run_in_step
@@ -169,4 +181,6 @@ class StepThreads:
         ThreadPoolExecutor.submit = self._originals["submit"]  # type: ignore[method-assign]
         fluent.start_run = self._originals["start_run"]
         mlflow.start_run = self._originals["start_run"]
+        if "latest" in self._originals:
+            self._seam.set_latest_active_run_rule(self._originals["latest"])
         self._originals = {}

@@ -136,3 +136,35 @@ def detached_join(work) -> None:
     thread = threading.Thread(target=work)
     detached(thread)
     thread.join()
+
+
+def test_a_trace_in_a_step_names_its_own_threads_step_run(threads):
+    """Two steps side by side: MLflow's rule alone names the later-started run for both."""
+    seam, both_active, seen = Internals(Once()), threading.Barrier(2), {}
+    original = fluent._get_latest_active_run
+    threads.enter()
+
+    def step(name: str, started: int) -> None:
+        info = internals.run_info(
+            run_id=name, experiment_id="7", user_id="", status="RUNNING",
+            start_time=started, end_time=None, lifecycle_stage="active", run_name=name,
+        )  # fmt: skip
+        seam.push_active_run(Run(info, RunData()))
+        threads.begin(Run(info, RunData()))
+        both_active.wait()
+        seen[name] = fluent._get_latest_active_run().info.run_id
+        both_active.wait()
+        seam.pop_active_runs(name)
+        threads.end()
+
+    try:
+        first = threading.Thread(target=step, args=("first", 1))
+        second = threading.Thread(target=step, args=("second", 2))
+        for thread in (first, second):
+            contextvars.Context().run(thread.start)
+        for thread in (first, second):
+            thread.join()
+    finally:
+        threads.leave()
+    assert seen == {"first": "first", "second": "second"}
+    assert fluent._get_latest_active_run is original
