@@ -76,7 +76,8 @@ def test_server_without_auth_with_proxied_artifacts_and_models(
     (parent,), _ = runs_of(client, run.id)
     assert parent.info.status == "FINISHED"
     assert len(client.get_metric_history(parent.info.run_id, "m")) == 5
-    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["notes.txt"]
+    # The step's own file, and its outputs (sent before the pipeline returned).
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["notes.txt", "zenml"]
     assert parent.info.artifact_uri.startswith("mlflow-artifacts:")  # served by the server
     (model,) = client.search_logged_models([parent.info.experiment_id])
     assert model.source_run_id == parent.info.run_id and model.name == "model"
