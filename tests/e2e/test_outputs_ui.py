@@ -49,7 +49,8 @@ def test_the_run_shows_the_zenml_datasets_and_the_report(train_link):
         with screenshot_after(page, "outputs-datasets.png"):
             page.get_by_text("Datasets", exact=True).first.wait_for(timeout=90_000)
             page.get_by_text("frame (", exact=False).first.wait_for(timeout=90_000)
-        page.goto(f"{link}/artifacts/{report}")
+        run_page, _, view = link.partition("?")
+        page.goto(f"{run_page}/artifacts/{report}?{view}")
         with screenshot_after(page, "outputs-report.png"):
             page.frame_locator("iframe").get_by_text("Training report").wait_for(timeout=90_000)
 
