@@ -12,6 +12,7 @@ import threading
 
 from tracker_flavor.concurrency.caches import Once
 from tracker_flavor.config.settings_alias import SettingsAlias
+from tracker_flavor.delivery.offline import HeldSpools
 from tracker_flavor.delivery.queue import Ledgers
 from tracker_flavor.mlflow.process import MlflowProcess
 from tracker_flavor.runs.state import RunState
@@ -30,6 +31,8 @@ class Runtime:
         self.ledgers = Ledgers(self.mlflow.seam, self.mlflow.autologging.lock)
         self.watcher = Watcher(self.mlflow.autologging.lock)
         self.deliveries = Deliveries()
+        self.held = HeldSpools()
+        """What steps could not write to the spool (a full or read-only artifact store)."""
         self._settings_alias = SettingsAlias(self.once)
         self._installed = False
         self._guard = threading.Lock()

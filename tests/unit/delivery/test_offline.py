@@ -25,7 +25,9 @@ STEP = StepFacts(PipelineFacts("run-id", "train-2026", "train"), "fit", "step-id
 
 def step_spool(tmp_path) -> outage.StepSpool:
     root = str(tmp_path)
-    return outage.StepSpool(root, spool.Journal.of(root, "run-id", "step-id"), "run-id")
+    return outage.StepSpool(
+        root, spool.Journal.of(root, "run-id", "step-id"), "run-id", outage.HeldSpools()
+    )
 
 
 def test_a_step_that_finds_the_server_down_starts_offline_on_placeholder_runs(tmp_path):
