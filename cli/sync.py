@@ -31,11 +31,12 @@ def _line(report: RunReport, dry_run: bool) -> str:
     """Return one run's account in one line."""
     if report.busy:
         return f"Run {report.run}: being delivered by {report.busy}; left to it."
-    done = "would deliver" if dry_run else f"delivered {report.delivered}"
-    line = f"Run {report.run}: spooled {report.spooled}, {done}"
-    line += f", quarantined {report.quarantined} segment(s)"
+    line = f"Run {report.run}: spooled {report.spooled}"
+    if not dry_run:
+        line += f", delivered {report.delivered}"
+    line += f", quarantined {report.quarantined} damaged segment(s)"
     if report.skipped:
-        line += f", skipped {report.skipped} invalid entr(ies)"
+        line += f", skipped {report.skipped} invalid value(s)"
     return line + "."
 
 
@@ -64,7 +65,7 @@ def sync(run_id: str | None, dry_run: bool) -> None:
         raise SyncError(f"the spool's artifact store failed: {error}", EXIT_STORE) from None
     except Exception as error:  # one line, never a traceback
         raise SyncError(f"sync failed: {type(error).__name__}: {error}", 1) from None
-    if total is None:
+    if total is None or dry_run:
         return
     problems = [(r.run, problem) for r in total.reports for problem in r.problems]
     for run, problem in problems:

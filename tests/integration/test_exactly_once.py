@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,9 @@ def test_concurrent_syncs_deliver_damaged_and_half_sent_spools_exactly_once(
         client.log_batch(half_run, [Metric(*point) for point in log["metrics"][1000:]])
 
         dry = sync("--dry-run")
-        assert f"Run {half.pipeline_run_id}: spooled 1500, would deliver" in dry
-        assert f"Run {offline.pipeline_run_id}: spooled " in dry and "quarantined 1 " in dry
+        assert f"Run {half.pipeline_run_id}: spooled 1500, quarantined 0 damaged" in dry
+        assert f"Run {offline.pipeline_run_id}: spooled " in dry
+        assert "quarantined 1 damaged segment(s), skipped 1 invalid value(s)." in dry
         assert damaged.exists()  # a dry run moves nothing
 
         env = {**os.environ, "PYTHONPATH": os.getcwd()}
@@ -199,3 +201,26 @@ def test_sync_on_a_read_only_spool_prints_one_line_and_its_exit_code(
         subprocess.run(["umount", str(root)], check=False)
         server.stop()
     assert journal.exists()
+
+
+def test_the_delivery_lease_has_one_holder_on_an_s3_artifact_store(on_topology):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tracker_flavor.delivery import lease
+
+    store = Client().active_stack.artifact_store
+    assert store.path.startswith("s3://")
+    path = lease.path_of(spool.root_of(store.path, "http://lease"), str(uuid.uuid4()))
+    takers = [lease.Lease(path) for _ in range(4)]
+    with ThreadPoolExecutor(len(takers)) as pool:
+        holders = list(pool.map(lambda taker: taker.take(), takers))
+    winners = [taker for taker, holder in zip(takers, holders, strict=True) if holder is None]
+    assert len(winners) == 1, holders
+    winners[0].check()
+    for loser in (taker for taker in takers if taker is not winners[0]):
+        with pytest.raises(lease.LeaseLost):
+            loser.check()
+    winners[0].release()
+    again = lease.Lease(path)
+    assert again.take() is None  # released: free at once
+    again.release()
