@@ -58,7 +58,10 @@ def test_concurrent_syncs_deliver_damaged_and_half_sent_spools_exactly_once(
         # A batch of run 1 reached the server but its acknowledgement is gone (the 2nd, not
         # the 1st: every unacknowledged batch is checked, not only the first).
         log = next(
-            op for path in segments(half) for op in json.loads(path.read_text()) if op["metrics"]
+            op
+            for path in segments(half)
+            for op in json.loads(path.read_text())
+            if op.get("metrics")
         )
         # Run 2: one non-numeric value, and a damaged (truncated) segment.
         values = next(p for p in segments(offline) if '"faulted"' in p.read_text())

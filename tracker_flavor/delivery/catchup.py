@@ -200,6 +200,7 @@ class _StepDelivery:
         step_run: tuple[mlflow_runs.Parent, str] | None = None
         acknowledged = journal.acknowledged() | (self.held.acknowledged() if self.held else set())
         publishing: dict[str, Any] | None = None
+        first_target: str | None = None
         delivered = 0
         for key, operation in operations:
             kind = operation["op"]
@@ -218,6 +219,7 @@ class _StepDelivery:
                 if operation["kind"] == "step" or step_run is None:
                     step_run = (found[operation["parent"] or operation["placeholder"]], run.run_id)
             elif kind == "log":
+                first_target = first_target or target
                 first = f"{key}.0"
                 if (operation["tags"] or operation["params"]) and first not in acknowledged:
                     mlflow_runs.log(client, target, operation["tags"], operation["params"])
@@ -246,16 +248,19 @@ class _StepDelivery:
                 )  # fmt: skip
             elif kind == "publish":
                 publishing = operation["settings"]
+        # A step that started online journaled no run: its values name its run, and its links
+        # were recorded when it started.
+        links: dict[str, MetadataType] = {}
         if step_run is not None:
-            parent, run_id = step_run
-            links = metadata.step_metadata(self.connection, parent, run_id)
-            metadata.record_step(
-                self.component_id,
-                UUID(journal.step_run_id),
-                {**links, **metadata.spool_delivered(delivered)},
-            )
-            if publish is not None and publishing is not None:
-                publish(journal.step_run_id, run_id, links, publishing)
+            links = metadata.step_metadata(self.connection, *step_run)
+        run_id = step_run[1] if step_run is not None else first_target
+        metadata.record_step(
+            self.component_id,
+            UUID(journal.step_run_id),
+            {**links, **metadata.spool_delivered(delivered)},
+        )
+        if publish is not None and publishing is not None and run_id is not None:
+            publish(journal.step_run_id, run_id, links, publishing)
         journal.remove()
         if self.held is not None:
             self.held.remove()

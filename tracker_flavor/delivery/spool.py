@@ -82,9 +82,11 @@ def _list(path: str) -> list[str]:
     """Return the sorted names in a directory of the spool, none when it does not exist."""
     from zenml.io import fileio
 
-    if not fileio.exists(path):
+    try:
+        listed = fileio.listdir(path) if fileio.exists(path) else []
+    except FileNotFoundError:  # removed by another process between the two calls
         return []
-    names = (str(name).rstrip("/").rsplit("/", 1)[-1] for name in fileio.listdir(path))
+    names = (str(name).rstrip("/").rsplit("/", 1)[-1] for name in listed)
     return sorted(name for name in names if not name.startswith("."))  # leases, quarantine
 
 
@@ -139,6 +141,8 @@ class Journal:
                     operations = json.loads(handle.read())
                 if not isinstance(operations, list):
                     raise ValueError("not a list of operations")
+            except FileNotFoundError:  # delivered and removed by another process meanwhile
+                continue
             except (ValueError, UnicodeDecodeError) as error:
                 contents.quarantined.append(Damaged(name, str(error)))
                 if quarantine:
@@ -180,7 +184,13 @@ class Journal:
         """Return the bytes of the journal's segments."""
         from zenml.io import fileio
 
-        return sum(int(fileio.size(f"{self.path}/{name}") or 0) for name in self.segments())
+        total = 0
+        for name in self.segments():
+            try:
+                total += int(fileio.size(f"{self.path}/{name}") or 0)
+            except FileNotFoundError:  # delivered and removed by another process meanwhile
+                pass
+        return total
 
     def remove(self) -> None:
         """Delete the journal (all of it was delivered): segments first, their acks last.
