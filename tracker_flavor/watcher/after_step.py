@@ -297,12 +297,24 @@ def after_step(
     noise: "RequestNoise",
 ) -> None:
     """Send what the settings ask for of a step ZenML published; record the account on the step."""
-    if not wanted(settings):
-        return
-    target = Target(step.run_id, connection.ui_base, step.metadata())
+    if wanted(settings):
+        target = Target(step.run_id, connection.ui_base, step.metadata())
+        _send(connection, info, settings, target, component_id, deliveries, noise)
+
+
+def _send(
+    connection: "Connection",
+    facts: StepFacts,
+    settings: "MLflowPlusSettings",
+    target: Target,
+    component_id: "UUID",
+    deliveries: Deliveries,
+    noise: "RequestNoise",
+) -> None:
+    """Deliver the step's outputs, lineage and model; record the account on the step."""
     with explained(connection, noise), deliveries.counted():
-        account = deliver(publisher(connection), info, settings, target, deliveries)
-    metadata.record_step(component_id, info.step_run_id, account)
+        account = deliver(publisher(connection), facts, settings, target, deliveries)
+    metadata.record_step(component_id, facts.step_run_id, account)
 
 
 def after_delivery(
@@ -329,6 +341,4 @@ def after_delivery(
     run = store.get_run(step_run.pipeline_run_id)
     facts = PublishedStep(run.id, step_run.id, step_run.name, run.snapshot)
     target = Target(run_id, connection.ui_base, run_metadata)
-    with explained(connection, noise), deliveries.counted():
-        account = deliver(publisher(connection), facts, settings, target, deliveries)
-    metadata.record_step(component_id, step_run.id, account)
+    _send(connection, facts, settings, target, component_id, deliveries, noise)
