@@ -2,10 +2,42 @@
 
 import click
 
-from tracker_flavor.delivery.spool import Summary
+from tracker_flavor.config.uris import redact_credentials
+from tracker_flavor.delivery.lease import LeaseLost
+from tracker_flavor.delivery.spool import RunReport, Summary
 from tracker_flavor.mlflow.errors import TrackingServerError
 
 from .components import load_tracker
+
+EXIT_SERVER = 3
+"""The tracking server is down or refuses, or the spool was written for another server."""
+EXIT_UNDELIVERED = 4
+"""Some values could not be delivered (a step's error, damaged segments set aside); the rest was."""
+EXIT_BUSY = 5
+"""Another process holds the lease of a run's spool and delivers it; the rest was delivered."""
+EXIT_STORE = 6
+"""The artifact store holding the spool could not be read or written."""
+
+
+class SyncError(click.ClickException):
+    """A one-line reason with its documented exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(redact_credentials(message))
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
+
+
+def _line(report: RunReport, dry_run: bool) -> str:
+    """Return one run's account in one line."""
+    if report.busy:
+        return f"Run {report.run}: being delivered by {report.busy}; left to it."
+    line = f"Run {report.run}: spooled {report.spooled}"
+    if not dry_run:
+        line += f", delivered {report.delivered}"
+    line += f", quarantined {report.quarantined} damaged segment(s)"
+    if report.skipped:
+        line += f", skipped {report.skipped} invalid value(s)"
+    return line + "."
 
 
 @click.command()
@@ -15,11 +47,37 @@ def sync(run_id: str | None, dry_run: bool) -> None:
     """Deliver every spooled pipeline run of the active stack's tracker to its MLflow server.
 
     Steps spool what they log when the server is down (on_tracking_outage: spool). Delivery is
-    exactly-once: runs are found by their ZenML tags, each metric batch is acknowledged in the
-    spool once the server confirmed it, and an interrupted sync can simply be run again.
+    exactly-once: one process at a time delivers a run (a lease in the artifact store), runs are
+    found by their ZenML tags, each metric batch is acknowledged in the spool once the server
+    confirmed it and checked against the run's history when it was not, and an interrupted sync
+    can simply be run again. Exit codes: 0 all delivered, 1 nothing spooled for --run or an
+    unexpected error, 3 the server is down or refuses, 4 some values could not be delivered
+    (damaged segments set aside, a step's error), 5 another sync delivers a run, 6 the artifact
+    store cannot be read or written.
 
     Example: zenml-mlflow sync --dry-run
     """
+    try:
+        total = _sync(run_id, dry_run)
+    except click.ClickException:
+        raise
+    except OSError as error:
+        raise SyncError(f"the spool's artifact store failed: {error}", EXIT_STORE) from None
+    except Exception as error:  # one line, never a traceback
+        raise SyncError(f"sync failed: {type(error).__name__}: {error}", 1) from None
+    if total is None or dry_run:
+        return
+    problems = [(r.run, problem) for r in total.reports for problem in r.problems]
+    for run, problem in problems:
+        click.echo(f"Run {run}: not delivered: {problem}", err=True)
+    if problems or any(r.quarantined or r.skipped for r in total.reports):
+        raise SyncError("some spooled values could not be delivered (see above)", EXIT_UNDELIVERED)
+    if any(r.busy for r in total.reports):
+        raise SyncError("another process delivers some runs; run sync again later", EXIT_BUSY)
+
+
+def _sync(run_id: str | None, dry_run: bool) -> Summary | None:
+    """Deliver (or count) the spooled runs; print one line per run and a summary."""
     from rich.progress import Progress
 
     from tracker_flavor.delivery import catchup, spool
@@ -37,7 +95,7 @@ def sync(run_id: str | None, dry_run: bool) -> None:
     total = Summary()
     if not pending:
         click.echo(f"Nothing spooled in {root}.")
-        return
+        return None
     counted = {
         run: sum(
             spool.points(operation)
@@ -46,6 +104,7 @@ def sync(run_id: str | None, dry_run: bool) -> None:
         )
         for run in pending
     }
+    publish = tracker.publisher_for(connection)
     runtime.mlflow.environment.enter(connection)
     try:
         with Progress(transient=True) as progress:
@@ -63,15 +122,21 @@ def sync(run_id: str | None, dry_run: bool) -> None:
                                 tracker.id,
                                 runtime.runs,
                                 dry_run=dry_run,
+                                publish=publish,
                                 progress=lambda done: progress.advance(task, done),
-                            )
+                            )  # fmt: skip
                         )
                 except (TrackingServerError, catchup.SpoolError) as error:
-                    raise click.ClickException(str(error)) from None
+                    raise SyncError(str(error), EXIT_SERVER) from None
+                except LeaseLost as error:
+                    raise SyncError(f"run {run}: {error}", EXIT_BUSY) from None
     finally:
         runtime.mlflow.environment.leave(connection)
+    for report in total.reports:
+        click.echo(_line(report, dry_run))
     verb = "Would deliver" if dry_run else "Delivered"
     click.echo(
         f"{verb} {total.runs} run(s), {total.steps} step(s), {total.points} point(s), "
         f"{total.bytes} bytes to {connection.shown}."
     )
+    return total

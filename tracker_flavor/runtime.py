@@ -13,6 +13,7 @@ import threading
 from tracker_flavor.auth_provider import ConnectionAuthProvider
 from tracker_flavor.concurrency.caches import Once
 from tracker_flavor.config.settings_alias import SettingsAlias
+from tracker_flavor.delivery.offline import HeldSpools
 from tracker_flavor.delivery.queue import Ledgers
 from tracker_flavor.mlflow.connection import PROVIDER
 from tracker_flavor.mlflow.process import MlflowProcess
@@ -34,6 +35,8 @@ class Runtime:
         self.watcher = Watcher(self.mlflow.autologging.lock)
         self.launches = LaunchHook(self.watcher)
         self.deliveries = Deliveries()
+        self.held = HeldSpools()
+        """What steps could not write to the spool (a full or read-only artifact store)."""
         self._settings_alias = SettingsAlias(self.once)
         self._installed = False
         self._guard = threading.Lock()

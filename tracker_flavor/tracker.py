@@ -18,7 +18,7 @@ from zenml.utils import settings_utils
 
 from tracker_flavor.builtin_api import BuiltinTrackerApi
 from tracker_flavor.config.settings import MLflowPlusSettings
-from tracker_flavor.delivery import offline, queue
+from tracker_flavor.delivery import catchup, offline, queue
 from tracker_flavor.mlflow.connection import Connection, is_down, unprotected
 from tracker_flavor.mlflow.errors import TrackingServerError
 from tracker_flavor.runs import metadata, plan, steps
@@ -102,10 +102,13 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         autologging = False
         try:
             step_plan = plan.step_plan(settings, plan.facts_of_step(info), plan.tracking_user())
-            step_spool = offline.StepSpool.of(connection, info) if spooling else None
+            step_spool = offline.StepSpool.of(connection, info, runtime.held) if spooling else None
+            if step_spool is not None and after_step.wanted(settings):
+                step_spool.publish = settings.model_dump(mode="json")
             step = offline.start(
-                connection, self.config, self.id, step_plan, step_spool, runtime.runs
-            )
+                connection, self.config, self.id, step_plan, step_spool, runtime.runs,
+                self.publisher_for(connection),
+            )  # fmt: skip
             process.autologging.enter(settings.autolog)
             autologging = True
             # Only now: a batching-thread request while autolog() imports would deadlock.
@@ -184,12 +187,39 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         offline.end(info, step, failed, step_spool, runtime.mlflow.seam)
         was_offline, run_id = step_spool.offline, info.run_id
         config, component_id = self.config, self.id
+        publish = self.publisher_for(step.connection)
         runtime.watcher.watch(
             run_id,
             lambda final: offline.after_run(
-                config, component_id, step, was_offline, run_id, final, runtime.runs
-            ),
+                config,
+                component_id,
+                step,
+                was_offline,
+                run_id,
+                final,
+                runtime.runs,
+                runtime.held,
+                publish,
+            ),  # fmt: skip
         )
+
+    def publisher_for(self, connection: "Connection") -> catchup.Publish:
+        """Return what sends a step's outputs, reports and lineage once its spool is delivered."""
+        component_id = self.id
+
+        def publish(
+            step_run_id: str,
+            run_id: str,
+            run_metadata: dict[str, "MetadataType"],
+            settings: dict[str, Any],
+        ) -> None:
+            after_step.after_delivery(
+                connection, step_run_id, run_id, run_metadata,
+                MLflowPlusSettings.model_validate(settings), component_id,
+                runtime.deliveries, runtime.mlflow.noise,
+            )  # fmt: skip
+
+        return publish
 
     def _settle(
         self, mlflow: "MlflowClient", info: "StepRunInfo", step: steps.StepRun, failed: bool

@@ -21,7 +21,7 @@ from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor.cli.main import cli
 from tracker_flavor.delivery import spool
-from tracker_flavor.runs.metadata import SPOOL_KEY
+from tracker_flavor.runs.metadata import SPOOL_DELIVERED, SPOOL_DELIVERED_KEY, SPOOL_KEY
 from tracker_flavor.runs.metadata import SPOOL_SYNC_COMMAND_KEY as SYNC_COMMAND_KEY
 from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY as DELIVERED_KEY
 from tracker_flavor.runs.metadata import VALUES_NOT_DELIVERED_KEY as UNDELIVERED_KEY
@@ -137,8 +137,11 @@ def test_the_next_step_that_reaches_the_server_delivers_the_spool_first(
         pipelines.faults["current"] = server.start  # the server comes up as the first step ends
         run = Client().get_pipeline_run(fault_then_log(fault="current", first=1500).id)
         first, second = run.steps["log_through_fault"], run.steps["log_after"]
-        assert first.run_metadata[SPOOLED_KEY] == 1500
-        assert spool.spooled_runs(spool_root(server)) == []  # the second step delivered it
+        # The second step delivered it: the first's metadata no longer reads as pending.
+        assert first.run_metadata[SPOOLED_KEY] == 0
+        assert first.run_metadata[SPOOL_DELIVERED_KEY] >= 1500  # with the journaled run's tags
+        assert first.run_metadata[SYNC_COMMAND_KEY] == SPOOL_DELIVERED
+        assert spool.spooled_runs(spool_root(server)) == []
         client = MlflowClient(server.url)
         parent_id = second.run_metadata["mlflow_run_id"]
         assert points(server, parent_id, "faulted") == list(range(1500))

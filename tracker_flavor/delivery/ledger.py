@@ -114,6 +114,8 @@ class Ledger:
     rejected: int = 0
     spooled: int = 0
     """Values handed to the spool (see spool.py) after the final wait: no longer owed."""
+    spooled_unconfirmed: int = 0
+    """Of those, values sent without an answer: they may be stored; the spool's delivery checks."""
     error: str | None = None
     left: list[Chunk] = field(default_factory=list)
     """What was not delivered by the step's end, in order, with every value."""
@@ -156,7 +158,7 @@ class Ledger:
         return {
             metadata.VALUES_DELIVERED_KEY: self.delivered,
             metadata.VALUES_NOT_DELIVERED_KEY: self.undelivered,
-            metadata.VALUES_UNCONFIRMED_KEY: self.unconfirmed,
+            metadata.VALUES_UNCONFIRMED_KEY: self.unconfirmed + self.spooled_unconfirmed,
             metadata.VALUES_REJECTED_KEY: self.rejected,
             **({metadata.VALUES_SPOOLED_KEY: self.spooled} if self.spooled else {}),
         }

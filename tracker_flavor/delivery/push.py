@@ -19,7 +19,7 @@ from uuid import UUID
 
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 
-from tracker_flavor.delivery.catchup import missing_points
+from tracker_flavor.delivery.points import missing_points
 from tracker_flavor.mlflow.batch_limits import MAX_PARAMS, MAX_TAGS, MAX_VALUES, batches
 from tracker_flavor.runs import metadata, mlflow_runs, tags
 

@@ -11,9 +11,11 @@ many values were lost. While steps run, this module puts its own queue on the st
   `WINDOW_SECONDS`. A batch the store refuses as invalid (a changed param, say) is split until
   the refused values are isolated; the others are delivered.
 - A batch that fails otherwise goes back to the head of the queue and is sent again after a
-  backoff (doubling up to `MAX_BACKOFF_SECONDS`) for as long as the step runs. Re-sending is
-  safe: MLflow stores a metric once per (key, timestamp, step, value), a param once per value,
-  and a tag's latest value, so a request whose answer was lost but which did arrive counts once.
+  backoff (doubling up to `MAX_BACKOFF_SECONDS`) for as long as the step runs. A param is
+  stored once per value and a tag keeps its latest value, so sending them again is safe; a
+  metric point is not (MLflow's file store keeps every point it is sent). So before a batch
+  that may have arrived (its answer was lost) goes again, its metric points are checked
+  against the run's history and only those the store lacks are sent.
 - Each step keeps an exact account (its ledger, see ledger.py) of what it logged, into any run.
   At the end of the step its values are due at once, with only what must reach the store
   before them (see `_needed`), and the queue keeps trying for the step's final wait (the time
@@ -26,7 +28,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ from tracker_flavor.delivery.ledger import (
     chunks_of,
     validated,
 )
+from tracker_flavor.delivery.points import identity
 from tracker_flavor.mlflow import internals, threads
 from tracker_flavor.mlflow.batch_limits import MAX_PARAMS, MAX_REQUEST_BYTES, MAX_TAGS, MAX_VALUES
 
@@ -64,6 +67,8 @@ MAX_BACKOFF_SECONDS = 8.0
 """Wait after a failed request before the next one; doubles with each failure in a row."""
 
 LogBatch = Callable[..., None]
+History = Callable[[str, str], Iterable["Metric"]]
+"""A run's stored points of one metric key: (run id, key) → points."""
 
 
 def _refused(error: Exception) -> bool:
@@ -71,10 +76,8 @@ def _refused(error: Exception) -> bool:
     return getattr(error, "error_code", None) == "INVALID_PARAMETER_VALUE"
 
 
-def _may_have_arrived(error: BaseException) -> bool:
-    """Tell whether a failed request may have reached the store: all but failed connections."""
-    from urllib3.exceptions import ConnectTimeoutError
-
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """Yield an error and every error it was caused by or wraps."""
     seen: set[int] = set()
     todo: list[Any] = [error]
     while todo:
@@ -82,24 +85,46 @@ def _may_have_arrived(error: BaseException) -> bool:
         if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, (ConnectTimeoutError, ConnectionRefusedError)):
-            return False  # includes urllib3's NewConnectionError: nothing was sent
+        yield current
         todo += [current.__cause__, current.__context__, getattr(current, "reason", None)]
         todo += list(current.args)
-    return True
+
+
+def _may_have_arrived(error: BaseException) -> bool:
+    """Tell whether a failed request may have reached the store: all but failed connections."""
+    from urllib3.exceptions import ConnectTimeoutError
+
+    # ConnectTimeoutError includes urllib3's NewConnectionError: nothing was sent.
+    return not any(
+        isinstance(cause, (ConnectTimeoutError, ConnectionRefusedError)) for cause in _causes(error)
+    )
+
+
+def _unanswered(error: BaseException) -> bool:
+    """Tell whether the server took the request and never answered (it may still store it)."""
+    from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
+
+    causes = list(_causes(error))
+    if any(isinstance(cause, ConnectTimeoutError) for cause in causes):
+        return False
+    return any(
+        isinstance(cause, (ReadTimeoutError, TimeoutError)) or "Read timed out" in str(cause)
+        for cause in causes
+    )
 
 
 class BatchingQueue:
     """Stands in for MLflow's AsyncLoggingQueue on one tracking store while steps run.
 
     One thread sends every request, so at most one is under way, holding the autolog `lock`
-    shared; `window` and `backoff` (first and longest wait after a failure) are parameters for
-    tests.
+    shared; `history` reads what the store holds of a metric; `window` and `backoff` (first
+    and longest wait after a failure) are parameters for tests.
     """
 
     def __init__(
         self,
         log_batch: LogBatch,
+        history: History,
         seam: "Internals",
         lock: ReadersWriterLock,
         *,
@@ -108,6 +133,7 @@ class BatchingQueue:
         current: ContextVar[Ledger | None] | None = None,
     ) -> None:
         self._log_batch = log_batch
+        self._history = history
         self._seam = seam
         self._lock = lock
         self.current = current or ContextVar("mlflow_plus_ledger", default=None)
@@ -236,6 +262,7 @@ class BatchingQueue:
         with self._cond:
             left, ledger.left = ledger.left, []
             ledger.spooled += sum(chunk.size for chunk in left)
+            ledger.spooled_unconfirmed += sum(chunk.size for chunk in left if chunk.sent)
         return left
 
     def stop(self) -> None:
@@ -432,12 +459,11 @@ class BatchingQueue:
         error: Exception | None = None
         try:
             with self._lock.shared():  # MLflow's request path imports lazily
-                self._log_batch(
-                    run_id=run_id,
-                    metrics=[m for chunk in batch for m in chunk.metrics],
-                    params=[p for chunk in batch for p in chunk.params],
-                    tags=[t for chunk in batch for t in chunk.tags],
-                )
+                metrics = self._unsent(run_id, batch)
+                params = [p for chunk in batch for p in chunk.params]
+                tags = [t for chunk in batch for t in chunk.tags]
+                if metrics or params or tags:
+                    self._log_batch(run_id=run_id, metrics=metrics, params=params, tags=tags)
         except Exception as failure:  # settled through the ledgers and futures
             error = failure
         with self._cond:
@@ -454,6 +480,17 @@ class BatchingQueue:
             else:
                 self._retry(run_id, batch, error)
             self._cond.notify_all()
+
+    def _unsent(self, run_id: str, batch: list[Chunk]) -> list["Metric"]:
+        """Return the batch's points, less those of chunks sent before that the store holds."""
+        keys = {m.key for chunk in batch if chunk.sent for m in chunk.metrics}
+        stored = {identity(p) for key in keys for p in self._history(run_id, key)}
+        return [
+            m
+            for chunk in batch
+            for m in chunk.metrics
+            if not (chunk.sent and identity(m) in stored)
+        ]
 
     def _isolate(self, run_id: str, batch: list[Chunk], error: Exception) -> None:
         """Split a refused batch to find the refused values; reject a lone one (lock held)."""
@@ -492,13 +529,22 @@ class BatchingQueue:
         self._requeue(run_id, halves[0] + halves[1])
 
     def _retry(self, run_id: str, batch: list[Chunk], error: Exception) -> None:
-        """Put a failed batch back at the head of the queue and back off (lock held)."""
+        """Put a failed batch back at the head of the queue and back off (lock held).
+
+        A batch the server took without answering in time is not sent again: a server that
+        holds a request may store it later, after any check of its history. It stays on its
+        ledger as unconfirmed (the spool's delivery checks it later).
+        """
         arrived = _may_have_arrived(error)
         for chunk in batch:
             chunk.sent = chunk.sent or arrived
             if chunk.ledger is not None:
                 chunk.ledger.error = str(error) or type(error).__name__
-        self._requeue(run_id, batch)
+        if _unanswered(error):
+            for chunk in batch:
+                self._leave(chunk)
+        else:
+            self._requeue(run_id, batch)
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, self._max_backoff)
 
@@ -586,7 +632,11 @@ class Ledgers:
                 original = None if store is None else self._seam.async_queue(store)
                 if store is not None and original is not None:
                     queue = BatchingQueue(
-                        store.log_batch, self._seam, self._lock, current=self.current
+                        store.log_batch,
+                        store.get_metric_history,
+                        self._seam,
+                        self._lock,
+                        current=self.current,
                     )
                     installation = _Installation(store, original, queue)
                     internals.set_async_queue(store, queue)

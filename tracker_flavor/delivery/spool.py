@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 SPOOL_DIR = "mlflow_plus_spool"
 ACKS = "acks"
+QUARANTINE = ".quarantine"
+HELD_PREFIX = "held."
+"""Keys of operations kept in memory (HeldJournal), apart from the segments' time-stamped ones."""
 SEGMENT_SUFFIX = ".json"
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -49,28 +52,42 @@ def active_root(server: str) -> str:
     return root_of(Client().active_stack.artifact_store.path, server)
 
 
-def _write(path: str, text: str) -> None:
-    """Write a file durably: fsync'd where the filesystem has a descriptor, then renamed."""
+def write_durably(path: str, text: str) -> None:
+    """Write a file durably: fsync'd where the filesystem has a descriptor, then renamed.
+
+    A write that fails (a full or read-only store) leaves no temporary file behind.
+    """
     from zenml.io import fileio
 
     temporary = path + TEMPORARY_SUFFIX
-    with fileio.open(temporary, "w") as handle:
-        handle.write(text)
-        handle.flush()
+    try:
+        with fileio.open(temporary, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            try:
+                os.fsync(handle.fileno())
+            except (AttributeError, OSError, ValueError):  # object stores: durable once closed
+                pass
+        fileio.rename(temporary, path, overwrite=True)
+    except BaseException:
         try:
-            os.fsync(handle.fileno())
-        except (AttributeError, OSError, ValueError):  # object stores: durable once closed
+            if fileio.exists(temporary):
+                fileio.remove(temporary)
+        except OSError:  # the store refuses even that: nothing more can be done
             pass
-    fileio.rename(temporary, path, overwrite=True)
+        raise
 
 
 def _list(path: str) -> list[str]:
     """Return the sorted names in a directory of the spool, none when it does not exist."""
     from zenml.io import fileio
 
-    if not fileio.exists(path):
+    try:
+        listed = fileio.listdir(path) if fileio.exists(path) else []
+    except FileNotFoundError:  # removed by another process between the two calls
         return []
-    return sorted(str(name).rstrip("/").rsplit("/", 1)[-1] for name in fileio.listdir(path))
+    names = (str(name).rstrip("/").rsplit("/", 1)[-1] for name in listed)
+    return sorted(name for name in names if not name.startswith("."))  # leases, quarantine
 
 
 @dataclass(frozen=True)
@@ -96,22 +113,61 @@ class Journal:
             return
         fileio.makedirs(self.path)
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._appended):06d}{SEGMENT_SUFFIX}"
-        _write(f"{self.path}/{name}", json.dumps(operations))
+        write_durably(f"{self.path}/{name}", json.dumps(operations))
 
     def segments(self) -> list[str]:
         """Return the names of the journal's complete segments, oldest first."""
         return [name for name in _list(self.path) if name.endswith(SEGMENT_SUFFIX)]
 
     def operations(self) -> Iterator[tuple[str, Operation]]:
-        """Yield each operation with its key (`<segment>.<index>`), in journal order."""
+        """Yield each readable operation with its key (`<segment>.<index>`), in journal order."""
+        yield from self.read(quarantine=False).operations
+
+    def read(self, quarantine: bool = True) -> "Contents":
+        """Return the journal's valid operations; set damaged segments aside (`quarantine`).
+
+        A segment that is not a JSON list of operations cannot be trusted in any part: it is moved
+        to `<root>/.quarantine/<run>/<step>/` (where a person can look at it) and its values
+        count as lost. An entry that is not a valid operation, or a metric point that is not
+        [key, number, time, step], is skipped and counted; the rest is delivered.
+        """
         from zenml.io import fileio
 
+        contents = Contents()
         for name in self.segments():
-            with fileio.open(f"{self.path}/{name}", "r") as handle:
-                operations = json.loads(handle.read())
+            source = f"{self.path}/{name}"
+            try:
+                with fileio.open(source, "r") as handle:
+                    operations = json.loads(handle.read())
+                if not isinstance(operations, list):
+                    raise ValueError("not a list of operations")
+            except FileNotFoundError:  # delivered and removed by another process meanwhile
+                continue
+            except (ValueError, UnicodeDecodeError) as error:
+                contents.quarantined.append(Damaged(name, str(error)))
+                if quarantine:
+                    place = self.quarantine_path
+                    fileio.makedirs(place)
+                    fileio.rename(source, f"{place}/{name}", overwrite=True)
+                continue
             stem = name.removesuffix(SEGMENT_SUFFIX)
             for index, operation in enumerate(operations):
-                yield f"{stem}.{index}", operation
+                valid, skipped = _checked(operation)
+                contents.skipped += skipped
+                if valid is not None:
+                    contents.operations.append((f"{stem}.{index}", valid))
+        return contents
+
+    @property
+    def step_run_id(self) -> str:
+        """Return the id of the ZenML step run whose journal this is."""
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def quarantine_path(self) -> str:
+        """Return where the journal's damaged segments are set aside."""
+        root, run, step = self.path.rstrip("/").rsplit("/", 2)
+        return f"{root}/{QUARANTINE}/{run}/{step}"
 
     def acknowledged(self) -> set[str]:
         """Return the keys of the batches the server confirmed."""
@@ -122,13 +178,19 @@ class Journal:
         from zenml.io import fileio
 
         fileio.makedirs(f"{self.path}/{ACKS}")
-        _write(f"{self.path}/{ACKS}/{key}", "")
+        write_durably(f"{self.path}/{ACKS}/{key}", "")
 
     def size(self) -> int:
         """Return the bytes of the journal's segments."""
         from zenml.io import fileio
 
-        return sum(int(fileio.size(f"{self.path}/{name}") or 0) for name in self.segments())
+        total = 0
+        for name in self.segments():
+            try:
+                total += int(fileio.size(f"{self.path}/{name}") or 0)
+            except FileNotFoundError:  # delivered and removed by another process meanwhile
+                pass
+        return total
 
     def remove(self) -> None:
         """Delete the journal (all of it was delivered): segments first, their acks last.
@@ -141,6 +203,90 @@ class Journal:
             fileio.remove(f"{self.path}/{name}")
         if fileio.exists(self.path):
             fileio.rmtree(self.path)
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A segment that could not be read, set aside."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class Contents:
+    """What a journal holds that can be delivered, and what of it is damaged."""
+
+    operations: list[tuple[str, Operation]] = field(default_factory=list)
+    quarantined: list[Damaged] = field(default_factory=list)
+    skipped: int = 0
+    """Entries and metric points that were not valid, left out."""
+
+
+_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "run": {"placeholder": str, "kind": str, "experiment": str, "name": str, "tags": dict,
+            "uri": str, "pipeline_run_id": str, "start_time": int},
+    "log": {"run_id": str, "metrics": list, "params": dict, "tags": dict},
+    "end": {"run_id": str, "status": str, "end_time": int},
+    "settle": {"run_id": str, "status": str, "end_time": int},
+    "publish": {"settings": dict},
+}  # fmt: skip
+"""The fields each operation needs, with their types."""
+
+
+def _point(point: Any) -> bool:
+    """Tell whether a journaled metric point is [key, number, time, step]."""
+    return (
+        isinstance(point, list)
+        and len(point) == 4
+        and isinstance(point[0], str)
+        and isinstance(point[1], (int, float))
+        and not isinstance(point[1], bool)
+        and all(isinstance(n, int) and not isinstance(n, bool) for n in point[2:])
+    )
+
+
+def _checked(operation: Any) -> tuple[Operation | None, int]:
+    """Return an entry as a valid operation (bad metric points left out) and what was skipped."""
+    fields = _FIELDS.get(operation.get("op", "")) if isinstance(operation, dict) else None
+    if fields is None or any(not isinstance(operation.get(k), t) for k, t in fields.items()):
+        return None, max(points(operation), 1) if isinstance(operation, dict) else 1
+    if operation["op"] != "log":
+        return operation, 0
+    good = [point for point in operation["metrics"] if _point(point)]
+    return {**operation, "metrics": good}, len(operation["metrics"]) - len(good)
+
+
+@dataclass(frozen=True)
+class HeldJournal(Journal):
+    """A step's journal kept in the process's memory: the artifact store could not take it."""
+
+    held: list[Operation] = field(default_factory=list, compare=False)
+    acks: set[str] = field(default_factory=set, compare=False)
+
+    def segments(self) -> list[str]:
+        """Return one name while anything is held."""
+        return [HELD_PREFIX + SEGMENT_SUFFIX.lstrip(".")] if self.held else []
+
+    def read(self, quarantine: bool = True) -> Contents:
+        """Return the held operations (they were never written, so never damaged)."""
+        return Contents(operations=[(f"{HELD_PREFIX}{i}", op) for i, op in enumerate(self.held)])
+
+    def acknowledged(self) -> set[str]:
+        """Return the keys of the batches the server confirmed."""
+        return set(self.acks)
+
+    def acknowledge(self, key: str) -> None:
+        """Record that the server confirmed the batch `key`."""
+        self.acks.add(key)
+
+    def size(self) -> int:
+        """Return about how many bytes the held operations take."""
+        return len(json.dumps(self.held))
+
+    def remove(self) -> None:
+        """Forget the held operations (all of them were delivered)."""
+        self.held.clear()
 
 
 def spooled_runs(root: str) -> list[str]:
@@ -223,6 +369,11 @@ def settle_operation(run_id: str, status: str, failed_step: str | None) -> Opera
     }
 
 
+def publish_operation(settings: dict[str, Any]) -> Operation:
+    """Return the operation that sends the step's outputs, reports and lineage once delivered."""
+    return {"op": "publish", "settings": settings}
+
+
 def chunk_operations(chunks: list["Chunk"]) -> list[Operation]:
     """Return the log operations of values the batching queue could not deliver.
 
@@ -242,15 +393,37 @@ def chunk_operations(chunks: list["Chunk"]) -> list[Operation]:
 
 
 def points(operation: Operation) -> int:
-    """Return the number of values an operation carries."""
-    if operation["op"] != "log":
+    """Return the number of values an operation carries (what can be counted of a bad one)."""
+    if operation.get("op") != "log":
         return 0
-    return len(operation["metrics"]) + len(operation["params"]) + len(operation["tags"])
+    return sum(
+        len(v)
+        for k in ("metrics", "params", "tags")
+        if isinstance(v := operation.get(k), (list, dict))
+    )
 
 
 def now_ms() -> int:
     """Return the time in milliseconds since the epoch, as MLflow stores times."""
     return int(time.time() * 1000)
+
+
+@dataclass
+class RunReport:
+    """What a delivery did with one pipeline run's spool."""
+
+    run: str
+    spooled: int = 0
+    """Values in the spool's readable segments."""
+    delivered: int = 0
+    quarantined: int = 0
+    """Damaged segments set aside (their values are lost)."""
+    skipped: int = 0
+    """Invalid entries and metric points left out."""
+    busy: str | None = None
+    """The process that holds the run's lease and delivers it instead."""
+    problems: list[str] = field(default_factory=list)
+    """One line per step that could not be delivered (its journal stays)."""
 
 
 @dataclass
@@ -261,7 +434,7 @@ class Summary:
     steps: int = 0
     points: int = 0
     bytes: int = 0
-    skipped: list[str] = field(default_factory=list)
+    reports: list[RunReport] = field(default_factory=list)
 
     def add(self, other: "Summary") -> None:
         """Add another delivery's counts to this one."""
@@ -269,4 +442,4 @@ class Summary:
         self.steps += other.steps
         self.points += other.points
         self.bytes += other.bytes
-        self.skipped += other.skipped
+        self.reports += other.reports

@@ -35,6 +35,15 @@ VALUES_SPOOLED_KEY = "mlflow_values_spooled"
 # Where a step's spool is, and the command that delivers it (delivery/offline.py).
 SPOOL_KEY = "mlflow_spool"
 SPOOL_SYNC_COMMAND_KEY = "mlflow_spool_sync_command"
+SPOOL_DELIVERED_KEY = "mlflow_spool_delivered"
+"""Values delivered from the step's spool; the pending keys above are overwritten then."""
+SPOOL_DELIVERED = "delivered"
+"""What the pending keys read once the spool was delivered (ZenML cannot delete metadata)."""
+VALUES_HELD_KEY = "mlflow_values_held_in_memory"
+"""Values kept in the process because the spool could not be written (a full or read-only store)."""
+VALUES_LOST_KEY = "mlflow_values_lost"
+"""Values neither delivered nor spooled nor held: beyond what the process may hold."""
+SPOOL_ERROR_KEY = "mlflow_spool_error"
 # What was sent once ZenML published the step (watcher/after_step.py).
 ARTIFACTS_DELIVERED_KEY = "mlflow_artifacts_delivered"
 ARTIFACTS_NOT_DELIVERED_KEY = "mlflow_artifacts_not_delivered"
@@ -154,6 +163,17 @@ def record_run(
         ],
         stack_component_id=component_id,
     )
+
+
+def spool_delivered(delivered: int) -> dict[str, "MetadataType"]:
+    """Return the step metadata that replaces the pending spool keys once it was delivered."""
+    return {
+        SPOOL_DELIVERED_KEY: delivered,
+        VALUES_SPOOLED_KEY: 0,
+        VALUES_UNCONFIRMED_KEY: 0,
+        SPOOL_KEY: SPOOL_DELIVERED,
+        SPOOL_SYNC_COMMAND_KEY: SPOOL_DELIVERED,
+    }
 
 
 def record_step(component_id: UUID, step_run_id: UUID, metadata: dict[str, "MetadataType"]) -> None:

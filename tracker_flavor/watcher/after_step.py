@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zenml.logger import get_logger
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from zenml.config.step_run_info import StepRunInfo
     from zenml.metadata.metadata_types import MetadataType
-    from zenml.models import StepRunResponse
+    from zenml.models import PipelineSnapshotResponse, StepRunResponse
 
     from tracker_flavor.config.settings import MLflowPlusSettings
     from tracker_flavor.mlflow.connection import Connection
@@ -125,9 +125,39 @@ class Deliveries:
             return self._idle.wait_for(lambda: self._sending == 0, timeout=timeout)
 
 
+class StepFacts(Protocol):
+    """What sending a step's outputs needs to know of it (a StepRunInfo has it)."""
+
+    @property
+    def run_id(self) -> "UUID":
+        """The ZenML pipeline run's id."""
+
+    @property
+    def step_run_id(self) -> "UUID":
+        """The ZenML step run's id."""
+
+    @property
+    def pipeline_step_name(self) -> str:
+        """The step's name in the pipeline."""
+
+    @property
+    def snapshot(self) -> "PipelineSnapshotResponse | None":
+        """The pipeline run's snapshot."""
+
+
+@dataclass(frozen=True)
+class PublishedStep:
+    """A published step known only by its ids (a spool's step, delivered later)."""
+
+    run_id: "UUID"
+    step_run_id: "UUID"
+    pipeline_step_name: str
+    snapshot: "PipelineSnapshotResponse | None"
+
+
 def deliver(
     publisher: "Publisher",
-    info: "StepRunInfo",
+    info: StepFacts,
     settings: "MLflowPlusSettings",
     target: Target,
     deliveries: Deliveries,
@@ -188,7 +218,7 @@ def _record_on_artifacts(
 
 def _log_model(
     publisher: "Publisher",
-    info: "StepRunInfo",
+    info: StepFacts,
     step_run: "StepRunResponse",
     settings: "MLflowPlusSettings",
     target: Target,
@@ -230,7 +260,7 @@ def _log_model(
 
 
 def _record_on_model(
-    info: "StepRunInfo", step_run: "StepRunResponse", ui_base: str, registered: Any
+    info: StepFacts, step_run: "StepRunResponse", ui_base: str, registered: Any
 ) -> None:
     """Give the pipeline's ZenML Model version, if any, the registered version's link."""
     from zenml.client import Client
@@ -267,9 +297,48 @@ def after_step(
     noise: "RequestNoise",
 ) -> None:
     """Send what the settings ask for of a step ZenML published; record the account on the step."""
+    if wanted(settings):
+        target = Target(step.run_id, connection.ui_base, step.metadata())
+        _send(connection, info, settings, target, component_id, deliveries, noise)
+
+
+def _send(
+    connection: "Connection",
+    facts: StepFacts,
+    settings: "MLflowPlusSettings",
+    target: Target,
+    component_id: "UUID",
+    deliveries: Deliveries,
+    noise: "RequestNoise",
+) -> None:
+    """Deliver the step's outputs, lineage and model; record the account on the step."""
+    with explained(connection, noise), deliveries.counted():
+        account = deliver(publisher(connection), facts, settings, target, deliveries)
+    metadata.record_step(component_id, facts.step_run_id, account)
+
+
+def after_delivery(
+    connection: "Connection",
+    step_run_id: str,
+    run_id: str,
+    run_metadata: dict[str, "MetadataType"],
+    settings: "MLflowPlusSettings",
+    component_id: "UUID",
+    deliveries: Deliveries,
+    noise: "RequestNoise",
+) -> None:
+    """Send what the settings ask for of a step whose spool was just delivered."""
+    from uuid import UUID
+
+    from zenml.client import Client
+
     if not wanted(settings):
         return
-    target = Target(step.run_id, connection.ui_base, step.metadata())
-    with explained(connection, noise), deliveries.counted():
-        account = deliver(publisher(connection), info, settings, target, deliveries)
-    metadata.record_step(component_id, info.step_run_id, account)
+    store = Client().zen_store
+    step_run = store.get_run_step(UUID(step_run_id))
+    if not step_run.status.is_successful:
+        return
+    run = store.get_run(step_run.pipeline_run_id)
+    facts = PublishedStep(run.id, step_run.id, step_run.name, run.snapshot)
+    target = Target(run_id, connection.ui_base, run_metadata)
+    _send(connection, facts, settings, target, component_id, deliveries, noise)

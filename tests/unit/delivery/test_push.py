@@ -1,7 +1,5 @@
 """The rules of a push: parents before children, only missing points, requests within limits."""
 
-import math
-
 import pytest
 from mlflow.entities import Metric, Param, Run, RunData, RunTag
 
@@ -33,15 +31,6 @@ def test_every_run_comes_after_its_parent():
     assert set(ordered) == {"step", "pipeline", "other", "sweep"}
     looped = push.parents_first([run("a", "b"), run("b", "a")])  # a broken store: no hang
     assert len(looped) == 2
-
-
-def test_only_the_points_a_copy_lacks_are_sent():
-    points = [Metric("m", 1.0, 10, 0), Metric("m", 2.0, 20, 1), Metric("m", math.nan, 30, 2)]
-    points.append(Metric("other", 1.0, 10, 0))
-    assert push.missing_points(points, []) == points
-    present = [Metric("m", 1.0, 10, 0), Metric("m", math.nan, 30, 2)]
-    assert push.missing_points(points, present) == [points[1], points[3]]
-    assert push.missing_points(points, points) == []
 
 
 def test_requests_stay_within_mlflows_batch_limits_and_keep_every_value():

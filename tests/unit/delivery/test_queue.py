@@ -28,9 +28,9 @@ def sqlite_store(sqlite_uri, tmp_path):
     return SqlAlchemyStore(sqlite_uri, f"file://{tmp_path}/artifacts")
 
 
-def new_queue(send, **options) -> BatchingQueue:
+def new_queue(send, history=lambda run_id, key: [], **options) -> BatchingQueue:
     """Return a queue sending with `send`, with a seam and an autolog lock of its own."""
-    return BatchingQueue(send, Internals(Once()), ReadersWriterLock(), **options)
+    return BatchingQueue(send, history, Internals(Once()), ReadersWriterLock(), **options)
 
 
 def metric(index: int) -> Metric:
@@ -129,7 +129,8 @@ def run_in(store, name="r"):
 @contextmanager
 def step_queue(send, run_id, *, window=0.01, final_wait=5.0):
     """Yield a queue sending with `send` and an open ledger; deliver and stop afterwards."""
-    queue = new_queue(send, window=window, backoff=FAST)
+    history = (send.store if isinstance(send, Flaky) else send.__self__).get_metric_history
+    queue = new_queue(send, history, window=window, backoff=FAST)
     ledger = Ledger(run_id, "sqlite", final_wait=final_wait)
     queue.open(ledger)
     yield queue, ledger
@@ -199,9 +200,20 @@ def test_a_store_that_stays_down_leaves_every_value_on_the_ledger_after_the_fina
     assert "200 of them were sent without an answer" in str(ledger.failure())
 
 
-def test_requests_whose_answers_were_lost_are_resent_and_stored_once(sqlite_store):
-    run_id = run_in(sqlite_store)
-    send = Flaky(sqlite_store, lambda n: lost_answer() if n <= 2 else None, land=True)
+@pytest.fixture
+def file_store(tmp_path, monkeypatch):
+    """MLflow's file store: it keeps every point it is sent, duplicates too."""
+    from mlflow.store.tracking.file_store import FileStore
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    return FileStore(str(tmp_path / "mlruns"))
+
+
+@pytest.mark.parametrize("backend", ["sqlite_store", "file_store"])
+def test_requests_whose_answers_were_lost_are_resent_and_stored_once(backend, request):
+    store = request.getfixturevalue(backend)
+    run_id = run_in(store)
+    send = Flaky(store, lambda n: lost_answer() if n <= 2 else None, land=True)
     with step_queue(send, run_id, window=10) as (queue, ledger):
         queue.log_batch_async(
             run_id,
@@ -210,10 +222,12 @@ def test_requests_whose_answers_were_lost_are_resent_and_stored_once(sqlite_stor
             [metric(index) for index in range(10)],
         )
 
-    assert len(send.calls) == 3  # the same request, twice landed without an answer, then answered
+    # The same request, twice landed without an answer, then without the points that landed.
+    assert [size for size, _ in send.calls] == [12, 2, 2]
     assert ledger.delivered == ledger.submitted == 12 and ledger.failure() is None
-    assert len(sqlite_store.get_metric_history(run_id, "loss")) == 10  # no duplicate rows
-    data = sqlite_store.get_run(run_id).data
+    assert ledger.metadata()["mlflow_values_unconfirmed"] == 0
+    assert len(store.get_metric_history(run_id, "loss")) == 10  # no duplicate points
+    data = store.get_run(run_id).data
     assert data.params == {"lr": "0.1"} and data.tags["t"] == "v"
 
 

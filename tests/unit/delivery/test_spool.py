@@ -1,5 +1,7 @@
 import json
+import os
 import socket
+import subprocess
 
 import pytest
 from mlflow.entities import Metric, Param, RunTag
@@ -112,3 +114,61 @@ def test_the_spool_never_holds_credentials(tmp_path):
     written = "".join(path.read_text() for path in tmp_path.rglob("*.json"))
     assert "s3cret-pw" not in written and "http://tracking:5000" in written
     assert [o["kind"] for _, o in journal.operations() if o["op"] == "run"] == ["parent", "step"]
+
+
+def test_a_damaged_segment_is_set_aside_and_bad_entries_are_skipped(tmp_path):
+    root = spool.root_of(str(tmp_path), "http://server:5000")
+    journal = spool.Journal.of(root, "run", "step")
+    points = [["loss", 1.0, 1, 0], ["loss", "nan?", 2, 1], ["loss", 3.0, 3], ["loss", 4.0, 4, 3]]
+    journal.append([spool.log_operation("r1", params={"a": "1"}), {"op": "log", "run_id": 5}])
+    journal.append([{**spool.log_operation("r1"), "metrics": points}])
+    journal.append([spool.end_operation("r1", "FINISHED")])
+    truncated = sorted(tmp_path.rglob("*.json"))[-1]
+    truncated.write_text(truncated.read_text()[:20])
+
+    dry = journal.read(quarantine=False)
+    assert [d.name for d in dry.quarantined] == [truncated.name] and truncated.exists()
+    contents = journal.read()
+    assert not truncated.exists()
+    assert os.path.exists(f"{journal.quarantine_path}/{truncated.name}")
+    assert len(journal.segments()) == 2
+    assert contents.skipped == 3  # the entry with a bad run id, two bad points
+    logged = [op for _, op in contents.operations if op["op"] == "log"]
+    assert [p[3] for p in logged[1]["metrics"]] == [0, 3]
+    assert spool.spooled_runs(root) == ["run"]  # the quarantine is no run
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "ro"
+    target.mkdir()
+    (target / "x.json.tmp").mkdir()  # the temporary name cannot be a file: the write fails
+    (target / "x.json.tmp" / "keep").write_text("")
+    with pytest.raises(OSError):
+        spool.write_durably(str(target / "x.json"), "{}")
+    assert not (target / "x.json").exists()
+
+
+def test_a_lease_is_held_by_one_process_and_taken_over_when_its_holder_died(tmp_path, monkeypatch):
+    from tracker_flavor.delivery import lease
+
+    monkeypatch.setattr(lease, "SETTLE_SECONDS", 0.0)
+    path = lease.path_of(str(tmp_path), "run")
+    first, second = lease.Lease(path), lease.Lease(path)
+    assert first.take() is None
+    holder = second.take()
+    assert holder is not None and holder.pid == os.getpid()
+    first.check()  # still its own
+    stored = json.loads(open(path).read())
+    child = subprocess.Popen(["true"])  # a pid that no longer runs
+    child.wait()
+    open(path, "w").write(json.dumps({**stored, "pid": child.pid}))
+    assert second.take() is None  # its holder died on this host
+    with pytest.raises(lease.LeaseLost):
+        first.check()
+    first.release()  # not its own: left alone
+    assert os.path.exists(path)
+    open(path, "w").write(json.dumps({**stored, "owner": "x", "expires": 0}))
+    assert first.take() is None  # expired
+    first.release()
+    assert not os.path.exists(path)
+    assert spool.spooled_runs(str(tmp_path)) == []
