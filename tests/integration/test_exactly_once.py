@@ -17,7 +17,6 @@ from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 from tests.integration import pipelines
 from tests.integration.pipelines import fault_then_log
 from tests.integration.test_outage import FAST, file_server, kill, points, run_with_fault, sync
-from tests.integration.test_performance import SERVER_ENV
 from testsupport.proxy import DROP, FREEZE, Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor.cli.sync import EXIT_BUSY, EXIT_UNDELIVERED
@@ -29,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 def server_on(backend: str, workdir: Path) -> MlflowServer:
     """A server on MLflow's file store (keeps duplicates) or on SQLite."""
-    return file_server(workdir) if backend == "file" else MlflowServer(workdir, env=SERVER_ENV)
+    return file_server(workdir) if backend == "file" else MlflowServer(workdir)
 
 
 def segments(step) -> list[Path]:
@@ -157,7 +156,7 @@ def test_a_full_artifact_store_never_fails_the_step_and_loses_nothing(
     tracker_stack, session_dir, process_snapshot, caplog
 ):
     """Needs root (CI runs as root): the spool's folder is a 64 KiB tmpfs that fills up."""
-    server = MlflowServer(session_dir / "servers" / "once_full", env=SERVER_ENV)
+    server = MlflowServer(session_dir / "servers" / "once_full")
     full = Path(spool.active_root(server.url))
     full.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
@@ -188,7 +187,7 @@ def test_sync_on_a_read_only_spool_prints_one_line_and_its_exit_code(
     from tracker_flavor.cli.main import cli
     from tracker_flavor.cli.sync import EXIT_STORE
 
-    server = MlflowServer(session_dir / "servers" / "once_read_only", env=SERVER_ENV)
+    server = MlflowServer(session_dir / "servers" / "once_read_only")
     tracker_stack("plus_read_only", tracking_uri=server.url, **FAST)
     step = run_with_fault(lambda: None, first=10)
     journal = Path(str(step.run_metadata[keys.SPOOL_KEY]))
