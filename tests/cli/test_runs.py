@@ -39,7 +39,7 @@ def test_runs_show_both_statuses_the_link_and_chosen_metrics(zenml_stack):
     assert (done["zenml_status"], done["mlflow_status"]) == ("completed", "FINISHED")
     assert done["metrics"] == {"consumed": 4.0, "missing": None}
     assert done["link"].startswith("http://127.0.0.1:5000/#/experiments/")
-    assert done["link"].endswith(parent_of(run.id))
+    assert done["link"].endswith(f"{parent_of(run.id)}?workflowType=machine_learning")
     assert (failed["zenml_status"], failed["mlflow_status"]) == ("failed", "FAILED")
     assert failed["pipeline"] == "failing" and failed["failed_step"] == "explode"
 

@@ -109,7 +109,8 @@ def test_concurrent_syncs_deliver_damaged_and_half_sent_spools_exactly_once(
             recorded = Client().get_run_step(step.id).run_metadata
             assert recorded[keys.SPOOL_SYNC_COMMAND_KEY] == keys.SPOOL_DELIVERED
             assert recorded[keys.VALUES_SPOOLED_KEY] == 0
-            assert str(recorded[METADATA_EXPERIMENT_TRACKER_URL]).endswith(run_id)
+            link = str(recorded[METADATA_EXPERIMENT_TRACKER_URL])
+            assert link.endswith(f"{run_id}?workflowType=machine_learning")
             datasets, folders = delivered_outputs(client, run_id)
             assert datasets >= 1 and folders, (datasets, folders)
         assert Client().get_run_step(offline.id).run_metadata[keys.SPOOL_DELIVERED_KEY] >= 2999
