@@ -51,6 +51,10 @@ def start_step(
 ) -> subprocess.Popen[bytes]:
     """Start one step of the snapshot as its own process, as a pod would."""
     env = {**os.environ, RUN_ID_VARIABLE: run_id, "ZENML_ACTIVE_STACK_ID": stack_id}
+    if env.get("ZENML_STORE_API_KEY"):
+        # Against a ZenML server each pod has a ZenML config of its own: processes sharing one
+        # race on its credentials file, and a step then starts unauthenticated.
+        env["ZENML_CONFIG_PATH"] = str(log.with_suffix(".zenml"))
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(

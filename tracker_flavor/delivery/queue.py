@@ -100,19 +100,6 @@ def _may_have_arrived(error: BaseException) -> bool:
     )
 
 
-def _unanswered(error: BaseException) -> bool:
-    """Tell whether the server took the request and never answered (it may still store it)."""
-    from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
-
-    causes = list(_causes(error))
-    if any(isinstance(cause, ConnectTimeoutError) for cause in causes):
-        return False
-    return any(
-        isinstance(cause, (ReadTimeoutError, TimeoutError)) or "Read timed out" in str(cause)
-        for cause in causes
-    )
-
-
 class BatchingQueue:
     """Stands in for MLflow's AsyncLoggingQueue on one tracking store while steps run.
 
@@ -531,20 +518,16 @@ class BatchingQueue:
     def _retry(self, run_id: str, batch: list[Chunk], error: Exception) -> None:
         """Put a failed batch back at the head of the queue and back off (lock held).
 
-        A batch the server took without answering in time is not sent again: a server that
-        holds a request may store it later, after any check of its history. It stays on its
-        ledger as unconfirmed (the spool's delivery checks it later).
+        A batch that may have arrived is checked against the run's history before it goes
+        again (`_unsent`); while a server stays frozen that read fails too, so nothing is sent
+        twice into it.
         """
         arrived = _may_have_arrived(error)
         for chunk in batch:
             chunk.sent = chunk.sent or arrived
             if chunk.ledger is not None:
                 chunk.ledger.error = str(error) or type(error).__name__
-        if _unanswered(error):
-            for chunk in batch:
-                self._leave(chunk)
-        else:
-            self._requeue(run_id, batch)
+        self._requeue(run_id, batch)
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2, self._max_backoff)
 
