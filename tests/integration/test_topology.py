@@ -57,23 +57,37 @@ class Added:
     """Requests to the ZenML server of a tracked run minus those of the same run untracked,
     without the watcher's polls."""
     polls: int
-    """Requests of the watcher's thread: polls every 0.5 s until ZenML records a step or run
-    final (their number depends on ZenML's timing), and settling the MLflow runs."""
+    """Requests of the watcher: polls every 0.5 s until ZenML records a step or run final
+    (their number depends on ZenML's timing), and settling the MLflow runs and sending the
+    outputs, in its thread or in the thread that launched the step."""
 
 
 def added_requests(top, steps: int, monkeypatch) -> Added:
     """Run `chain(steps)` tracked and untracked; count the requests at the server's proxy."""
     from zenml.zen_stores.rest_zen_store import RestZenStore
 
+    from tracker_flavor.watcher.watcher import Watcher
+
     polls = 0
-    request = RestZenStore._request
+    request, finish = RestZenStore._request, Watcher.finish
+    settling = threading.local()
 
     def counted(self, *args, **kwargs):
         nonlocal polls
-        polls += threading.current_thread().name.startswith(WATCHER_THREAD)  # and its pool
+        # The watcher's thread and pool, and its settling of a step in the launching thread.
+        watcher = threading.current_thread().name.startswith(WATCHER_THREAD)
+        polls += watcher or getattr(settling, "step", False)
         return request(self, *args, **kwargs)
 
+    def finishing(self, *args, **kwargs):
+        settling.step = True
+        try:
+            return finish(self, *args, **kwargs)
+        finally:
+            settling.step = False
+
     monkeypatch.setattr(RestZenStore, "_request", counted)
+    monkeypatch.setattr(Watcher, "finish", finishing)
     counts, polled = {}, 0
     for with_tracker in (True, False):
         top.zenml_proxy.reset()
@@ -86,6 +100,7 @@ def added_requests(top, steps: int, monkeypatch) -> Added:
         polled += polls
         assert Client().get_pipeline_run(run.id).status == "completed"
     monkeypatch.setattr(RestZenStore, "_request", request)
+    monkeypatch.setattr(Watcher, "finish", finish)
     return Added(counts[True] - counts[False], polled)
 
 
