@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -59,7 +60,8 @@ def write_durably(path: str, text: str) -> None:
     """
     from zenml.io import fileio
 
-    temporary = path + TEMPORARY_SUFFIX
+    # Its own temporary name: writers side by side (lease takers) never rename another's.
+    temporary = f"{path}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}"
     try:
         with fileio.open(temporary, "w") as handle:
             handle.write(text)

@@ -141,11 +141,20 @@ def test_a_damaged_segment_is_set_aside_and_bad_entries_are_skipped(tmp_path):
 def test_a_failed_write_leaves_no_temporary_file(tmp_path):
     target = tmp_path / "ro"
     target.mkdir()
-    (target / "x.json.tmp").mkdir()  # the temporary name cannot be a file: the write fails
-    (target / "x.json.tmp" / "keep").write_text("")
+    (target / "x.json").mkdir()  # a folder in the way: the temporary file cannot replace it
+    (target / "x.json" / "keep").write_text("")
     with pytest.raises(OSError):
         spool.write_durably(str(target / "x.json"), "{}")
-    assert not (target / "x.json").exists()
+    assert sorted(p.name for p in target.iterdir()) == ["x.json"] and (target / "x.json").is_dir()
+
+
+def test_writers_side_by_side_each_use_their_own_temporary_file(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    target = str(tmp_path / "lease.json")
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: spool.write_durably(target, str(n)), range(64)))
+    assert [p.name for p in tmp_path.iterdir()] == ["lease.json"]
 
 
 def test_a_lease_is_held_by_one_process_and_taken_over_when_its_holder_died(tmp_path, monkeypatch):
