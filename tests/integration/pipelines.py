@@ -14,12 +14,14 @@ TRACKER = "mlflow_plus"
 def produce(count: int = 3, config: dict | None = None) -> int:
     for i in range(count):
         mlflow.log_metric("produced", i, step=i)
+    mlflow.log_metric("score", count)  # a key the next step logs too
     return count
 
 
 @step(experiment_tracker=TRACKER)
 def consume(value: int, factor: float = 2.0) -> float:
     mlflow.log_metric("consumed", value * factor)
+    mlflow.log_metric("score", value * factor)
     return value * factor
 
 

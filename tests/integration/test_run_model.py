@@ -51,6 +51,11 @@ def test_unified_mode_logs_every_step_into_one_parent(
     }
     assert len(embedded_client.get_metric_history(parent.info.run_id, "produced")) == 5
     assert parent.data.metrics["consumed"] == 10.0
+    # Both steps log `score` without a step: each at its place in the pipeline, none hidden.
+    score = embedded_client.get_metric_history(parent.info.run_id, "score")
+    assert sorted((point.step, point.value) for point in score) == [(0, 5.0), (1, 10.0)]
+    assert parent.data.tags[f"{tags.STEP_INDEX}produce"] == "0"
+    assert parent.data.tags[f"{tags.STEP_INDEX}consume"] == "1"
     experiment = embedded_client.get_experiment(parent.info.experiment_id)
     assert experiment.name == "linear"
     url = (

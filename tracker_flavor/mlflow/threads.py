@@ -13,10 +13,11 @@ thread keeps its step's run after the step ended, so a late value never starts a
 the active run, the step's by default, in the step's experiment, even without `nested=True`;
 runs left open when a thread's task ends are ended with the step (see runs/steps.py).
 
-A trace started in a step's context names the run active on its own thread, not MLflow's
-latest run of any thread (a mapped sibling's). The first step to enter installs the hooks on
-`Thread.start`, `ThreadPoolExecutor.submit`, `mlflow.start_run` and tracing's run lookup; the
-last one to leave takes them out.
+A metric logged without a step into a run that steps share (unified mode's parent) goes at the
+step's own MLflow step (`metric_step`). A trace started in a step's context names the run active
+on its own thread, not MLflow's latest run of any thread (a mapped sibling's). The first step to
+enter installs the hooks on `Thread.start`, `ThreadPoolExecutor.submit`, `mlflow.start_run`,
+`mlflow.log_metric(s)` and tracing's run lookup; the last one to leave takes them out.
 """
 
 import contextvars
@@ -41,6 +42,8 @@ class StepContext:
     """The run a step's code logs into, and the runs its threads left open."""
 
     run: "Run"
+    metric_step: int | None = None
+    """MLflow's step of a metric logged into `run` without one (see `metric_step`)."""
     left_open: list[str] = field(default_factory=list)
 
 
@@ -64,6 +67,20 @@ def nested_in_step(
     if active_run_id is None and changed.get("parent_run_id") is None:
         changed["parent_run_id"] = context.run.info.run_id
     return changed
+
+
+def metric_step(
+    context: StepContext | None, target_run_id: str | None, step: int | None
+) -> int | None:
+    """Return the MLflow step of a metric logged with `step` into `target_run_id`.
+
+    A step sharing the parent with other steps (unified mode) puts a metric logged without a
+    step at its own position, so one key logged by two steps is two points, not one hidden
+    behind the other. An explicit step, and values for any other run, stay as they are.
+    """
+    if step is not None or context is None or context.metric_step is None:
+        return step
+    return context.metric_step if target_run_id == context.run.info.run_id else step
 
 
 def detached(thread: threading.Thread) -> None:
@@ -95,9 +112,9 @@ class StepThreads:
         """Take the hooks out whoever still runs (a reset)."""
         self._hooks.reset()
 
-    def begin(self, run: "Run") -> None:
+    def begin(self, run: "Run", metric_step: int | None = None) -> None:
         """Make `run` the step's run for this context and the threads started from it."""
-        self.current.set(StepContext(run))
+        self.current.set(StepContext(run, metric_step))
 
     def end(self) -> list[str]:
         """End this context's step; return the runs its threads left open, oldest first."""
@@ -128,6 +145,7 @@ class StepThreads:
         submit = ThreadPoolExecutor.submit
         start_run = fluent.start_run
         self._originals = {"start": start, "submit": submit, "start_run": start_run}
+        self._originals.update(log_metric=fluent.log_metric, log_metrics=fluent.log_metrics)
 
         def start_in_step(thread: threading.Thread) -> None:
             context = self.current.get()
@@ -157,6 +175,23 @@ class StepThreads:
             )
             return start_run(**changed)
 
+        def at_metric_step(log: Callable[..., Any]) -> Callable[..., Any]:
+            signature = inspect.signature(log)
+
+            @functools.wraps(log)
+            def log_in_step(*args: Any, **kwargs: Any) -> Any:
+                arguments = signature.bind_partial(*args, **kwargs).arguments
+                context = self.current.get()
+                if context is not None and context.metric_step is not None:
+                    active = mlflow.active_run()
+                    target = arguments.get("run_id") or (active.info.run_id if active else None)
+                    arguments["step"] = metric_step(context, target, arguments.get("step"))
+                return log(**arguments)
+
+            return log_in_step
+
+        fluent.log_metric = mlflow.log_metric = at_metric_step(fluent.log_metric)
+        fluent.log_metrics = mlflow.log_metrics = at_metric_step(fluent.log_metrics)
         latest = self._seam.latest_active_run_rule()
         if latest is not None:
             self._originals["latest"] = latest
@@ -179,8 +214,9 @@ class StepThreads:
 
         threading.Thread.start = self._originals["start"]  # type: ignore[method-assign]
         ThreadPoolExecutor.submit = self._originals["submit"]  # type: ignore[method-assign]
-        fluent.start_run = self._originals["start_run"]
-        mlflow.start_run = self._originals["start_run"]
+        for name in ("start_run", "log_metric", "log_metrics"):
+            setattr(fluent, name, self._originals[name])
+            setattr(mlflow, name, self._originals[name])
         if "latest" in self._originals:
             self._seam.set_latest_active_run_rule(self._originals["latest"])
         self._originals = {}

@@ -49,6 +49,8 @@ class StepFacts:
     """The step's index in its `.map(...)`; None for a step that is not mapped."""
     inputs: Mapping[str, Any] = field(default_factory=dict)
     """The mapped step's scalar input values (its mapped item), recorded like its parameters."""
+    position: int | None = None
+    """The step's place in a static pipeline's step order (its spec: the same in every process)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ class StepPlan:
     """Sent in the step's first batch instead (nested, async logging): one request less."""
     sampling: Sampling | None
     """System metrics, if the settings ask for them."""
+    metric_step: int | None = None
+    """MLflow's step of a metric the step's code logs into the shared parent without one
+    (unified mode): the step's position, so two steps' values of one key are two points."""
 
 
 def parent_spec(
@@ -135,6 +140,10 @@ def step_plan(settings: "MLflowPlusSettings", facts: StepFacts, user: str | None
         values = {**facts.parameters, **facts.inputs}
         params = step_params(values, prefix="" if nested else facts.step_name)
     last_step = {tags.LAST_STEP: facts.step_name}
+    metric_step = None if nested else facts.position
+    shared = {**settings.tags, **last_step}
+    if metric_step is not None:
+        shared[tags.STEP_INDEX + facts.step_name] = str(metric_step)
     queued = nested and settings.async_logging
     sampling = None
     if settings.log_system_metrics:
@@ -147,11 +156,12 @@ def step_plan(settings: "MLflowPlusSettings", facts: StepFacts, user: str | None
         async_logging=settings.async_logging,
         step_name=facts.step_name,
         step_tags=step_tags,
-        parent_tags=last_step if nested else {**settings.tags, **last_step},
+        parent_tags=last_step if nested else shared,
         parent_params={} if nested else params,
         child_params=params if nested and not queued else {},
         queued_params=params if queued else {},
         sampling=sampling,
+        metric_step=metric_step,
     )
 
 
@@ -166,6 +176,19 @@ def map_index(step_name: str, group: "GroupInfo | None") -> int | None:
         return None
     index = step_name.rpartition(":")[2]
     return int(index) if index.isdigit() else None
+
+
+def position(snapshot: "PipelineSnapshotResponse", step_name: str) -> int | None:
+    """Return the step's index in a static pipeline's spec; None in a dynamic pipeline.
+
+    A step process loads only its own step's configuration, but every process has the spec.
+    A dynamic pipeline's steps are not known in advance, so none has a stable place.
+    """
+    spec = snapshot.pipeline_spec
+    if snapshot.is_dynamic or spec is None:
+        return None
+    names = [step.invocation_id for step in spec.steps]
+    return names.index(step_name) if step_name in names else None
 
 
 def facts_of_step(info: "StepRunInfo") -> StepFacts:
@@ -192,6 +215,7 @@ def facts_of_step(info: "StepRunInfo") -> StepFacts:
         parameters=info.config.parameters,
         map_index=index,
         inputs=values,
+        position=position(info.snapshot, info.pipeline_step_name),
     )
 
 

@@ -10,6 +10,8 @@ ATTEMPT = "zenml.attempt"
 MAP_INDEX = "zenml.map_index"
 LAST_STEP = "zenml.last_step"
 FAILED_STEP = "zenml.failed_step"
+STEP_INDEX = "zenml.step_index."
+"""On the parent in unified mode, `zenml.step_index.<step>`: the MLflow step of its metrics."""
 ZENML_VERSION = "zenml"
 """The built-in flavor's marker tag (`zenml: <version>`); kept so its tooling sees our runs too."""
 

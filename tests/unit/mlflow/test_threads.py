@@ -10,7 +10,13 @@ from mlflow.tracking import fluent
 from tracker_flavor.concurrency.caches import Once
 from tracker_flavor.mlflow import internals
 from tracker_flavor.mlflow.internals import Internals
-from tracker_flavor.mlflow.threads import StepContext, StepThreads, detached, nested_in_step
+from tracker_flavor.mlflow.threads import (
+    StepContext,
+    StepThreads,
+    detached,
+    metric_step,
+    nested_in_step,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -168,3 +174,55 @@ def test_a_trace_in_a_step_names_its_own_threads_step_run(threads):
         threads.leave()
     assert seen == {"first": "first", "second": "second"}
     assert fluent._get_latest_active_run is original
+
+
+def test_a_stepless_metric_into_a_shared_run_goes_at_the_steps_position():
+    shared = StepContext(run("parent"), metric_step=3)
+    assert metric_step(shared, "parent", None) == 3
+    assert metric_step(shared, "parent", 0) == 0  # the user's own step wins, 0 too
+    assert metric_step(shared, "users_own", None) is None  # a run of the user's: as MLflow does
+    assert metric_step(StepContext(run("child")), "child", None) is None  # nested: its own run
+    assert metric_step(None, "parent", None) is None
+
+
+@pytest.fixture
+def tracking_at(monkeypatch):
+    """Set the process's tracking URI for the test; restore it (and its variable) afterwards."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    seam = Internals(Once())
+    before = seam.process_tracking_uri()
+    yield mlflow.set_tracking_uri
+    seam.set_process_tracking_uri(before)
+
+
+def test_the_fluent_metric_calls_put_stepless_values_at_the_steps_position(
+    threads, sqlite_uri, tracking_at
+):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(sqlite_uri)
+    parent = client.create_run(client.create_experiment("shared"))
+    other = client.create_run(parent.info.experiment_id).info.run_id
+    log_metric, log_metrics = mlflow.log_metric, mlflow.log_metrics
+    tracking_at(sqlite_uri)
+    threads.enter()
+    try:
+        threads.begin(parent, metric_step=2)
+        Internals(Once()).push_active_run(parent)
+        mlflow.log_metric("score", 0.5)
+        mlflow.log_metric("score", 0.6, step=7)
+        fluent.log_metrics({"loss": 0.1})
+        in_thread(lambda: mlflow.log_metric("from_thread", 1.0))  # a thread the step started
+        mlflow.log_metric("elsewhere", 1.0, run_id=other)
+        Internals(Once()).pop_active_runs(parent.info.run_id)
+        threads.end()
+    finally:
+        threads.leave()
+    assert mlflow.log_metric is log_metric and fluent.log_metrics is log_metrics
+
+    def steps(run_id: str, key: str) -> list[int]:
+        return sorted(point.step for point in client.get_metric_history(run_id, key))
+
+    assert steps(parent.info.run_id, "score") == [2, 7]
+    assert steps(parent.info.run_id, "loss") == steps(parent.info.run_id, "from_thread") == [2]
+    assert steps(other, "elsewhere") == [0]

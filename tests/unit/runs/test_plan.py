@@ -13,6 +13,7 @@ from tracker_flavor.runs.plan import (
     StepFacts,
     map_index,
     parent_spec,
+    position,
     step_plan,
 )
 
@@ -78,6 +79,37 @@ def test_a_mapped_step_gets_its_own_run_with_its_index_and_item_in_unified_mode_
     assert plan.step_tags[tags.MAP_INDEX] == "2" and plan.step_tags["team"] == "ml"
     assert plan.queued_params == {"max_iter": "5", "alpha": "0.1"}
     assert tags.MAP_INDEX not in step_plan(settings(), STEP, None).step_tags
+
+
+def test_a_unified_step_puts_its_stepless_metrics_at_its_position_and_tags_the_parent():
+    placed = StepFacts(PIPELINE, "fit", "step-id", 1, position=2)
+    plan = step_plan(settings(), placed, None)
+    assert plan.metric_step == 2
+    assert plan.parent_tags == {tags.LAST_STEP: "fit", f"{tags.STEP_INDEX}fit": "2"}
+    nested = step_plan(settings(nested=True), placed, None)  # a run of its own: left as is
+    assert nested.metric_step is None and nested.parent_tags == {tags.LAST_STEP: "fit"}
+    mapped = StepFacts(PIPELINE, "map:fit:1", "step-id", 1, map_index=1, position=2)
+    assert step_plan(settings(), mapped, None).metric_step is None
+    assert step_plan(settings(), STEP, None).metric_step is None  # no known place
+
+
+def test_a_steps_position_is_its_place_in_a_static_pipelines_spec():
+    from types import SimpleNamespace
+
+    from zenml.config.pipeline_spec import PipelineSpec
+    from zenml.config.step_configurations import StepSpec
+
+    steps = [
+        StepSpec(source="pkg.steps.load", upstream_steps=[], invocation_id=name)
+        for name in ("load", "fit", "fit_2")
+    ]
+    spec = PipelineSpec(steps=steps)
+    static = SimpleNamespace(pipeline_spec=spec, is_dynamic=False)
+    assert [position(static, name) for name in ("load", "fit", "fit_2", "other")] == [
+        0, 1, 2, None,
+    ]  # fmt: skip
+    assert position(SimpleNamespace(pipeline_spec=spec, is_dynamic=True), "fit") is None
+    assert position(SimpleNamespace(pipeline_spec=None, is_dynamic=False), "fit") is None
 
 
 @pytest.mark.parametrize(
