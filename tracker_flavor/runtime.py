@@ -60,6 +60,7 @@ class Runtime:
         """Let the watcher's delivery in flight finish, then settle what it still watches."""
         self.deliveries.wait()
         self.watcher.check()
+        self.mlflow.threads.report_dropped()  # threads still running: their count so far
 
     def reset(self) -> None:
         """Take out what `install` put in and start afresh (tests); pending watches are dropped."""

@@ -10,6 +10,10 @@ WARM_POOL = ThreadPoolExecutor(2, thread_name_prefix="warm")
 """A pool whose workers exist before the step: its tasks are attributed when submitted."""
 RELEASE_LATE = threading.Event()
 LATE_LOGGED = threading.Event()
+RELEASE_AFTER_LAST = threading.Event()
+AFTER_LAST: list[threading.Thread] = []
+"""The thread that logs once the process's last step ended; the errors it got."""
+AFTER_LAST_ERRORS: list[BaseException] = []
 
 
 def points(key: str, count: int) -> None:
@@ -31,6 +35,16 @@ def late() -> None:
     RELEASE_LATE.wait(60)
     points("late", 5)
     LATE_LOGGED.set()
+
+
+def after_last() -> None:
+    """Outlive the process's last step; log once the test says so."""
+    RELEASE_AFTER_LAST.wait(60)
+    try:
+        points("after_last", 5)
+        mlflow.set_tag("after_last", "x")
+    except Exception as error:  # the test asserts there is none
+        AFTER_LAST_ERRORS.append(error)
 
 
 @mlflow.trace
@@ -66,6 +80,9 @@ def log_from_threads(release: bool) -> None:
         pass
     if not release:
         threading.Thread(target=late, daemon=True).start()
+    else:
+        AFTER_LAST.append(threading.Thread(target=after_last, daemon=True))
+        AFTER_LAST[-1].start()
 
 
 @pipeline(enable_cache=False)

@@ -81,8 +81,16 @@ LATEST_ACTIVE_RUN = TouchPoint(
     "MLflow's own rule: the most recently started active run of the process, which may be a "
     "mapped sibling step's",
 )
+LATE_VALUES = TouchPoint(
+    "mlflow.tracking._tracking_service.utils._get_store, as TrackingServiceClient.store calls it",
+    "a value a step's thread logs after the step ended, when its run is not in the process's "
+    "tracking store any more, is dropped and counted",
+    "MLflow's own behaviour: the value goes to the process's tracking store, where the thread "
+    "gets MLflow's error that the run does not exist",
+)
 TOUCH_POINTS = (
     ASYNC_QUEUE,
+    LATE_VALUES,
     ACTIVE_RUN_STACK,
     LATEST_ACTIVE_RUN,
     TRACKING_URI,
@@ -216,6 +224,22 @@ class Internals:
             return
         if hasattr(processor, "_get_latest_active_run"):
             setattr(processor, "_get_latest_active_run", rule)  # noqa: B010
+
+    def store_rule(self) -> Callable[..., "AbstractStore"] | None:
+        """Return the function MLflow's clients ask for a tracking store, or None if moved."""
+        try:
+            from mlflow.tracking._tracking_service import utils as tracking_utils
+
+            return tracking_utils._get_store
+        except (ImportError, AttributeError) as error:
+            self.degrade(LATE_VALUES, error)
+            return None
+
+    def set_store_rule(self, rule: Callable[..., Any]) -> None:
+        """Make MLflow's clients ask `rule` for their tracking store."""
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        setattr(tracking_utils, "_get_store", rule)  # noqa: B010 (a private name)
 
     def process_tracking_uri(self) -> str | None:
         """Return the tracking URI set in this process (None: MLflow resolves its default)."""

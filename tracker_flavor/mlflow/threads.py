@@ -7,7 +7,12 @@ would start a run of its own in the `Default` experiment. While steps run, each 
 and each pool task submitted from a step's context runs in a copy of that context, with the
 step's run on its active-run stack: its values go to the step's run and count on the step's
 ledger, whichever of the steps side by side (mapped steps share one process) started it. A
-thread keeps its step's run after the step ended, so a late value never starts a run either.
+thread keeps its step's run after the step ended, so a late value never starts a run either: it
+goes to the step's run while the process's tracking store is the one the step logged to (the
+next step's, on the same server); else (the process's last step ended, the next step logs
+elsewhere) the step's run is not in that store, and the value is dropped: one warning names the
+step, and a line counts the values once its threads and tasks are done (`LateStore`). The hooks
+stay in while a thread or task a step started still runs.
 
 `mlflow.start_run` in a step's context (its thread or one it started) makes a run nested under
 the active run, the step's by default, in the step's experiment, even without `nested=True`;
@@ -29,22 +34,46 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from zenml.logger import get_logger
+
 from tracker_flavor.concurrency.locks import Shared
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
+    from mlflow.store.tracking.abstract_store import AbstractStore
 
     from tracker_flavor.mlflow.internals import Internals
 
+logger = get_logger(__name__)
 
-@dataclass
+WRITES = frozenset(
+    {
+        "log_metric", "log_param", "set_tag", "delete_tag", "log_batch", "log_inputs",
+        "log_outputs", "log_metric_async", "log_param_async", "set_tag_async", "log_batch_async",
+    }
+)  # fmt: skip
+"""The tracking store's calls that write values into a run."""
+
+
+@dataclass(eq=False)
 class StepContext:
     """The run a step's code logs into, and the runs its threads left open."""
 
     run: "Run"
     metric_step: int | None = None
     """MLflow's step of a metric logged into `run` without one (see `metric_step`)."""
+    step_name: str = ""
+    tracking_uri: str | None = None
+    """The tracking URI the step's code logged through while the step ran."""
     left_open: list[str] = field(default_factory=list)
+    ended: bool = False
+    """The step ended; threads it started may still run, and log."""
+    tasks: int = 0
+    """The step's threads and pool tasks running now."""
+    dropped: int = 0
+    """Values its threads logged after it ended that its run could no longer take."""
+    reported: int = 0
+    """Of those, the ones counted in a log line already."""
 
 
 def nested_in_step(
@@ -83,6 +112,61 @@ def metric_step(
     return context.metric_step if target_run_id == context.run.info.run_id else step
 
 
+def lands(context: StepContext | None, store_uri: str) -> bool:
+    """Tell whether a value logged in `context` into the store at `store_uri` may go there.
+
+    Always while the step runs. After it ended, only into the store the step logged to: its
+    run is in no other (the process's own tracking URI is back after its last step).
+    """
+    return context is None or not context.ended or store_uri == context.tracking_uri
+
+
+def values_in(call: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """Return how many values a store's write call carries: a batch's each, else one."""
+    if not call.startswith("log_batch"):
+        return 1
+    names = ("metrics", "params", "tags")
+    given = {**dict(zip(names, args[1:], strict=False)), **kwargs}
+    return sum(len(given.get(name) or ()) for name in names)
+
+
+class LateStore:
+    """The tracking store a thread sees when its step ended and its run is not in the real one.
+
+    Writes into the runs the thread holds from its step are dropped and counted; other calls (a
+    read, a write into a run of the user's own) go to the real store.
+    """
+
+    def __init__(
+        self,
+        threads: "StepThreads",
+        context: StepContext,
+        run_ids: set[str],
+        real: Callable[[], "AbstractStore"],
+    ) -> None:
+        self._threads = threads
+        self._context = context
+        self._run_ids = run_ids
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in WRITES:
+            return getattr(self._real(), name)
+
+        def write(*args: Any, **kwargs: Any) -> Any:
+            run_id = kwargs.get("run_id", args[0] if args else None)
+            if run_id not in self._run_ids:
+                return getattr(self._real(), name)(*args, **kwargs)
+            self._threads.drop(self._context, values_in(name, args, kwargs))
+            if name.endswith("_async"):
+                from mlflow.utils.async_logging.run_operations import RunOperations
+
+                return RunOperations([])  # type: ignore[no-untyped-call]
+            return None
+
+        return write
+
+
 def detached(thread: threading.Thread) -> None:
     """Start one of the tracker's own threads outside any step's context."""
     contextvars.Context().run(thread.start)
@@ -99,6 +183,9 @@ class StepThreads:
         """The step whose code (or a thread it started) runs in this context."""
         self._originals: dict[str, Any] = {}
         self._hooks = Shared(self._install, self._uninstall)
+        self._guard = threading.Lock()
+        self._dropping: list[StepContext] = []
+        """Steps whose threads dropped values not counted in a log line yet."""
 
     def enter(self) -> None:
         """Install the hooks for one more running step (the first step installs them)."""
@@ -112,29 +199,82 @@ class StepThreads:
         """Take the hooks out whoever still runs (a reset)."""
         self._hooks.reset()
 
-    def begin(self, run: "Run", metric_step: int | None = None) -> None:
+    def begin(self, run: "Run", metric_step: int | None = None, step_name: str = "") -> None:
         """Make `run` the step's run for this context and the threads started from it."""
-        self.current.set(StepContext(run, metric_step))
+        import mlflow
+
+        uri = mlflow.get_tracking_uri()
+        self.current.set(StepContext(run, metric_step, step_name, uri))
 
     def end(self) -> list[str]:
         """End this context's step; return the runs its threads left open, oldest first."""
         context = self.current.get()
         self.current.set(None)
-        return [] if context is None else list(context.left_open)
+        if context is None:
+            return []
+        context.ended = True
+        return list(context.left_open)
+
+    def drop(self, context: StepContext, values: int) -> None:
+        """Count values a thread of the ended step logged that its run cannot take; warn once."""
+        with self._guard:
+            first = context.dropped == 0
+            context.dropped += values
+            if context not in self._dropping:
+                self._dropping.append(context)
+        if first:
+            logger.warning(
+                "A thread started by step %r logged to MLflow after the step ended, when the "
+                "step's run %s is no longer in the process's tracking store (%s): its values are "
+                "dropped and counted.",
+                context.step_name,
+                context.run.info.run_id,
+                context.tracking_uri,
+            )
+
+    def report_dropped(self, context: StepContext | None = None) -> None:
+        """Log the count of values dropped since the last count, of `context`'s threads or all."""
+        with self._guard:
+            due = [c for c in self._dropping if context is None or c is context]
+            for done in due:
+                self._dropping.remove(done)
+            counts = [(c.step_name, c.dropped - c.reported) for c in due]
+            for done in due:
+                done.reported = done.dropped
+        for step_name, count in counts:
+            logger.info(
+                "Threads of step %r dropped %d values logged to MLflow after the step ended.",
+                step_name,
+                count,
+            )
 
     def _in_step(
         self, context: StepContext, work: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Any:
-        """Run `work` with the step's run active on this thread; keep what it leaves open."""
+        """Run `work` with the step's run active on this thread; keep what it leaves open.
+
+        The hooks stay in while it runs: after the step ended they still judge its values.
+        """
         self.current.set(context)
-        run_id = context.run.info.run_id
-        if run_id in self._seam.active_run_ids():  # a pool's worker the step started
-            return work(*args, **kwargs)
-        self._seam.push_active_run(context.run)
+        self._hooks.enter()
+        with self._guard:
+            context.tasks += 1
         try:
-            return work(*args, **kwargs)
+            run_id = context.run.info.run_id
+            if run_id in self._seam.active_run_ids():  # a pool's worker the step started
+                return work(*args, **kwargs)
+            self._seam.push_active_run(context.run)
+            try:
+                return work(*args, **kwargs)
+            finally:
+                context.left_open += self._seam.pop_active_runs(run_id)
         finally:
-            context.left_open += self._seam.pop_active_runs(run_id)
+            with self._guard:
+                context.tasks -= 1
+                done = context.ended and context.tasks == 0
+            if done:
+                self.report_dropped(context)
+            self._hooks.leave()
 
     def _install(self) -> None:
         """Put the hooks in place."""
@@ -192,6 +332,18 @@ class StepThreads:
 
         fluent.log_metric = mlflow.log_metric = at_metric_step(fluent.log_metric)
         fluent.log_metrics = mlflow.log_metrics = at_metric_step(fluent.log_metrics)
+        get_store = self._seam.store_rule()
+        if get_store is not None:
+            self._originals["store"] = get_store
+
+            def store_in_step(store_uri: str | None = None, artifact_uri: str | None = None) -> Any:
+                context = self.current.get()
+                if context is None or lands(context, store_uri or mlflow.get_tracking_uri()):
+                    return get_store(store_uri, artifact_uri)
+                runs = {context.run.info.run_id, *self._seam.active_run_ids()}
+                return LateStore(self, context, runs, lambda: get_store(store_uri, artifact_uri))
+
+            self._seam.set_store_rule(store_in_step)
         latest = self._seam.latest_active_run_rule()
         if latest is not None:
             self._originals["latest"] = latest
@@ -219,4 +371,6 @@ class StepThreads:
             setattr(mlflow, name, self._originals[name])
         if "latest" in self._originals:
             self._seam.set_latest_active_run_rule(self._originals["latest"])
+        if "store" in self._originals:
+            self._seam.set_store_rule(self._originals["store"])
         self._originals = {}

@@ -132,7 +132,7 @@ def start(
     else:
         run = parent.active_run()
     state.mlflow.seam.push_active_run(run)
-    state.mlflow.threads.begin(run, plan.metric_step)
+    state.mlflow.threads.begin(run, plan.metric_step, plan.step_name)
     return StepRun(connection, parent, run.info.run_id, plan.nested, plan.autolog)
 
 

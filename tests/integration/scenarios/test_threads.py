@@ -7,7 +7,13 @@ import pytest
 from mlflow import MlflowClient
 from zenml.client import Client
 
-from tests.integration.thread_pipelines import WARM_POOL, threaded
+from tests.integration.thread_pipelines import (
+    AFTER_LAST,
+    AFTER_LAST_ERRORS,
+    RELEASE_AFTER_LAST,
+    WARM_POOL,
+    threaded,
+)
 from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY
 
 pytestmark = pytest.mark.integration
@@ -37,7 +43,11 @@ def traces_of(client: MlflowClient, experiment_id: str, count: int) -> list:
 def test_threads_pools_own_runs_late_values_and_traces_land_in_the_steps_run(
     servers, tracker_stack, process_snapshot, caplog
 ):
-    """Nested, then unified: the unified step lets the nested step's late thread log."""
+    """Nested, then unified: the unified step lets the nested step's late thread log.
+
+    The unified step's own late thread logs once the process has no step left: its step's run is
+    in no store the process logs to then, so its values are dropped, warned about once, counted.
+    """
     tracker_stack("plus_threads", tracking_uri=servers.plain.url)
     client = MlflowClient(servers.plain.url)
     in_default = {run.info.run_id for run in client.search_runs(["0"])}  # the server is shared
@@ -49,6 +59,10 @@ def test_threads_pools_own_runs_late_values_and_traces_land_in_the_steps_run(
         with caplog.at_level(logging.WARNING):
             run = threaded.with_options(settings=options)(release=release)
         runs.append(Client().get_pipeline_run(run.id).steps["log_from_threads"])
+    with caplog.at_level(logging.INFO):
+        RELEASE_AFTER_LAST.set()
+        AFTER_LAST[0].join(60)
+    assert not AFTER_LAST[0].is_alive() and AFTER_LAST_ERRORS == []
     assert {run.info.run_id for run in client.search_runs(["0"])} == in_default  # none new
     for step in runs:
         assert step.status == "completed"
@@ -75,4 +89,11 @@ def test_threads_pools_own_runs_late_values_and_traces_land_in_the_steps_run(
     nested_step = runs[0].run_metadata["mlflow_run_id"]
     assert points(client, nested_step, "late") == list(range(5))
     late_warnings = [r for r in caplog.records if "after the step ended" in r.getMessage()]
-    assert len(late_warnings) == 1 and "'log_from_threads'" in late_warnings[0].getMessage()
+    assert [r.levelno for r in late_warnings] == [logging.WARNING, logging.WARNING, logging.INFO]
+    assert all("'log_from_threads'" in r.getMessage() for r in late_warnings)
+    landed, dropped, count = (r.getMessage() for r in late_warnings)
+    unified_run = runs[1].run_metadata["mlflow_run_id"]
+    assert nested_step in landed and unified_run in dropped and "dropped" in dropped
+    assert "dropped 6 values" in count  # 5 points and a tag
+    assert not client.get_metric_history(unified_run, "after_last")
+    assert "after_last" not in client.get_run(unified_run).data.tags

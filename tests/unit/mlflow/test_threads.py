@@ -1,4 +1,5 @@
 import contextvars
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,8 +15,10 @@ from tracker_flavor.mlflow.threads import (
     StepContext,
     StepThreads,
     detached,
+    lands,
     metric_step,
     nested_in_step,
+    values_in,
 )
 
 pytestmark = pytest.mark.unit
@@ -226,3 +229,69 @@ def test_the_fluent_metric_calls_put_stepless_values_at_the_steps_position(
     assert steps(parent.info.run_id, "score") == [2, 7]
     assert steps(parent.info.run_id, "loss") == steps(parent.info.run_id, "from_thread") == [2]
     assert steps(other, "elsewhere") == [0]
+
+
+def test_a_late_value_may_go_only_into_the_store_its_step_logged_to():
+    context = StepContext(run("step"), tracking_uri="http://step-server")
+    assert lands(None, "anywhere") and lands(context, "anywhere")  # the step runs
+    context.ended = True
+    assert lands(context, "http://step-server")  # the next step's, on the same server
+    assert not lands(context, "sqlite:///mlflow.db")  # the process's own, after its last step
+
+
+def test_a_write_call_carries_a_batchs_values_or_one():
+    from mlflow.entities import Metric, Param
+
+    metrics = [Metric("m", 1.0, 0, 0), Metric("m", 2.0, 0, 1)]
+    assert values_in("log_batch", ("run", metrics, [Param("p", "1")], []), {}) == 3
+    assert values_in("log_batch_async", (), {"run_id": "run", "metrics": metrics}) == 2
+    assert values_in("log_metric", ("run", metrics[0]), {}) == 1
+
+
+def test_a_thread_logging_after_its_steps_run_left_the_store_is_dropped_warned_once_counted(
+    threads, sqlite_uri, tmp_path, tracking_at, caplog
+):
+    """The step logged to one store; after its end the process logs to another (its own)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(sqlite_uri)
+    step_run = client.create_run(client.create_experiment("late"))
+    other = client.create_run(step_run.info.experiment_id).info.run_id
+    release, logged, errors = threading.Event(), threading.Event(), []
+    own_store = tmp_path / "own.db"
+
+    def late() -> None:
+        release.wait(10)
+        try:
+            mlflow.log_metric("late", 1.0)
+            mlflow.log_metrics({"a": 1.0, "b": 2.0}, synchronous=False).wait()
+            mlflow.set_tag("late", "x")
+            MlflowClient(sqlite_uri).log_metric(other, "explicit", 1.0)  # the user's own call
+        except Exception as error:
+            errors.append(error)
+        logged.set()
+        release.wait(10)
+
+    start = threading.Thread.start
+    tracking_at(sqlite_uri)
+    threads.enter()
+    threads.begin(step_run, step_name="train")
+    thread = threading.Thread(target=late)
+    thread.start()
+    threads.end()
+    threads.leave()
+    assert threading.Thread.start is not start  # its thread still runs: the hooks stay
+    tracking_at(f"sqlite:///{own_store}")
+    with caplog.at_level(logging.INFO):
+        release.set()
+        assert logged.wait(10)
+        thread.join(10)
+    assert threading.Thread.start is start  # and go with it
+    assert errors == []
+    assert MlflowClient(f"sqlite:///{own_store}").search_runs(["0"]) == []  # no stray run
+    stored = client.get_run(step_run.info.run_id).data
+    assert stored.metrics == {} and "late" not in stored.tags
+    assert client.get_run(other).data.metrics == {"explicit": 1.0}
+    messages = [r.getMessage() for r in caplog.records if "'train'" in r.getMessage()]
+    assert len(messages) == 2 and step_run.info.run_id in messages[0]
+    assert messages[1].endswith("dropped 4 values logged to MLflow after the step ended.")
