@@ -1,4 +1,4 @@
-"""The MLflow UI shows a step's report, its ZenML datasets and mapped steps, in a real Chromium.
+"""The MLflow UI shows a step's report, its ZenML datasets, mapped steps and unified steps' metrics.
 
 The screenshots are the ones of docs/what-gets-logged.md (copied from test-artifacts/).
 """
@@ -6,8 +6,10 @@ The screenshots are the ones of docs/what-gets-logged.md (copied from test-artif
 import json
 from collections.abc import Iterator
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
+from zenml import pipeline, step
 from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
@@ -16,8 +18,25 @@ from tests.integration.test_outputs import delivered
 from tests.integration.test_performance import active_stack
 from testsupport.browser import chromium_page, screenshot_after
 from testsupport.servers import MlflowServer
+from tracker_flavor.runs import tags
 
 pytestmark = pytest.mark.e2e
+
+
+@step(experiment_tracker=True)
+def validate() -> float:
+    mlflow.log_metric("score", 0.81)
+    return 0.81
+
+
+@step(experiment_tracker=True)
+def holdout(validated: float) -> None:
+    mlflow.log_metric("score", validated - 0.03)
+
+
+@pipeline(enable_cache=False)
+def evaluation() -> None:
+    holdout(validate())
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +91,19 @@ def test_the_mapped_steps_compare_side_by_side_with_their_items_and_scores(ui_se
             page.get_by_text("alpha", exact=True).first.wait_for(timeout=90_000)
             page.get_by_text("score", exact=True).first.wait_for(timeout=90_000)
             page.get_by_text("0.909", exact=True).first.wait_for(timeout=90_000)
+
+
+def test_two_unified_steps_logging_one_key_are_two_points_of_the_parents_chart(ui_server):
+    run = Client().get_pipeline_run(evaluation().id)
+    link = str(run.steps["holdout"].run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
+    parent = MlflowClient(ui_server.url).get_run(str(run.run_metadata["mlflow_parent_run_id"]))
+    history = MlflowClient(ui_server.url).get_metric_history(parent.info.run_id, "score")
+    assert sorted((point.step, point.value) for point in history) == [(0, 0.81), (1, 0.78)]
+    assert parent.data.tags[f"{tags.STEP_INDEX}holdout"] == "1"
+    run_page, _, view = link.partition("?")
+    with chromium_page() as page:
+        page.set_viewport_size({"width": 1200, "height": 800})
+        page.goto(f"{run_page}/model-metrics?{view}")
+        with screenshot_after(page, "unified-steps-one-key.png"):
+            page.get_by_text("score", exact=True).first.wait_for(timeout=90_000)
+            page.locator("canvas, svg .point, .js-plotly-plot").first.wait_for(timeout=90_000)
