@@ -21,16 +21,20 @@ def test_reset_forgets_everything_and_nothing_waits_for_exit_before_an_install(m
     assert state.runs.experiments.get(("u", "e")) is None and state.once.first("u", "http")
 
 
-def test_the_exit_hook_is_registered_once_by_install_and_removed_by_a_reset(monkeypatch):
+def test_the_exit_hook_and_store_lookup_are_put_in_once_by_install_and_out_by_a_reset(monkeypatch):
     registered: list[object] = []
     monkeypatch.setattr(atexit, "register", registered.append)
     monkeypatch.setattr(atexit, "unregister", registered.remove)
+    from mlflow.tracking._tracking_service import utils
+
+    get_store = utils._get_store
     state = Runtime()
     state.install()
     state.install()
     assert registered == [state.at_exit]
+    assert utils._get_store is not get_store  # the late values' store lookup, for good
     state.reset()
-    assert registered == []
+    assert registered == [] and utils._get_store is get_store
 
 
 def test_the_exit_waits_for_the_delivery_in_flight():

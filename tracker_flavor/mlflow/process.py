@@ -28,9 +28,10 @@ class MlflowProcess:
         self.one_line_errors = OneLineErrors()
 
     def install(self) -> None:
-        """Install the filters and hooks that keep the tracker's output to one line."""
+        """Install the one-line output's filters and hooks, and the late values' store lookup."""
         self.noise.install()
         self.one_line_errors.install()
+        self.threads.install()
 
     def uninstall(self) -> None:
         """Remove what `install` and the seam put into the process."""

@@ -11,8 +11,8 @@ thread keeps its step's run after the step ended, so a late value never starts a
 goes to the step's run while the process's tracking store is the one the step logged to (the
 next step's, on the same server); else (the process's last step ended, the next step logs
 elsewhere) the step's run is not in that store, and the value is dropped: one warning names the
-step, and a line counts the values once its threads and tasks are done (`LateStore`). The hooks
-stay in while a thread or task a step started still runs.
+step, and a line counts the values once its threads and tasks are done (`LateStore`, through a
+hook on MLflow's store lookup that the runtime puts in for its lifetime: `install`).
 
 `mlflow.start_run` in a step's context (its thread or one it started) makes a run nested under
 the active run, the step's by default, in the step's experiment, even without `nested=True`;
@@ -183,6 +183,8 @@ class StepThreads:
         """The step whose code (or a thread it started) runs in this context."""
         self._originals: dict[str, Any] = {}
         self._hooks = Shared(self._install, self._uninstall)
+        self._store_rule: Callable[..., AbstractStore] | None = None
+        """MLflow's own store lookup, while `install` has the late-value hook in its place."""
         self._guard = threading.Lock()
         self._dropping: list[StepContext] = []
         """Steps whose threads dropped values not counted in a log line yet."""
@@ -195,9 +197,34 @@ class StepThreads:
         """Undo one `enter`; the last one takes the hooks out."""
         self._hooks.leave()
 
+    def install(self) -> None:
+        """Put in the store lookup that judges late values (once; for the runtime's lifetime).
+
+        A step's thread may log long after the last step took the step hooks out, and a
+        library's thread started in a step may never end: this hook is in while the runtime
+        is, and outside a step's threads it only reads a context variable.
+        """
+        import mlflow
+
+        if self._store_rule is not None or (get_store := self._seam.store_rule()) is None:
+            return
+        self._store_rule = get_store
+
+        def store_for(store_uri: str | None = None, artifact_uri: str | None = None) -> Any:
+            context = self.current.get()
+            if context is None or lands(context, store_uri or mlflow.get_tracking_uri()):
+                return get_store(store_uri, artifact_uri)
+            runs = {context.run.info.run_id, *self._seam.active_run_ids()}
+            return LateStore(self, context, runs, lambda: get_store(store_uri, artifact_uri))
+
+        self._seam.set_store_rule(store_for)
+
     def uninstall(self) -> None:
-        """Take the hooks out whoever still runs (a reset)."""
+        """Take every hook out whoever still runs (a reset)."""
         self._hooks.reset()
+        if self._store_rule is not None:
+            self._seam.set_store_rule(self._store_rule)
+            self._store_rule = None
 
     def begin(self, run: "Run", metric_step: int | None = None, step_name: str = "") -> None:
         """Make `run` the step's run for this context and the threads started from it."""
@@ -251,12 +278,8 @@ class StepThreads:
     def _in_step(
         self, context: StepContext, work: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> Any:
-        """Run `work` with the step's run active on this thread; keep what it leaves open.
-
-        The hooks stay in while it runs: after the step ended they still judge its values.
-        """
+        """Run `work` with the step's run active on this thread; keep what it leaves open."""
         self.current.set(context)
-        self._hooks.enter()
         with self._guard:
             context.tasks += 1
         try:
@@ -274,7 +297,6 @@ class StepThreads:
                 done = context.ended and context.tasks == 0
             if done:
                 self.report_dropped(context)
-            self._hooks.leave()
 
     def _install(self) -> None:
         """Put the hooks in place."""
@@ -332,18 +354,6 @@ class StepThreads:
 
         fluent.log_metric = mlflow.log_metric = at_metric_step(fluent.log_metric)
         fluent.log_metrics = mlflow.log_metrics = at_metric_step(fluent.log_metrics)
-        get_store = self._seam.store_rule()
-        if get_store is not None:
-            self._originals["store"] = get_store
-
-            def store_in_step(store_uri: str | None = None, artifact_uri: str | None = None) -> Any:
-                context = self.current.get()
-                if context is None or lands(context, store_uri or mlflow.get_tracking_uri()):
-                    return get_store(store_uri, artifact_uri)
-                runs = {context.run.info.run_id, *self._seam.active_run_ids()}
-                return LateStore(self, context, runs, lambda: get_store(store_uri, artifact_uri))
-
-            self._seam.set_store_rule(store_in_step)
         latest = self._seam.latest_active_run_rule()
         if latest is not None:
             self._originals["latest"] = latest
@@ -371,6 +381,4 @@ class StepThreads:
             setattr(mlflow, name, self._originals[name])
         if "latest" in self._originals:
             self._seam.set_latest_active_run_rule(self._originals["latest"])
-        if "store" in self._originals:
-            self._seam.set_store_rule(self._originals["store"])
         self._originals = {}

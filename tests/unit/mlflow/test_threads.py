@@ -272,21 +272,24 @@ def test_a_thread_logging_after_its_steps_run_left_the_store_is_dropped_warned_o
         logged.set()
         release.wait(10)
 
-    start = threading.Thread.start
+    from mlflow.tracking._tracking_service import utils
+
+    get_store = utils._get_store
+    threads.install()
     tracking_at(sqlite_uri)
     threads.enter()
     threads.begin(step_run, step_name="train")
     thread = threading.Thread(target=late)
     thread.start()
     threads.end()
-    threads.leave()
-    assert threading.Thread.start is not start  # its thread still runs: the hooks stay
+    threads.leave()  # the process's last step: the step hooks go, the store lookup stays
     tracking_at(f"sqlite:///{own_store}")
     with caplog.at_level(logging.INFO):
         release.set()
         assert logged.wait(10)
         thread.join(10)
-    assert threading.Thread.start is start  # and go with it
+    threads.uninstall()
+    assert utils._get_store is get_store
     assert errors == []
     assert MlflowClient(f"sqlite:///{own_store}").search_runs(["0"]) == []  # no stray run
     stored = client.get_run(step_run.info.run_id).data
