@@ -270,7 +270,7 @@ class StepThreads:
                 done.reported = done.dropped
         for step_name, count in counts:
             logger.info(
-                "Threads of step %r dropped %d values logged to MLflow after the step ended.",
+                "Values logged to MLflow by threads of step %r after the step ended, dropped: %d.",
                 step_name,
                 count,
             )

@@ -257,7 +257,7 @@ def test_a_thread_logging_after_its_steps_run_left_the_store_is_dropped_warned_o
     client = MlflowClient(sqlite_uri)
     step_run = client.create_run(client.create_experiment("late"))
     other = client.create_run(step_run.info.experiment_id).info.run_id
-    release, logged, errors = threading.Event(), threading.Event(), []
+    release, logged, again, errors = threading.Event(), threading.Event(), threading.Event(), []
     own_store = tmp_path / "own.db"
 
     def late() -> None:
@@ -267,10 +267,11 @@ def test_a_thread_logging_after_its_steps_run_left_the_store_is_dropped_warned_o
             mlflow.log_metrics({"a": 1.0, "b": 2.0}, synchronous=False).wait()
             mlflow.set_tag("late", "x")
             MlflowClient(sqlite_uri).log_metric(other, "explicit", 1.0)  # the user's own call
+            logged.set()
+            again.wait(10)
+            mlflow.set_tag("later", "y")
         except Exception as error:
             errors.append(error)
-        logged.set()
-        release.wait(10)
 
     from mlflow.tracking._tracking_service import utils
 
@@ -287,7 +288,9 @@ def test_a_thread_logging_after_its_steps_run_left_the_store_is_dropped_warned_o
     with caplog.at_level(logging.INFO):
         release.set()
         assert logged.wait(10)
-        thread.join(10)
+        threads.report_dropped()  # the process exits while the thread runs: the count so far
+        again.set()
+        thread.join(10)  # its end counts the rest
     threads.uninstall()
     assert utils._get_store is get_store
     assert errors == []
@@ -296,5 +299,6 @@ def test_a_thread_logging_after_its_steps_run_left_the_store_is_dropped_warned_o
     assert stored.metrics == {} and "late" not in stored.tags
     assert client.get_run(other).data.metrics == {"explicit": 1.0}
     messages = [r.getMessage() for r in caplog.records if "'train'" in r.getMessage()]
-    assert len(messages) == 2 and step_run.info.run_id in messages[0]
-    assert messages[1].endswith("dropped 4 values logged to MLflow after the step ended.")
+    assert len(messages) == 3 and step_run.info.run_id in messages[0]
+    assert messages[1].endswith("after the step ended, dropped: 4.")
+    assert messages[2].endswith("after the step ended, dropped: 1.")
