@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from zenml.logger import get_logger
 
 from tracker_flavor.concurrency.locks import Shared
+from tracker_flavor.config.uris import redact_credentials
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -256,7 +257,7 @@ class StepThreads:
                 "dropped and counted.",
                 context.step_name,
                 context.run.info.run_id,
-                context.tracking_uri,
+                redact_credentials(context.tracking_uri or ""),
             )
 
     def report_dropped(self, context: StepContext | None = None) -> None:
