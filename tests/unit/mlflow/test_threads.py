@@ -8,6 +8,7 @@ import pytest
 from mlflow.entities import Run, RunData
 from mlflow.tracking import fluent
 
+from tests.unit.conftest import copy_of
 from tracker_flavor.concurrency.caches import Once
 from tracker_flavor.mlflow import internals
 from tracker_flavor.mlflow.internals import Internals
@@ -249,7 +250,7 @@ def test_a_write_call_carries_a_batchs_values_or_one():
 
 
 def test_a_thread_logging_after_its_steps_run_left_the_store_is_dropped_warned_once_counted(
-    threads, sqlite_uri, tmp_path, tracking_at, caplog
+    threads, sqlite_uri, migrated_db, tmp_path, tracking_at, caplog
 ):
     """The step logged to one store; after its end the process logs to another (its own)."""
     from mlflow import MlflowClient
@@ -258,7 +259,8 @@ def test_a_thread_logging_after_its_steps_run_left_the_store_is_dropped_warned_o
     step_run = client.create_run(client.create_experiment("late"))
     other = client.create_run(step_run.info.experiment_id).info.run_id
     release, logged, again, errors = threading.Event(), threading.Event(), threading.Event(), []
-    own_store = tmp_path / "own.db"
+    (tmp_path / "own").mkdir()
+    own_store = copy_of(migrated_db, tmp_path / "own")  # the process's own, after its steps
 
     def late() -> None:
         release.wait(10)
@@ -284,7 +286,7 @@ def test_a_thread_logging_after_its_steps_run_left_the_store_is_dropped_warned_o
     thread.start()
     threads.end()
     threads.leave()  # the process's last step: the step hooks go, the store lookup stays
-    tracking_at(f"sqlite:///{own_store}")
+    tracking_at(own_store)
     with caplog.at_level(logging.INFO):
         release.set()
         assert logged.wait(10)
@@ -294,7 +296,7 @@ def test_a_thread_logging_after_its_steps_run_left_the_store_is_dropped_warned_o
     threads.uninstall()
     assert utils._get_store is get_store
     assert errors == []
-    assert MlflowClient(f"sqlite:///{own_store}").search_runs(["0"]) == []  # no stray run
+    assert MlflowClient(own_store).search_runs(["0"]) == []  # no stray run
     stored = client.get_run(step_run.info.run_id).data
     assert stored.metrics == {} and "late" not in stored.tags
     assert client.get_run(other).data.metrics == {"explicit": 1.0}
