@@ -1,6 +1,7 @@
 """Outputs, reports, lineage, models and system metrics in MLflow, for real."""
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 from tests.integration.outputs_pipelines import REGISTERED_MODEL, guarded_pipeline, outputs_pipeline
 from tests.integration.test_performance import active_stack
 from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
-from testsupport.probe import Probe
+from testsupport.probe import WATCHER_THREAD, Probe, wait_for_watcher
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor.mlflow.internals import has_logged_models
@@ -225,3 +226,48 @@ def test_every_option_off_costs_two_requests_per_step_and_the_defaults_two_more(
     )
     assert sent["defaults"][LOG_INPUTS] == LINEAR_STEPS
     assert sent["defaults"][LOG_BATCH] == sent["off"][LOG_BATCH] == 2 * LINEAR_STEPS
+
+
+WATCHER_STORE_CALLS = (
+    "get_run_step", "list_run_steps", "list_runs", "get_run", "list_artifact_versions",
+    "get_artifact_version", "create_run_metadata",
+)  # fmt: skip
+
+
+def test_a_step_published_by_another_process_is_settled_from_the_watcher_s_listing(
+    served, process_snapshot, monkeypatch
+):
+    """No launch here returns the steps (a step operator's process): the watcher's poll lists
+    them with their outputs; settling one reads no more of it and writes nothing to ZenML."""
+    server, _ = served
+    store = type(Client().zen_store)
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread().name.startswith(WATCHER_THREAD):
+                calls[name] += 1
+            return call(*args, **kwargs)
+
+        return watched
+
+    for name in WATCHER_STORE_CALLS:
+        monkeypatch.setattr(store, name, counted(name, getattr(store, name)))
+    runtime.install()  # else the first step would put the launch hook in
+    runtime.launches.uninstall()
+    try:
+        run = Client().get_pipeline_run(bench_linear(steps=2).id)
+        wait_for_watcher()
+    finally:
+        runtime.launches.install()
+    client = MlflowClient(server.url)
+    run_id = str(run.run_metadata[keys.PARENT_RUN_ID_KEY])
+    for step in run.steps:
+        assert [a.path for a in client.list_artifacts(run_id, f"zenml/{step}/output")] == [
+            f"zenml/{step}/output/data.json"  # its report: ZenML's visualization of an int
+        ]
+    assert len(client.get_run(run_id).inputs.dataset_inputs) == 2  # the lineage
+    # One read per step of its outputs' reports, besides the polls; the steps never read back.
+    assert calls["list_artifact_versions"] == 2, calls
+    assert calls["list_run_steps"] >= 1
+    assert not calls["get_run_step"] + calls["get_artifact_version"] + calls["create_run_metadata"]
