@@ -96,6 +96,8 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         spooling = settings.on_tracking_outage == "spool"
         connection = self.connection()
         self._warn_once(connection)
+        if connection.unity_catalog:
+            settings.check_unity_catalog_name()
         # Held for the whole step (user code logs through it); released in cleanup_step_run.
         process.environment.enter(connection, queue.environment(settings.async_logging))
         process.threads.enter()
