@@ -67,7 +67,7 @@ def test_m2m_nested_pipeline_under_the_experiment_dir_with_cached_renewed_tokens
         tracker_stack(
             "plus_db_m2m", tracking_uri="databricks", databricks_host=workspace.url,
             databricks_client_id="{{db_m2m.id}}", databricks_client_secret="{{db_m2m.secret}}",
-            databricks_experiment_dir=folder, databricks_workspace_id=WORKSPACE_ID,
+            databricks_experiment_dir=folder, databricks_workspace_id=WORKSPACE_ID, lineage=True,
         )  # fmt: skip
         with environment_watch(PRINCIPAL[1], "m2m-") as leaked:
             mapped = Client().get_pipeline_run(credentials_in_memory().id)
@@ -78,8 +78,11 @@ def test_m2m_nested_pipeline_under_the_experiment_dir_with_cached_renewed_tokens
         assert parent.info.experiment_id == experiment.experiment_id
         # The step's own thread and MlflowClient() authenticated through the config provider.
         assert thread_tags(children) == ["0", "1", "2"]
-        # The finalizer settled the parent through the workspace with its own M2M token.
+        # The finalizer settled the parent, and the output publisher recorded the steps'
+        # lineage, through the workspace with their own M2M tokens.
         assert wait_for_status(mlflow, parent.info.run_id, "FINISHED") == "FINISHED"
+        assert workspace.requests["/api/2.0/mlflow/runs/log-inputs"] >= 3
+        assert all(c.inputs.dataset_inputs for n, c in children.items() if "from_memory" in n)
         link = str(mapped.steps["items"].run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
         assert link.startswith(f"{workspace.url}/ml/experiments/{experiment.experiment_id}/runs/")
         assert link.endswith(f"?o={WORKSPACE_ID}")
