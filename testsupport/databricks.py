@@ -5,10 +5,16 @@ metadata and OIDC discovery, the OAuth M2M token exchange (`/oidc/v1/token`, cli
 secret in a Basic header; tokens expire after `token_seconds`), and MLflow's REST API, which it
 proxies to a real `mlflow server` after checking the request's credentials: the PAT, the
 username/password or an unexpired token it issued. Requests without them get HTTP 401.
+
+Artifacts live in the workspace's storage, as on Databricks: experiments get a
+`dbfs:/databricks/mlflow-tracking/...` location, MLflow's client asks for presigned upload
+URLs (`/api/2.0/mlflow/artifacts/credentials-for-write`), and the stand-in keeps what is PUT
+to them in `stored` (run id/path → bytes).
 """
 
 import base64
 import itertools
+import json
 import threading
 import time
 from collections import Counter
@@ -17,6 +23,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from testsupport.proxy import Proxy
+
+STORAGE = "/storage/"
+"""Where the presigned upload URLs point."""
 
 
 def basic(user: str, password: str) -> str:
@@ -48,6 +57,8 @@ class Workspace(Proxy):
         """Access token → requests it authenticated."""
         self.forms: list[dict[str, list[str]]] = []
         """The token requests' forms (grant type, scope), for the tests to check."""
+        self.stored: dict[str, bytes] = {}
+        """What was uploaded to the presigned URLs, by run id/path."""
         self._serial = itertools.count(1)
         self._tokens = threading.Lock()
 
@@ -72,7 +83,36 @@ class Workspace(Proxy):
                 "token_type": "Bearer",
                 "expires_in": self.token_seconds,
             }
+        if path == "/api/2.0/mlflow/artifacts/credentials-for-write":
+            if not self.authorized(headers.get("Authorization")):
+                return 401, {"error_code": "UNAUTHENTICATED"}
+            request = json.loads(body or b"{}")
+            run = request["run_id"]
+            return 200, {
+                "credential_infos": [
+                    {
+                        "run_id": run,
+                        "path": path,
+                        "type": "AWS_PRESIGNED_URL",
+                        "signed_uri": f"{self.url}{STORAGE}{run}/{path}",
+                    }  # fmt: skip
+                    for path in request.get("path", [])
+                ]
+            }
+        if method == "PUT" and path.startswith(STORAGE):  # presigned: no Authorization
+            self.stored[path.removeprefix(STORAGE)] = body or b""
+            return 200, {}
         return None
+
+    def forwarded(self, path: str, body: bytes | None) -> bytes | None:
+        """Give new experiments a location in the workspace's storage, as Databricks does."""
+        if path != "/api/2.0/mlflow/experiments/create":
+            return body
+        request = json.loads(body or b"{}")
+        request.setdefault(
+            "artifact_location", f"dbfs:/databricks/mlflow-tracking/{next(self._serial)}"
+        )
+        return json.dumps(request).encode()
 
     def authorized(self, authorization: str | None) -> bool:
         """Accept the PAT, the user's password and unexpired issued tokens; count each use."""

@@ -147,6 +147,10 @@ class Proxy:
         """Return (status, JSON payload) of a request served here instead of upstream, or None."""
         return None
 
+    def forwarded(self, path: str, body: bytes | None) -> bytes | None:
+        """Return the body a request for `path` goes upstream with (this one: unchanged)."""
+        return body
+
     def reset(self) -> None:
         """Forget the counts."""
         with self._lock:
@@ -207,6 +211,7 @@ class Proxy:
                     proxy.upstream.hostname, proxy.upstream.port, timeout=120
                 )
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+                body = proxy.forwarded(urlsplit(self.path).path, body)
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 data = response.read()

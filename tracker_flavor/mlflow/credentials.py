@@ -19,6 +19,8 @@ provider for the host and credentials instead, which answers from the same conne
 """
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from tracker_flavor.config.uris import strip_credentials
@@ -65,6 +67,15 @@ class ServerCredentials:
         stack = self._stack()
         if connection in stack:
             del stack[len(stack) - 1 - stack[::-1].index(connection)]
+
+    @contextmanager
+    def holding(self, connection: Connection) -> Iterator[None]:
+        """Hold the connection's credentials while the block runs (work after its step)."""
+        self.enter(connection)
+        try:
+            yield
+        finally:
+            self.leave(connection)
 
     def _hold(self, connection: Connection) -> None:
         with self._lock:

@@ -39,12 +39,12 @@ def workspace(servers, session_dir):
             yield stand_in
 
 
-def test_pat_and_password_reach_the_workspace_from_memory(servers, workspace, tracker_stack):
+def test_pat_and_password_reach_the_workspace_from_memory(servers, workspace, tracker_stack, capfd):
     host = workspace.url
     with environment_watch(PAT, USER[1]) as leaked:
         tracker_stack("plus_db_pat", tracking_uri="databricks", databricks_host=host,
                       tracking_token=PAT)  # fmt: skip
-        by_token = Client().get_pipeline_run(metrics_only(points=2).id)
+        by_token = Client().get_pipeline_run(scenario(points=2).id)
         tracker_stack("plus_db_user", tracking_uri="databricks", databricks_host=host,
                       tracking_username=USER[0], tracking_password=USER[1])  # fmt: skip
         by_password = Client().get_pipeline_run(metrics_only(points=2).id)
@@ -54,6 +54,16 @@ def test_pat_and_password_reach_the_workspace_from_memory(servers, workspace, tr
     for run in (by_token, by_password):
         (parent,), _ = runs_of(client, run.id)
         assert len(client.get_metric_history(parent.info.run_id, "m")) == 2
+    # The step's mlflow.log_artifact went to the workspace's storage through a presigned URL,
+    # with no credential in the environment (MLflow 3's SDK repository fell back to REST).
+    (parent,), _ = runs_of(client, by_token.id)
+    assert parent.info.artifact_uri.startswith("dbfs:/databricks/mlflow-tracking/")
+    run_id = parent.info.run_id
+    assert workspace.stored[f"{run_id}/notes.txt"] == b"proxied artifact"
+    # So did the output publisher's upload after the step, from the watcher's thread.
+    assert f"{run_id}/zenml/log_things/output/data.json" in workspace.stored
+    # ... without MLflow's warning that its SDK path found no credentials in the environment.
+    assert "databricks SDK" not in capfd.readouterr().err
 
 
 def test_m2m_nested_pipeline_under_the_experiment_dir_with_cached_renewed_tokens(
