@@ -46,11 +46,14 @@ class Workspace(Proxy):
         principal: tuple[str, str],
         workspace_id: str,
         token_seconds: float = 3600,
+        first_token_seconds: float | None = None,
     ) -> None:
         super().__init__(upstream, tls=tls)
         self.pat, self.user, self.principal = pat, user, principal
         self.workspace_id = workspace_id
         self.token_seconds = token_seconds
+        self.first_token_seconds = first_token_seconds
+        """The first token's lifetime, shorter: a client must renew it once, soon."""
         self.issued: dict[str, float] = {}
         """Access token → when it expires (monotonic)."""
         self.used: Counter[str] = Counter()
@@ -76,13 +79,12 @@ class Workspace(Proxy):
                 return 401, {"error": "invalid_client"}
             with self._tokens:
                 self.forms.append(parse_qs((body or b"").decode()))
+                seconds = self.token_seconds
+                if not self.issued and self.first_token_seconds is not None:
+                    seconds = self.first_token_seconds
                 token = f"m2m-{next(self._serial)}"
-                self.issued[token] = time.monotonic() + self.token_seconds
-            return 200, {
-                "access_token": token,
-                "token_type": "Bearer",
-                "expires_in": self.token_seconds,
-            }
+                self.issued[token] = time.monotonic() + seconds
+            return 200, {"access_token": token, "token_type": "Bearer", "expires_in": seconds}
         if path == "/api/2.0/mlflow/artifacts/credentials-for-write":
             if not self.authorized(headers.get("Authorization")):
                 return 401, {"error_code": "UNAUTHENTICATED"}

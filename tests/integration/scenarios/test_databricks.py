@@ -21,8 +21,9 @@ PAT = "dapi-stand-in-pat"
 USER = ("ci@example.com", "db-password-for-tests-only")
 PRINCIPAL = ("sp-client-id", "sp-secret-for-tests-only")
 WORKSPACE_ID = "1234567890123456"
-TOKEN_SECONDS = 42.5
-"""The SDK renews a token 40 s before it expires: this one is used for 2.5 s, then renewed."""
+FIRST_TOKEN_SECONDS = 42
+"""The SDK renews a token 40 s before it expires: the first is used for 2 s, then renewed (the
+pipeline takes longer); later ones last an hour, as a workspace's do."""
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def workspace(servers, session_dir):
         patch.setenv("REQUESTS_CA_BUNDLE", str(cert))
         with Workspace(
             servers.plain.url, (key, cert), pat=PAT, user=USER, principal=PRINCIPAL,
-            workspace_id=WORKSPACE_ID, token_seconds=TOKEN_SECONDS,
+            workspace_id=WORKSPACE_ID, first_token_seconds=FIRST_TOKEN_SECONDS,
         ) as stand_in:  # fmt: skip
             yield stand_in
 
@@ -108,7 +109,7 @@ def test_m2m_nested_pipeline_under_the_experiment_dir_with_cached_renewed_tokens
         assert workspace.forms[-1]["grant_type"] == ["client_credentials"]
         assert workspace.rejected == 0
         requests = sum(workspace.used[t] for t in tokens)
-        assert 2 <= len(tokens) < requests / 5, (len(tokens), requests)
+        assert len(tokens) in (2, 3) and requests > 20, (len(tokens), requests)
 
         # Unity Catalog: a two-level model name fails the step before it runs, naming the fix.
         tracker_stack(
