@@ -97,6 +97,8 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         spooling = settings.on_tracking_outage == "spool"
         connection = self.connection()
         self._warn_once(connection)
+        if connection.unity_catalog:
+            settings.check_unity_catalog_name()
         # Held for the whole step (user code logs through it); released in cleanup_step_run.
         process.environment.enter(connection, queue.environment(settings.async_logging))
         process.threads.enter()
@@ -219,11 +221,13 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             run_metadata: dict[str, "MetadataType"],
             settings: dict[str, Any],
         ) -> None:
-            after_step.after_delivery(
-                connection, step_run_id, run_id, run_metadata,
-                MLflowPlusSettings.model_validate(settings), component_id,
-                runtime.deliveries, runtime.mlflow.noise,
-            )  # fmt: skip
+            # MLflow's artifact repositories of Databricks ask for the credentials themselves.
+            with runtime.mlflow.credentials.holding(connection):
+                after_step.after_delivery(
+                    connection, step_run_id, run_id, run_metadata,
+                    MLflowPlusSettings.model_validate(settings), component_id,
+                    runtime.deliveries, runtime.mlflow.noise,
+                )  # fmt: skip
 
         return publish
 
@@ -259,10 +263,11 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         steps.settle_after_step(connection, step, info.pipeline_step_name, final, runtime.runs)
         if final.is_successful:
             settings = cast(MLflowPlusSettings, self.get_settings(info))
-            after_step.after_step(
-                connection, step, info, published, settings, self.id, runtime.deliveries,
-                runtime.mlflow.noise,
-            )  # fmt: skip
+            with runtime.mlflow.credentials.holding(connection):
+                after_step.after_step(
+                    connection, step, info, published, settings, self.id, runtime.deliveries,
+                    runtime.mlflow.noise,
+                )  # fmt: skip
 
     def get_pipeline_run_metadata(self, run_id: UUID) -> dict[str, "MetadataType"]:
         """Create the parent run when ZenML creates the pipeline run, and return its link."""
