@@ -2,12 +2,16 @@
 and injects faults (a frozen server, lost responses, 500s, a blip of refused connections)."""
 
 import http.client
+import json
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
@@ -58,6 +62,7 @@ class Proxy:
         delay: float = 0.0,
         token: str | None = None,
         fail_status: int | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.upstream = urlsplit(upstream)
         self.delay = delay
@@ -72,7 +77,13 @@ class Proxy:
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        scheme = "http"
+        if tls is not None:  # (key, certificate)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certfile=tls[1], keyfile=tls[0])
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def __enter__(self) -> "Proxy":
@@ -128,6 +139,18 @@ class Proxy:
             self.faulted[fault.kind] += 1
             return fault
 
+    def authorized(self, authorization: str | None) -> bool:
+        """Tell whether a request with this Authorization header may pass (`token`, if any)."""
+        return self.token is None or authorization == f"Bearer {self.token}"
+
+    def answer(self, method: str, path: str, headers: Any, body: bytes | None) -> Any:
+        """Return (status, JSON payload) of a request served here instead of upstream, or None."""
+        return None
+
+    def forwarded(self, path: str, body: bytes | None) -> bytes | None:
+        """Return the body a request for `path` goes upstream with (this one: unchanged)."""
+        return body
+
     def reset(self) -> None:
         """Forget the counts."""
         with self._lock:
@@ -152,10 +175,17 @@ class Proxy:
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                if (
-                    proxy.token is not None
-                    and self.headers.get("Authorization") != f"Bearer {proxy.token}"
-                ):
+                own = proxy.answer(self.command, urlsplit(self.path).path, self.headers, body)
+                if own is not None:
+                    status, payload = own
+                    data = json.dumps(payload).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                if not proxy.authorized(self.headers.get("Authorization")):
                     with proxy._lock:
                         proxy.rejected += 1
                     payload = b'{"error_code": "UNAUTHENTICATED", "message": "bad bearer token"}'
@@ -181,6 +211,7 @@ class Proxy:
                     proxy.upstream.hostname, proxy.upstream.port, timeout=120
                 )
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+                body = proxy.forwarded(urlsplit(self.path).path, body)
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 data = response.read()

@@ -55,7 +55,7 @@ class BuiltinTrackerApi(MLFlowExperimentTracker):
 
     def connection(self, pinned: str | Connection | None = None) -> Connection:
         """Return the connection to the tracker's store, with its secrets resolved now."""
-        return connect(self.config, runtime.mlflow.stores, pinned)
+        return connect(self.config, runtime.mlflow.stores, pinned, runtime.mlflow.tokens)
 
     def tracking_uri(self) -> str:
         """Return the tracking URI: config, else MLFLOW_TRACKING_URI, else the embedded store."""

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from zenml.config.base_settings import BaseSettings
     from zenml.config.step_run_info import StepRunInfo
-    from zenml.enums import ExecutionStatus
     from zenml.metadata.metadata_types import MetadataType
+    from zenml.models import StepRunResponse
 
 logger = get_logger(__name__)
 
@@ -90,12 +90,15 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
     def prepare_step_run(self, info: "StepRunInfo") -> None:
         """Resolve the pipeline run's parent run, open the step's run and make it active."""
         runtime.install()  # again after a reset (tests), for a tracker ZenML kept
+        runtime.watcher.running(info.run_id)
         process = runtime.mlflow
         process.deferred.raise_deferred(info.run_id)
         settings = cast(MLflowPlusSettings, self.get_settings(info))
         spooling = settings.on_tracking_outage == "spool"
         connection = self.connection()
         self._warn_once(connection)
+        if connection.unity_catalog:
+            settings.check_unity_catalog_name()
         # Held for the whole step (user code logs through it); released in cleanup_step_run.
         process.environment.enter(connection, queue.environment(settings.async_logging))
         process.threads.enter()
@@ -145,11 +148,16 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         step = self._steps.get(info.step_run_id)
         if step is None:
             return {}
+        settings = cast(MLflowPlusSettings, self.get_settings(info))
+        after_step.label_outputs(settings, info.config.outputs, step.metadata())
         step_spool = self._spools.get(info.step_run_id)
         if step_spool is None:
-            return {**step.metadata(), **runtime.ledgers.metadata(info.step_run_id)}
+            return metadata.grouped(
+                {**step.metadata(), **runtime.ledgers.metadata(info.step_run_id)}
+            )
         step_spool.spool_values(runtime.ledgers.spill(info.step_run_id))
-        return step_spool.step_metadata(step, runtime.ledgers.metadata(info.step_run_id))
+        ledger = runtime.ledgers.metadata(info.step_run_id)
+        return metadata.grouped(step_spool.step_metadata(step, ledger))
 
     def cleanup_step_run(self, info: "StepRunInfo", step_failed: bool) -> None:
         """End the step's runs, settle the parent's status and restore the process."""
@@ -213,11 +221,13 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
             run_metadata: dict[str, "MetadataType"],
             settings: dict[str, Any],
         ) -> None:
-            after_step.after_delivery(
-                connection, step_run_id, run_id, run_metadata,
-                MLflowPlusSettings.model_validate(settings), component_id,
-                runtime.deliveries, runtime.mlflow.noise,
-            )  # fmt: skip
+            # MLflow's artifact repositories of Databricks ask for the credentials themselves.
+            with runtime.mlflow.credentials.holding(connection):
+                after_step.after_delivery(
+                    connection, step_run_id, run_id, run_metadata,
+                    MLflowPlusSettings.model_validate(settings), component_id,
+                    runtime.deliveries, runtime.mlflow.noise,
+                )  # fmt: skip
 
         return publish
 
@@ -231,10 +241,8 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         run_id = info.run_id
         if not failed:
             # ZenML saves the outputs after this hook: the step may still fail.
-            runtime.watcher.watch(
-                info.step_run_id,
-                lambda final: self._after_step(step, info, final),
-                kind="step",
+            runtime.watcher.watch_step(
+                info.step_run_id, lambda published: self._after_step(step, info, published)
             )
         if outcome == "RUNNING":
             runtime.watcher.watch(
@@ -247,17 +255,19 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         runtime.runs.statuses.settle(mlflow, step.key, outcome, failed_step)
 
     def _after_step(
-        self, step: steps.StepRun, info: "StepRunInfo", final: "ExecutionStatus"
+        self, step: steps.StepRun, info: "StepRunInfo", published: "StepRunResponse"
     ) -> None:
         """Once ZenML published the step: send its outputs, or fail its runs if it failed."""
         connection = self.connection(step.connection)
+        final = published.status
         steps.settle_after_step(connection, step, info.pipeline_step_name, final, runtime.runs)
         if final.is_successful:
             settings = cast(MLflowPlusSettings, self.get_settings(info))
-            after_step.after_step(
-                connection, step, info, settings, self.id, runtime.deliveries,
-                runtime.mlflow.noise,
-            )  # fmt: skip
+            with runtime.mlflow.credentials.holding(connection):
+                after_step.after_step(
+                    connection, step, info, published, settings, self.id, runtime.deliveries,
+                    runtime.mlflow.noise,
+                )  # fmt: skip
 
     def get_pipeline_run_metadata(self, run_id: UUID) -> dict[str, "MetadataType"]:
         """Create the parent run when ZenML creates the pipeline run, and return its link."""

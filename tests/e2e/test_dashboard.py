@@ -12,6 +12,7 @@ from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 from examples.quickstart.pipeline import quickstart
 from testsupport.browser import ARTIFACTS, chromium_page, screenshot_after
 from testsupport.topology import USER
+from tracker_flavor.runs.metadata import ARTIFACTS_KEY, VALUES_KEY
 
 pytestmark = pytest.mark.e2e
 
@@ -67,6 +68,17 @@ def follow_the_step_link(top, run: TrackedRun, name: str) -> str:
         link = key.locator("xpath=following-sibling::dd[1]//a")
         assert link.get_attribute("href") == run.link
         page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}-step.png"))
+        # The link first among the plain keys; the step's counts, a card of their own, closed
+        # as ZenML shows a dict, without a zero: all went well.
+        plain = card_keys(page, "Uncategorized")
+        assert plain[0] == METADATA_EXPERIMENT_TRACKER_URL
+        assert {"mlflow_run_id", "mlflow_parent_run_id"} <= set(plain)
+        assert not [key for key in plain if key.startswith(("mlflow_values", "mlflow_artifacts"))]
+        page.get_by_role("button", name=VALUES_KEY, exact=True).click()
+        page.locator("dt", has_text="delivered").first.wait_for()
+        assert card_keys(page, VALUES_KEY) == ["delivered"]
+        assert page.get_by_role("button", name=ARTIFACTS_KEY, exact=True).count() == 0
+        page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}-step-metadata.png"))
         with page.context.expect_page() as opened:
             link.click()  # target=_blank: MLflow opens in a new tab
         mlflow_page = opened.value
@@ -75,6 +87,13 @@ def follow_the_step_link(top, run: TrackedRun, name: str) -> str:
             mlflow_page.get_by_text("test_accuracy", exact=True).first.wait_for()
         assert mlflow_page.url == run.link
         return mlflow_page.locator("body").inner_text()
+
+
+def card_keys(page, title: str) -> list[str]:
+    """Return the keys a card of the Metadata tab shows, in its order."""
+    trigger = page.get_by_role("button", name=title, exact=True)
+    card = trigger.locator("xpath=ancestor::div[contains(@class, 'rounded-lg')][1]")
+    return [key.inner_text().strip() for key in card.locator("dt").all()]
 
 
 def run_name(top, run_id: str) -> str:

@@ -14,6 +14,7 @@ from testsupport.proxy import DROP, FAIL, FREEZE, REFUSE, Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY as DELIVERED_KEY
 from tracker_flavor.runs.metadata import VALUES_NOT_DELIVERED_KEY as UNDELIVERED_KEY
+from tracker_flavor.runs.metadata import account
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +55,8 @@ def assert_exact(server: MlflowServer, step, total: int) -> None:
     """The step succeeded and its count is exactly what the server holds, without duplicates."""
     metadata = step.run_metadata
     assert step.status == "completed"
-    assert metadata[DELIVERED_KEY] == total and metadata[UNDELIVERED_KEY] == 0, metadata
+    counts = account(metadata)
+    assert counts[DELIVERED_KEY] == total and counts[UNDELIVERED_KEY] == 0, metadata
     assert stored_points(server, metadata["mlflow_run_id"], "faulted") == list(range(total))
 
 
@@ -118,9 +120,9 @@ def test_one_bad_value_costs_only_itself_also_in_the_users_own_run(
     assert stored_points(server, step_run.info.run_id, "steps") == list(range(99))
     assert stored_points(server, step_run.info.run_id, "nan") == list(range(99))
     # 99 own + lr + the tag + 99 steps + 99 NaNs; the bad name and the changed param are refused.
-    assert step.run_metadata[DELIVERED_KEY] == 299
-    assert step.run_metadata[UNDELIVERED_KEY] == 0
-    assert step.run_metadata[REJECTED_KEY] == 2
+    assert account(step.run_metadata)[DELIVERED_KEY] == 299
+    assert account(step.run_metadata)[UNDELIVERED_KEY] == 0
+    assert account(step.run_metadata)[REJECTED_KEY] == 2
     assert caplog.text.count("'bad name!'") == 1  # one warning naming the key, not one per value
     assert "'lr'" in caplog.text
 
@@ -136,10 +138,12 @@ def test_one_mapped_steps_bad_value_does_not_fail_the_others(faulty, process_sna
         own_run = mapped[f"map:square_with_a_bad_value:{x}"].run_metadata["mlflow_run_id"]
         assert stored_points(server, own_run, f"square_{x}") == list(range(10))
     parent_id = next(iter(mapped.values())).run_metadata["mlflow_parent_run_id"]
-    rejected = sorted(step.run_metadata[REJECTED_KEY] for step in mapped.values())
+    rejected = sorted(account(step.run_metadata)[REJECTED_KEY] for step in mapped.values())
     assert rejected == [0] * 7 + [2]  # counted on the step that logged them, only
     # Ten points each, the param "shared", and each step's item x: a param of its run.
-    assert sum(step.run_metadata[DELIVERED_KEY] for step in mapped.values()) == 8 * 10 + 1 + 8
-    assert all(step.run_metadata[UNDELIVERED_KEY] == 0 for step in mapped.values())
+    assert (
+        sum(account(step.run_metadata)[DELIVERED_KEY] for step in mapped.values()) == 8 * 10 + 1 + 8
+    )
+    assert all(account(step.run_metadata)[UNDELIVERED_KEY] == 0 for step in mapped.values())
     # The watcher settles a dynamic run's parent just after the run ends.
     assert wait_for_status(MlflowClient(server.url), parent_id, "FINISHED") == "FINISHED"

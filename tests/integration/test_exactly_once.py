@@ -22,6 +22,7 @@ from testsupport.servers import MlflowServer
 from tracker_flavor.cli.sync import EXIT_BUSY, EXIT_UNDELIVERED
 from tracker_flavor.delivery import spool
 from tracker_flavor.runs import metadata as keys
+from tracker_flavor.runs.metadata import account
 
 pytestmark = pytest.mark.integration
 
@@ -133,15 +134,17 @@ def test_lost_answers_and_a_frozen_server_store_each_point_once(
             # Three requests stored, but their answers lost.
             lossy = run_with_fault(lambda: proxy.inject(DROP, count=3), first=1000, during=4000)
             assert lossy.status == "completed"
-            assert lossy.run_metadata[keys.VALUES_DELIVERED_KEY] == 5000
-            assert lossy.run_metadata[keys.VALUES_UNCONFIRMED_KEY] == 0
+            assert account(lossy.run_metadata)[keys.VALUES_DELIVERED_KEY] == 5000
+            assert account(lossy.run_metadata)[keys.VALUES_UNCONFIRMED_KEY] == 0
             run_id = str(lossy.run_metadata[keys.RUN_ID_KEY])
             assert points(server, run_id, "faulted") == list(range(5000))
 
             # Frozen at the step's end: the batch under way is spooled as unconfirmed.
             frozen = run_with_fault(lambda: proxy.inject(FREEZE, seconds=15), first=10, during=1000)
             assert frozen.status == "completed"
-            assert frozen.run_metadata[keys.VALUES_UNCONFIRMED_KEY] > 0, frozen.run_metadata
+            assert account(frozen.run_metadata)[keys.VALUES_UNCONFIRMED_KEY] > 0, (
+                frozen.run_metadata
+            )
             proxy.heal()  # the server stores the held request now, after the step
             run_id = str(frozen.run_metadata[keys.RUN_ID_KEY])
             deadline = time.monotonic() + 30

@@ -1,6 +1,7 @@
 """Outputs, reports, lineage, models and system metrics in MLflow, for real."""
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,12 +19,13 @@ from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 from tests.integration.outputs_pipelines import REGISTERED_MODEL, guarded_pipeline, outputs_pipeline
 from tests.integration.test_performance import active_stack
 from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
-from testsupport.probe import Probe
+from testsupport.probe import WATCHER_THREAD, Probe, wait_for_watcher
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor.mlflow.internals import has_logged_models
 from tracker_flavor.runs import metadata as keys
 from tracker_flavor.runs import tags
+from tracker_flavor.runs.metadata import account
 from tracker_flavor.runtime import runtime
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 from tracker_flavor.watcher import lineage, models
@@ -47,12 +49,12 @@ def eventually(check: Callable[[], Any], seconds: float = 60) -> Any:
 
 
 def delivered(step: str, pipeline_name: str) -> Any:
-    """Wait for the step's account (recorded last), and return the step run."""
+    """Wait for the step's account (recorded last, as something was skipped); return the step run."""
 
     def account() -> Any:
         run = Client().get_pipeline(pipeline_name).last_run
         step_run = Client().get_run_step(run.steps[step].id)
-        return step_run if keys.ARTIFACTS_DELIVERED_KEY in step_run.run_metadata else None
+        return step_run if keys.ARTIFACTS_KEY in step_run.run_metadata else None
 
     return eventually(account)
 
@@ -65,8 +67,9 @@ def test_embedded_store_and_one_warning_per_skipped_output(zenml_stack, embedded
     listed = [a.path for a in embedded_client.list_artifacts(run_id, "zenml/describe/summary")]
     assert any(path.endswith(".html") for path in listed), listed  # the report, by default
     assert not embedded_client.list_artifacts(run_id, "zenml/load/frame/data")  # too large
-    assert load_run.run_metadata[keys.ARTIFACTS_SKIPPED_KEY] == 2  # its files and its report
-    assert step_run.run_metadata[keys.ARTIFACTS_SKIPPED_KEY] == 1  # the model no flavor saves
+    # Its files and its report; the model no flavor saves.
+    assert account(load_run.run_metadata)[keys.ARTIFACTS_SKIPPED_KEY] == 2
+    assert account(step_run.run_metadata)[keys.ARTIFACTS_SKIPPED_KEY] == 1
     assert "output 'frame' is not stored in MLflow (track_intermediates)" in caplog.text
     assert "max_artifact_mb=0.0001" in caplog.text
     assert "Output 'summary' is not logged as an MLflow model (log_model)" in caplog.text
@@ -111,9 +114,8 @@ def test_outputs_reports_lineage_model_and_system_metrics_reach_the_server(
     downloaded = Path(client.download_artifacts(run_id, "zenml/load/frame/data", str(tmp_path)))
     assert any(downloaded.rglob("*")), "the DataFrame's files download"
     assert client.list_artifacts(run_id, "zenml/train/model/data")  # track_output: a result
-    # The model's data, the report, and the model.
-    assert train_run.run_metadata[keys.ARTIFACTS_DELIVERED_KEY] >= 3
-    assert train_run.run_metadata[keys.ARTIFACTS_NOT_DELIVERED_KEY] == 0
+    # The model's data, the report, and the model all arrived: no account costs ZenML a request.
+    assert keys.ARTIFACTS_KEY not in train_run.run_metadata
 
     # Dataset entries name the ZenML artifact versions, inputs and outputs.
     sources = {}
@@ -211,9 +213,9 @@ def test_every_option_off_costs_two_requests_per_step_and_the_defaults_two_more(
         if name == "off":
             assert all(sample.requests <= 2 for sample in steps[1:-1]), steps
             runtime.watcher.check()  # the watcher saw every step: it sent nothing
-        else:
-            for step in run.steps:
-                delivered(step, "bench_linear")
+        else:  # the steps ran here: their outputs were sent before the run returned, all well
+            recorded = Client().get_pipeline_run(run.id).steps.values()
+            assert not any(keys.ARTIFACTS_KEY in step.run_metadata for step in recorded)
         sent[name] = Counter(proxy.requests) - seen
     uploads = [path for path in sent["defaults"] if path.startswith(ARTIFACTS)]
     assert not any(path.startswith(ARTIFACTS) for path in sent["off"]), sent
@@ -224,3 +226,48 @@ def test_every_option_off_costs_two_requests_per_step_and_the_defaults_two_more(
     )
     assert sent["defaults"][LOG_INPUTS] == LINEAR_STEPS
     assert sent["defaults"][LOG_BATCH] == sent["off"][LOG_BATCH] == 2 * LINEAR_STEPS
+
+
+WATCHER_STORE_CALLS = (
+    "get_run_step", "list_run_steps", "list_runs", "get_run", "list_artifact_versions",
+    "get_artifact_version", "create_run_metadata",
+)  # fmt: skip
+
+
+def test_a_step_published_by_another_process_is_settled_from_the_watcher_s_listing(
+    served, process_snapshot, monkeypatch
+):
+    """No launch here returns the steps (a step operator's process): the watcher's poll lists
+    them with their outputs; settling one reads no more of it and writes nothing to ZenML."""
+    server, _ = served
+    store = type(Client().zen_store)
+    calls: Counter[str] = Counter()
+
+    def counted(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread().name.startswith(WATCHER_THREAD):
+                calls[name] += 1
+            return call(*args, **kwargs)
+
+        return watched
+
+    for name in WATCHER_STORE_CALLS:
+        monkeypatch.setattr(store, name, counted(name, getattr(store, name)))
+    runtime.install()  # else the first step would put the launch hook in
+    runtime.launches.uninstall()
+    try:
+        run = Client().get_pipeline_run(bench_linear(steps=2).id)
+        wait_for_watcher()
+    finally:
+        runtime.launches.install()
+    client = MlflowClient(server.url)
+    run_id = str(run.run_metadata[keys.PARENT_RUN_ID_KEY])
+    for step in run.steps:
+        assert [a.path for a in client.list_artifacts(run_id, f"zenml/{step}/output")] == [
+            f"zenml/{step}/output/data.json"  # its report: ZenML's visualization of an int
+        ]
+    assert len(client.get_run(run_id).inputs.dataset_inputs) == 2  # the lineage
+    # One read per step of its outputs' reports, besides the polls; the steps never read back.
+    assert calls["list_artifact_versions"] == 2, calls
+    assert calls["list_run_steps"] >= 1
+    assert not calls["get_run_step"] + calls["get_artifact_version"] + calls["create_run_metadata"]

@@ -16,6 +16,7 @@ from testsupport.servers import MlflowServer
 from tracker_flavor.cli.main import cli
 from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY as DELIVERED_KEY
 from tracker_flavor.runs.metadata import VALUES_NOT_DELIVERED_KEY as UNDELIVERED_KEY
+from tracker_flavor.runs.metadata import account
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
 pytestmark = pytest.mark.integration
@@ -85,8 +86,8 @@ def test_a_server_lost_mid_step_fails_the_step_with_the_count_of_lost_points(
     run = Client().get_pipeline("outage").last_run
     step = run.steps["log_through_outage"]
     assert step.status == "failed"
-    assert step.run_metadata[DELIVERED_KEY] == 1200
-    assert step.run_metadata[UNDELIVERED_KEY] == 800
+    assert account(step.run_metadata)[DELIVERED_KEY] == 1200
+    assert account(step.run_metadata)[UNDELIVERED_KEY] == 800
     assert "800 of 2000 points" in caplog.text  # ZenML logs why the step failed
     # What the tracker reported as delivered is on the server (read from its database).
     stored = MlflowClient(f"sqlite:///{workdir}/mlflow.db")

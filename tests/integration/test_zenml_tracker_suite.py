@@ -18,6 +18,7 @@ from uuid import uuid4
 
 import mlflow
 import pytest
+from mlflow.utils.databricks_utils import get_databricks_host_creds
 from pydantic import ValidationError
 from zenml.artifact_stores import BaseArtifactStore, BaseArtifactStoreConfig, LocalArtifactStore
 from zenml.artifact_stores.local_artifact_store import LocalArtifactStoreConfig
@@ -316,9 +317,13 @@ def test_mlflow_experiment_tracker_set_config(
         )
     )
     tracker.configure_mlflow()
-    assert os.environ[DATABRICKS_USERNAME] == "john_doe"
-    assert os.environ[DATABRICKS_PASSWORD] == "password"
-    assert os.environ[DATABRICKS_HOST] == "https://databricks.com"
+    # Unlike the built-in, Databricks' credentials stay out of the environment too: MLflow's
+    # Databricks client gets them from the tracker's memory.
+    assert not {DATABRICKS_USERNAME, DATABRICKS_PASSWORD, DATABRICKS_HOST} & set(os.environ)
+    creds = get_databricks_host_creds("databricks")
+    assert (creds.host, creds.username, creds.password) == (
+        "https://databricks.com", "john_doe", "password",
+    )  # fmt: skip
     assert os.environ[MLFLOW_TRACKING_INSECURE_TLS] == "false"
     assert tracker.config.enable_unity_catalog is False
     assert mlflow.get_registry_uri() == "databricks"
@@ -344,11 +349,12 @@ def test_mlflow_experiment_tracker_set_config(
         )
     )
     tracker.configure_mlflow()
-    assert os.environ[DATABRICKS_HOST] == "https://databricks.com"
-    assert os.environ[DATABRICKS_CLIENT_ID] == "client-id"
-    assert os.environ[DATABRICKS_CLIENT_SECRET] == "client-secret"
-    assert os.environ[DATABRICKS_AUTH_TYPE] == "oauth-m2m"
-    assert os.environ[MLFLOW_ENABLE_DB_SDK] == "true"
+    assert not {DATABRICKS_HOST, DATABRICKS_CLIENT_ID, DATABRICKS_CLIENT_SECRET} & set(os.environ)
+    assert DATABRICKS_AUTH_TYPE not in os.environ
+    held = runtime.mlflow.credentials.find("databricks")
+    assert held is not None and held.databricks_client_id == "client-id"
+    # MLflow's SDK path reads credentials from the environment only: the tracker turns it off.
+    assert os.environ[MLFLOW_ENABLE_DB_SDK] == "false"
     assert mlflow.get_registry_uri() == "databricks"
 
 

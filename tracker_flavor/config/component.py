@@ -20,6 +20,7 @@ DATABRICKS_ONLY_FIELDS = (
     "databricks_client_id",
     "databricks_client_secret",
     "enable_unity_catalog",
+    "databricks_workspace_id",
 )
 
 
@@ -63,6 +64,11 @@ class MLflowPlusConfig(BaseExperimentTrackerConfig, MLflowPlusSettings):
     )
     enable_unity_catalog: bool = Field(
         False, description="Register models in Databricks Unity Catalog (registry 'databricks-uc')."
+    )
+    databricks_workspace_id: str | None = Field(
+        None,
+        description="Databricks workspace id (the `o=` of workspace URLs); step links carry it. "
+        "Default: the id an Azure workspace URL (adb-<id>.<n>.azuredatabricks.net) carries.",
     )
     tracking_ca_bundle: str | None = Field(
         None,
@@ -117,6 +123,17 @@ class MLflowPlusConfig(BaseExperimentTrackerConfig, MLflowPlusSettings):
             )
         return value.rstrip("/") or "/"
 
+    @field_validator("databricks_workspace_id")
+    @classmethod
+    def _numeric_workspace_id(cls, value: str | None) -> str | None:
+        """Require the workspace's number, as `?o=` takes it."""
+        if value is not None and not value.strip().isdigit():
+            raise ValueError(
+                f"databricks_workspace_id {value!r} is not a workspace id: give the number "
+                "after ?o= in your workspace's URLs, e.g. 1234567890123456."
+            )
+        return value.strip() if value is not None else None
+
     @model_validator(mode="after")
     def _check_consistency(self) -> "MLflowPlusConfig":
         """Reject contradictory or incomplete options, naming the field and the fix."""
@@ -165,6 +182,8 @@ class MLflowPlusConfig(BaseExperimentTrackerConfig, MLflowPlusSettings):
                 f"databricks_host {host!r} is not a workspace URL: use e.g. "
                 "https://adb-123.azuredatabricks.net"
             )
+        if raw["enable_unity_catalog"]:
+            self.check_unity_catalog_name()
         methods = self.authentication_methods()
         if len(methods) > 1:
             raise ValueError(

@@ -162,6 +162,16 @@ class MLflowPlusSettings(BaseSettings):
             raise ValueError("tags must be a mapping of tag names to values.")
         return {key: item if isinstance(item, str) else str(item) for key, item in value.items()}
 
+    def check_unity_catalog_name(self) -> None:
+        """Refuse a registered model name Unity Catalog cannot take (not catalog.schema.model)."""
+        name = self.registered_model_name
+        if name and (len(parts := name.split(".")) != 3 or not all(parts)):
+            raise ValueError(
+                f"registered_model_name {name!r} is not a Unity Catalog name: with "
+                "enable_unity_catalog, name the model <catalog>.<schema>.<model>, e.g. "
+                "'main.ml.churn'."
+            )
+
     @model_validator(mode="after")
     def _model_to_register(self) -> "MLflowPlusSettings":
         """Refuse registered_model_name without log_model, which names what to register."""

@@ -125,9 +125,30 @@ def normalize_host(host: str) -> str:
     return host
 
 
-def run_url(base_url: str, experiment_id: str, run_id: str, *, databricks: bool = False) -> str:
-    """Return the UI deep link of a run: the OSS `#/` route (model-training view) or Databricks'."""
+_AZURE_WORKSPACE = re.compile(r"^adb-(\d+)\.\d+\.azuredatabricks\.net$")
+
+
+def workspace_id_of(host: str) -> str | None:
+    """Return the workspace id an Azure workspace URL carries (adb-<id>.<n>...), else None."""
+    match = _AZURE_WORKSPACE.match(urlsplit(normalize_host(host)).hostname or "")
+    return match.group(1) if match else None
+
+
+def run_url(
+    base_url: str,
+    experiment_id: str,
+    run_id: str,
+    *,
+    databricks: bool = False,
+    workspace_id: str | None = None,
+) -> str:
+    """Return the UI deep link of a run: the OSS `#/` route (model-training view) or Databricks'.
+
+    A Databricks link names its workspace (`?o=`) when the id is known: a browser signed in to
+    several workspaces of one account host then opens the right one.
+    """
     base = base_url.rstrip("/")
     if databricks:
-        return f"{base}/ml/experiments/{experiment_id}/runs/{run_id}"
+        query = f"?o={workspace_id}" if workspace_id else ""
+        return f"{base}/ml/experiments/{experiment_id}/runs/{run_id}{query}"
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{CLASSIC_VIEW_QUERY}"

@@ -20,7 +20,7 @@ from typing import Any
 
 from zenml.logger import get_logger
 
-from tracker_flavor.concurrency.locks import ReadersWriterLock
+from tracker_flavor.concurrency.locks import ReadersWriterLock, Shared
 
 logger = get_logger(__name__)
 
@@ -91,19 +91,25 @@ class Autologging:
     def __init__(self) -> None:
         self.lock = ReadersWriterLock()
         """Held shared by each of the tracker's MLflow calls, exclusively to switch autologging."""
-        self._lock = threading.Lock()
-        self._depth = 0
+        self._switch = threading.Lock()
         self._saved: State = {}
         self._switched_on: dict[str, Any] | None = None
         """The universal integration's configuration right after a step turned it on."""
+        self._steps = Shared(self._save, self._restore)
+
+    def _save(self) -> None:
+        self._saved = current_state()
+        self._switched_on = None
+
+    def _restore(self) -> None:
+        if current_state() != self._saved:
+            with self.lock.exclusive():
+                restore(self._saved)
 
     def enter(self, turn_on: bool) -> None:
         """Start a step: save the state if it is the first, and turn autologging on if asked."""
-        with self._lock:
-            if self._depth == 0:
-                self._saved = current_state()
-                self._switched_on = None
-            self._depth += 1
+        self._steps.enter()
+        with self._switch:
             on = current_state().get(UNIVERSAL)
             if not turn_on or (on is not None and on == self._switched_on):
                 return  # nothing to switch: on already, as a step turned it on
@@ -115,10 +121,4 @@ class Autologging:
 
     def leave(self) -> None:
         """End a step: the last one restores the state saved by the first."""
-        with self._lock:
-            if self._depth == 0:
-                return
-            self._depth -= 1
-            if self._depth == 0 and current_state() != self._saved:
-                with self.lock.exclusive():
-                    restore(self._saved)
+        self._steps.leave()

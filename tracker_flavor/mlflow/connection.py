@@ -7,6 +7,8 @@ CLI's probes are all rendered from it, so nothing parses environment variables b
 """
 
 import base64
+import dataclasses
+import hashlib
 import os
 import socket
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from mlflow import environment_variables as mlflow_env
 from pydantic import SecretStr
 
+from tracker_flavor.concurrency.caches import BoundedCache
 from tracker_flavor.config import secrets
 from tracker_flavor.config.limits import RequestLimits
 from tracker_flavor.config.uris import (
@@ -27,6 +30,7 @@ from tracker_flavor.config.uris import (
     run_url,
     strip_credentials,
     uri_scheme,
+    workspace_id_of,
 )
 from tracker_flavor.mlflow import internals
 from tracker_flavor.mlflow.embedded import (
@@ -36,6 +40,7 @@ from tracker_flavor.mlflow.embedded import (
 )
 
 if TYPE_CHECKING:
+    from databricks.sdk.config import Config as WorkspaceConfig
     from mlflow.utils.rest_utils import MlflowHostCreds
 
     from tracker_flavor.config.component import MLflowPlusConfig
@@ -103,6 +108,37 @@ MANAGED_VARIABLES = (
 )
 """Every variable the tracker sets or clears while steps run, restored after them."""
 
+TOKEN_SOURCES = 16
+"""Service principals whose OAuth token sources one process keeps."""
+
+
+class WorkspaceTokens:
+    """OAuth M2M access tokens of Databricks service principals, fetched once per principal.
+
+    The Databricks SDK's token source of each principal keeps its token and fetches a new one
+    shortly before it expires (its own rule), so requests share one token instead of a token
+    exchange each.
+    """
+
+    def __init__(self) -> None:
+        self._sources: BoundedCache[tuple[str, str, str], WorkspaceConfig] = BoundedCache(
+            TOKEN_SOURCES
+        )
+
+    def bearer(self, host: str, client_id: str, client_secret: str) -> str:
+        """Return a valid access token of the service principal on the workspace at `host`."""
+        key = (host, client_id, hashlib.sha256(client_secret.encode()).hexdigest())
+        source = self._sources.get(key)
+        if source is None:
+            from databricks.sdk.config import Config
+
+            source = Config(
+                host=host, client_id=client_id, client_secret=client_secret, auth_type="oauth-m2m"
+            )
+            # Two threads may build one at once: both work, the cache keeps one.
+            self._sources.put_new(key, source)
+        return source.authenticate()["Authorization"].removeprefix("Bearer ")
+
 
 @dataclass(frozen=True)
 class Connection:
@@ -123,9 +159,12 @@ class Connection:
     limits: RequestLimits = RequestLimits(10, 2)
     ui_url: str | None = None
     experiment_dir: str = "/Shared"
+    workspace_id: str | None = None
     credentials_source: str | None = None
     """Where the credentials come from, for messages: "tracking_token from the ZenML secret
     'x'", "the user:password in MLFLOW_TRACKING_URI", ..."""
+    tokens: WorkspaceTokens | None = dataclasses.field(default=None, compare=False, repr=False)
+    """The process's OAuth token sources; without them, each request fetches a token."""
 
     @property
     def kind(self) -> Kind:
@@ -164,7 +203,11 @@ class Connection:
 
     def link(self, experiment_id: str, run_id: str) -> str:
         """Return the UI deep link of a run."""
-        return run_url(self.ui_base, experiment_id, run_id, databricks=self.kind == "databricks")
+        databricks = self.kind == "databricks"
+        workspace = self.workspace_id or workspace_id_of(self.databricks_host)
+        return run_url(
+            self.ui_base, experiment_id, run_id, databricks=databricks, workspace_id=workspace
+        )
 
     def experiment_name(self, name: str) -> str:
         """Return the experiment name as the store knows it; on Databricks, a workspace path."""
@@ -173,11 +216,12 @@ class Connection:
         return name
 
     def environment(self) -> dict[str, str]:
-        """Return the MLflow/Databricks environment variables: TLS, time limits, the store's kind.
+        """Return the MLflow environment variables: TLS, time limits, the store's kind.
 
-        A tracking server's credentials are not among them: MLflow asks the request-auth
-        provider (credentials.py), which holds them in memory. Databricks' are: MLflow's
-        Databricks client reads them from the environment only.
+        No credential is among them: MLflow asks the request-auth provider of a tracking server
+        and the workspace-config provider of Databricks (credentials.py), which hold the
+        credentials in memory. MLflow's Databricks SDK path is off: it reads only the
+        environment.
         """
         env = mlflow_env
         variables = {
@@ -185,24 +229,11 @@ class Connection:
             # Else every set_terminated fetches the run again only to print its URL.
             internals.SUPPRESS_URLS: "true",
         }
-        token = _reveal(self.token)
         if self.kind == "databricks":
-            variables[DATABRICKS_HOST] = self.databricks_host
             variables[env.MLFLOW_REGISTRY_URI.name] = (
                 "databricks-uc" if self.unity_catalog else "databricks"
             )
-            if token:
-                variables[DATABRICKS_TOKEN] = token
-            if self.username and self.password:
-                variables[DATABRICKS_USERNAME] = self.username
-                variables[DATABRICKS_PASSWORD] = self.password.get_secret_value()
-            if self.databricks_client_id and self.databricks_client_secret:
-                variables[DATABRICKS_CLIENT_ID] = self.databricks_client_id
-                variables[DATABRICKS_CLIENT_SECRET] = (
-                    self.databricks_client_secret.get_secret_value()
-                )
-                variables[DATABRICKS_AUTH_TYPE] = "oauth-m2m"
-                variables[env.MLFLOW_ENABLE_DB_SDK.name] = "true"
+            variables[env.MLFLOW_ENABLE_DB_SDK.name] = "false"
         elif self.authorization():
             variables[env.MLFLOW_TRACKING_AUTH.name] = PROVIDER
         if self.kind == "file":
@@ -234,21 +265,21 @@ class Connection:
                 token=_reveal(self.token),
                 **tls,
             )
-        token = _reveal(self.token)
-        if self.databricks_client_id and self.databricks_client_secret:
-            # MLflow's own OAuth path reads the service principal from the environment.
-            from databricks.sdk.config import Config
-
-            header = Config(
-                host=self.databricks_host,
-                client_id=self.databricks_client_id,
-                client_secret=self.databricks_client_secret.get_secret_value(),
-                auth_type="oauth-m2m",
-            ).authenticate()["Authorization"]
-            token = header.removeprefix("Bearer ")
+        token = self.workspace_token()
         return MlflowHostCreds(  # type: ignore[no-untyped-call]
             self.databricks_host, username=self.username, password=password, token=token, **tls
         )
+
+    def workspace_token(self) -> str | None:
+        """Return the bearer token of a Databricks workspace: the PAT, or a service principal's."""
+        if self.databricks_client_id and self.databricks_client_secret:
+            tokens = self.tokens or WorkspaceTokens()
+            return tokens.bearer(
+                self.databricks_host,
+                self.databricks_client_id,
+                self.databricks_client_secret.get_secret_value(),
+            )
+        return _reveal(self.token)
 
     def authorization(self) -> str | None:
         """Return the Authorization header of a tracking server's requests, or None."""
@@ -333,12 +364,16 @@ def _configured_source(config: "MLflowPlusConfig") -> str | None:
 
 
 def connect(
-    config: "MLflowPlusConfig", stores: "LocalStores", pinned: "str | Connection | None" = None
+    config: "MLflowPlusConfig",
+    stores: "LocalStores",
+    pinned: "str | Connection | None" = None,
+    tokens: WorkspaceTokens | None = None,
 ) -> Connection:
     """Build the connection a config describes, resolving its secrets now (rotation counts).
 
     `pinned` is a tracking URI already resolved for this config, or a step's connection (for
     the watcher): its URI, and its URI's credentials if its credentials came from there.
+    `tokens` are the process's OAuth token sources.
     """
 
     def value(field: str) -> Any:
@@ -385,7 +420,9 @@ def connect(
         limits=RequestLimits.of(config),
         ui_url=value("ui_url") or None,
         experiment_dir=config.databricks_experiment_dir,
+        workspace_id=config.databricks_workspace_id,
         credentials_source=source,
+        tokens=tokens,
     )
 
 

@@ -13,13 +13,24 @@ here:
 
 A request that matches no connection goes to the provider `MLFLOW_TRACKING_AUTH` named before
 the steps, if any. A child process finds no connection here, so its requests carry none.
+
+Databricks' requests do not go through request-auth providers: MLflow asks a workspace-config
+provider for the host and credentials instead, which answers from the same connections.
 """
 
 import threading
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from tracker_flavor.config.uris import strip_credentials
 from tracker_flavor.mlflow.connection import Connection
+
+if TYPE_CHECKING:
+    from tracker_flavor.mlflow.internals import Internals
+
+DATABRICKS = "databricks"
+"""The tracking URI of the workspace whose credentials MLflow asks the config provider for."""
 
 
 def server_base(url: str) -> str:
@@ -56,6 +67,15 @@ class ServerCredentials:
         stack = self._stack()
         if connection in stack:
             del stack[len(stack) - 1 - stack[::-1].index(connection)]
+
+    @contextmanager
+    def holding(self, connection: Connection) -> Iterator[None]:
+        """Hold the connection's credentials while the block runs (work after its step)."""
+        self.enter(connection)
+        try:
+            yield
+        finally:
+            self.leave(connection)
 
     def _hold(self, connection: Connection) -> None:
         with self._lock:
@@ -123,3 +143,37 @@ class RequestAuth:
         if header := connection.authorization():
             request.headers["Authorization"] = header
         return request
+
+
+class WorkspaceConfigProvider:
+    """MLflow's Databricks config provider: the running steps' workspace and its credentials.
+
+    MLflow asks it (after the DATABRICKS_* variables, which are cleared while steps run) for the
+    host and credentials of each request to a `databricks` tracking URI, its registry and its
+    artifact repositories. Without a held Databricks connection, the provider that was in its
+    place answers.
+    """
+
+    def __init__(self, credentials: ServerCredentials, seam: "Internals", previous: Any) -> None:
+        self._credentials = credentials
+        self._seam = seam
+        self.previous = previous
+
+    def held(self) -> Connection | None:
+        """Return the Databricks connection of the running steps, or None."""
+        connection = self._credentials.find(DATABRICKS)
+        return connection if connection is not None and connection.kind == "databricks" else None
+
+    def get_config(self) -> Any:
+        """Return MLflow's legacy config object of the held workspace, or the previous answer."""
+        connection = self.held()
+        if connection is None:
+            return self.previous.get_config() if self.previous is not None else None
+        password = connection.password
+        return self._seam.databricks_config(
+            host=connection.databricks_host,
+            username=connection.username,
+            password=password.get_secret_value() if password is not None else None,
+            token=connection.workspace_token(),
+            insecure=connection.insecure_tls,
+        )

@@ -88,6 +88,20 @@ LATE_VALUES = TouchPoint(
     "MLflow's own behaviour: the value goes to the process's tracking store, where the thread "
     "gets MLflow's error that the run does not exist",
 )
+WORKSPACE_CONFIG = TouchPoint(
+    "mlflow.utils.databricks_utils._dynamic_token_config_provider, "
+    "mlflow.legacy_databricks_cli.configure.provider.DatabricksConfig",
+    "MLflow's Databricks client takes the workspace's host and credentials from the tracker's "
+    "memory, never from DATABRICKS_* variables",
+    "none: steps on Databricks fail to authenticate unless ~/.databrickscfg holds credentials",
+)
+SDK_ARTIFACTS = TouchPoint(
+    "mlflow.store.artifact.databricks_sdk_artifact_repo.DatabricksSdkArtifactRepository (MLflow 3)",
+    "run and model artifacts on Databricks go through MLflow's REST artifact repository, "
+    "authenticated from memory, where the SDK's repository finds no credentials in the "
+    "environment",
+    "artifact uploads to Databricks fail unless ~/.databrickscfg holds credentials",
+)
 TOUCH_POINTS = (
     ASYNC_QUEUE,
     LATE_VALUES,
@@ -99,6 +113,8 @@ TOUCH_POINTS = (
     RUN_INFO,
     URL_PRINTING,
     AUTH_PROVIDERS,
+    WORKSPACE_CONFIG,
+    SDK_ARTIFACTS,
 )
 SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
@@ -112,6 +128,10 @@ class Internals:
         self._once = once
         self._replaced_log_url: Any = None
         """MLflow 2's URL printer, while the backport below stands in for it."""
+        self._replaced_workspace_config: list[Any] = []
+        """MLflow's Databricks config provider, while the tracker's stands in for it."""
+        self._replaced_sdk_artifacts: Any = None
+        """The SDK artifact repository's constructor, while the wrapper below stands in."""
 
     def degrade(self, point: TouchPoint, error: BaseException) -> None:
         """Warn, once per process, that `point` is missing and its fallback is in use."""
@@ -295,8 +315,76 @@ class Internals:
         if not any(known.get_name() == name for known in registry):
             registry.register(provider)
 
+    def install_workspace_config(self, provider: Callable[[Any], Any]) -> None:
+        """Put `provider(previous)` in MLflow's slot for a Databricks config provider.
+
+        `previous` is what held the slot (on a Databricks cluster, the notebook's token).
+        """
+        try:
+            from mlflow.utils import databricks_utils
+
+            previous = databricks_utils._dynamic_token_config_provider
+        except (ImportError, AttributeError) as error:
+            self.degrade(WORKSPACE_CONFIG, error)
+            return
+        if not self._replaced_workspace_config:
+            self._replaced_workspace_config.append(previous)
+            databricks_utils._dynamic_token_config_provider = provider(previous)
+
+    def databricks_config(self, **fields: Any) -> Any:
+        """Return MLflow's legacy Databricks config object (host, username, password, token...)."""
+        try:
+            from mlflow.legacy_databricks_cli.configure.provider import DatabricksConfig
+        except ImportError as error:
+            self.degrade(WORKSPACE_CONFIG, error)
+            return None
+        return DatabricksConfig(jobs_api_version=None, **fields)
+
+    def fall_back_from_sdk_artifacts(self, authenticated: Callable[[], bool]) -> None:
+        """Let MLflow 3's Databricks run artifacts fall back to its REST repository.
+
+        The SDK's repository authenticates from the environment only and fails when built
+        without credentials there; MLflow then uses its REST repository for each operation,
+        which asks the config provider. `authenticated` tells whether the tracker's provider
+        holds the workspace's credentials (else the SDK's error stands).
+        """
+        if self._replaced_sdk_artifacts is not None:
+            return
+        try:
+            from mlflow.store.artifact.databricks_sdk_artifact_repo import (
+                DatabricksSdkArtifactRepository as Repository,
+            )
+        except ImportError:
+            return  # MLflow 2: its Databricks artifact repository asks the config provider
+        build = Repository.__init__
+
+        def build_or_fall_back(repository: Any, *args: Any, **kwargs: Any) -> None:
+            try:
+                build(repository, *args, **kwargs)
+            except ValueError:
+                # Only the plain repository: MLflow's tracking repositories wrap it with the
+                # REST fallback; UC volumes' subclass has none.
+                if type(repository) is not Repository or not authenticated():
+                    raise
+                # Each operation then fails, and MLflow falls back.
+                repository.wc = None  # type: ignore[assignment]
+
+        self._replaced_sdk_artifacts = build
+        Repository.__init__ = build_or_fall_back  # type: ignore[method-assign, assignment]
+
     def uninstall(self) -> None:
         """Put back what the seam replaced in MLflow."""
+        if self._replaced_workspace_config:
+            from mlflow.utils import databricks_utils
+
+            databricks_utils._dynamic_token_config_provider = self._replaced_workspace_config.pop()
+        if self._replaced_sdk_artifacts is not None:
+            from mlflow.store.artifact.databricks_sdk_artifact_repo import (
+                DatabricksSdkArtifactRepository,
+            )
+
+            DatabricksSdkArtifactRepository.__init__ = self._replaced_sdk_artifacts  # type: ignore[method-assign]
+            self._replaced_sdk_artifacts = None
         if self._replaced_log_url is None:
             return
         from mlflow.tracking._tracking_service.client import TrackingServiceClient

@@ -2,7 +2,12 @@
 
 from tracker_flavor.concurrency.caches import Once
 from tracker_flavor.mlflow.autologging import Autologging
-from tracker_flavor.mlflow.credentials import ServerCredentials
+from tracker_flavor.mlflow.connection import WorkspaceTokens
+from tracker_flavor.mlflow.credentials import (
+    DATABRICKS,
+    ServerCredentials,
+    WorkspaceConfigProvider,
+)
 from tracker_flavor.mlflow.environment import ProcessEnvironment
 from tracker_flavor.mlflow.errors import DeferredFailures, OneLineErrors
 from tracker_flavor.mlflow.internals import Internals
@@ -19,6 +24,7 @@ class MlflowProcess:
         self.seam = Internals(once)
         self.noise = RequestNoise()
         self.credentials = ServerCredentials()
+        self.tokens = WorkspaceTokens()
         self.environment = ProcessEnvironment(self.seam, self.noise, self.credentials)
         self.autologging = Autologging()
         self.stores = LocalStores(self.seam)
@@ -28,10 +34,18 @@ class MlflowProcess:
         self.one_line_errors = OneLineErrors()
 
     def install(self) -> None:
-        """Install the one-line output's filters and hooks, and the late values' store lookup."""
+        """Install the process hooks: one-line output, late values' store lookup, Databricks."""
         self.noise.install()
         self.one_line_errors.install()
         self.threads.install()
+        self.seam.install_workspace_config(
+            lambda previous: WorkspaceConfigProvider(self.credentials, self.seam, previous)
+        )
+        self.seam.fall_back_from_sdk_artifacts(self._holds_workspace)
+
+    def _holds_workspace(self) -> bool:
+        """Tell whether running steps hold a Databricks workspace's credentials."""
+        return self.credentials.find(DATABRICKS) is not None
 
     def uninstall(self) -> None:
         """Remove what `install` and the seam put into the process."""

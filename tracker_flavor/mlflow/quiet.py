@@ -2,7 +2,8 @@
 
 The tracker warns once about a connection it does not verify, and turns a failed request into
 one line; urllib3 would add an `InsecureRequestWarning` for every request and a `Retrying ...`
-line for every retry.
+line for every retry, and MLflow a warning for each Databricks request after a step, whose
+SDK path finds no credentials in the environment (the tracker's are in memory).
 """
 
 import logging
@@ -17,6 +18,10 @@ from urllib.parse import urlsplit
 from urllib3.exceptions import InsecureRequestWarning
 
 URLLIB3_POOL_LOGGER = "urllib3.connectionpool"
+DATABRICKS_LOGGER = "mlflow.utils.databricks_utils"
+SDK_FALLBACK = "Failed to create databricks SDK workspace client"
+"""MLflow's warning when its SDK path finds no credentials in the environment; the tracker's
+requests after a step then go MLflow's other way, with the credentials from memory."""
 
 
 class RequestNoise(logging.Filter):
@@ -33,9 +38,9 @@ class RequestNoise(logging.Filter):
         """Hosts whose per-request TLS warning is filtered out."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Keep a record unless it is a retry line of a tracker request in this thread."""
+        """Keep a record unless it is a retry or SDK-fallback line of a tracker request here."""
         inside = getattr(self._inside, "depth", 0) > 0
-        return not (inside and str(record.msg).startswith("Retrying"))
+        return not (inside and str(record.msg).startswith(("Retrying", SDK_FALLBACK)))
 
     @contextmanager
     def tracker_requests(self) -> Iterator[None]:
@@ -63,12 +68,14 @@ class RequestNoise(logging.Filter):
             )
 
     def install(self) -> None:
-        """Filter urllib3's connection-pool logger."""
-        logging.getLogger(URLLIB3_POOL_LOGGER).addFilter(self)
+        """Filter urllib3's connection-pool logger and MLflow's Databricks one."""
+        for name in (URLLIB3_POOL_LOGGER, DATABRICKS_LOGGER):
+            logging.getLogger(name).addFilter(self)
 
     def uninstall(self) -> None:
-        """Stop filtering urllib3's connection-pool logger."""
-        logging.getLogger(URLLIB3_POOL_LOGGER).removeFilter(self)
+        """Stop filtering urllib3's connection-pool logger and MLflow's Databricks one."""
+        for name in (URLLIB3_POOL_LOGGER, DATABRICKS_LOGGER):
+            logging.getLogger(name).removeFilter(self)
         patterns = {_unverified(host) for host in self._unverified}
         filters = cast(list[Any], warnings.filters)
         filters[:] = [

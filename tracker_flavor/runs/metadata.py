@@ -14,6 +14,8 @@ from tracker_flavor.runs.creation_lock import creation_lock
 if TYPE_CHECKING:
     from zenml.metadata.metadata_types import MetadataType
 
+    Metadata = dict[str, MetadataType]
+
     from tracker_flavor.mlflow.connection import Connection
     from tracker_flavor.runs.mlflow_runs import Parent
 
@@ -48,6 +50,20 @@ SPOOL_ERROR_KEY = "mlflow_spool_error"
 ARTIFACTS_DELIVERED_KEY = "mlflow_artifacts_delivered"
 ARTIFACTS_NOT_DELIVERED_KEY = "mlflow_artifacts_not_delivered"
 ARTIFACTS_SKIPPED_KEY = "mlflow_artifacts_skipped"
+# The step's accounts, each a dict-valued key (a card of its own in ZenML's dashboard): its
+# counts by the part of the flat key after the prefix, e.g. {"delivered": 12}.
+VALUES_KEY = "mlflow_values"
+ARTIFACTS_KEY = "mlflow_artifacts"
+ACCOUNTS = {
+    VALUES_KEY: (
+        VALUES_DELIVERED_KEY, VALUES_NOT_DELIVERED_KEY, VALUES_UNCONFIRMED_KEY, VALUES_REJECTED_KEY
+    ),
+    ARTIFACTS_KEY: (ARTIFACTS_DELIVERED_KEY, ARTIFACTS_NOT_DELIVERED_KEY, ARTIFACTS_SKIPPED_KEY),
+}  # fmt: skip
+DELIVERED_KEYS = (VALUES_DELIVERED_KEY, ARTIFACTS_DELIVERED_KEY)
+"""The counts that are no trouble, whatever their value."""
+SPOOLED_KEYS = (SPOOL_KEY, VALUES_SPOOLED_KEY)
+"""A step that spooled keeps its counts flat: the spool's delivery overwrites them one by one."""
 # On the pipeline's ZenML model version: the MLflow model version registered from its output.
 REGISTERED_MODEL_KEY = "mlflow_registered_model"
 MODEL_VERSION_KEY = "mlflow_model_version"
@@ -110,6 +126,56 @@ def step_metadata(
         PARENT_RUN_ID_KEY: parent.run_id,
         TRACKING_URI_KEY: connection.shown,
     }
+
+
+def _short(card: str, key: str) -> str:
+    """Return a count's name in its card: the flat key without the card's prefix."""
+    return key.removeprefix(f"{card}_")
+
+
+def grouped(flat: Mapping[str, "MetadataType"]) -> "Metadata":
+    """Return a step's metadata with its counts in their cards, zeros left out if all went well.
+
+    A count other than `delivered` that is not zero is trouble: then the card shows every count.
+    A step that spooled keeps the flat keys (see SPOOLED_KEYS).
+    """
+    if any(key in flat for key in SPOOLED_KEYS):
+        return dict(flat)
+    result = dict(flat)
+    for card, keys in ACCOUNTS.items():
+        counts = {key: result.pop(key) for key in keys if key in result}
+        trouble = any(value for key, value in counts.items() if key not in DELIVERED_KEYS)
+        shown = {_short(card, key): value for key, value in counts.items() if value or trouble}
+        if shown:
+            result[card] = shown
+    return result
+
+
+def artifacts_account(delivered: int, not_delivered: int, skipped: int) -> "Metadata":
+    """Return the step metadata of what was sent after the step: nothing unless it went amiss.
+
+    Then every count, in its card; a step whose outputs all arrived costs ZenML no request.
+    """
+    if not (not_delivered or skipped):
+        return {}
+    return grouped({
+        ARTIFACTS_DELIVERED_KEY: delivered,
+        ARTIFACTS_NOT_DELIVERED_KEY: not_delivered,
+        ARTIFACTS_SKIPPED_KEY: skipped,
+    })  # fmt: skip
+
+
+def account(recorded: Mapping[str, Any]) -> dict[str, int]:
+    """Return a step's counts by their flat keys (0 where left out), from either layout."""
+    counts = {key: 0 for keys in ACCOUNTS.values() for key in keys}
+    for card, keys in ACCOUNTS.items():
+        shown = recorded.get(card)
+        for key in keys:
+            value = shown.get(_short(card, key)) if isinstance(shown, Mapping) else None
+            value = recorded.get(key) if value is None else value
+            if isinstance(value, int):
+                counts[key] = value
+    return counts
 
 
 Moved = Mapping[str, tuple[str, str]]

@@ -4,10 +4,13 @@ ZenML 0.98's step runner calls the tracker's hooks (`get_step_run_metadata`, `cl
 before it materializes the step's outputs, and publishes them last. So this runs when the
 tracker's watcher sees the step COMPLETED, in the process that ran it: the artifact versions
 then have their ids, versions, files and visualizations, and nothing is materialized twice.
+It costs ZenML one read at most (the outputs' visualizations, when reports are wanted): the
+step run comes from its publication, and the outputs' link rides on ZenML's own request that
+creates them (`label_outputs`, from the hook).
 """
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,6 +21,7 @@ from tracker_flavor.config.uris import redact_credentials
 from tracker_flavor.mlflow.errors import explained
 from tracker_flavor.runs import metadata
 from tracker_flavor.watcher import lineage, models, outputs
+from tracker_flavor.watcher.polling import one_of
 from tracker_flavor.watcher.publisher import log_inputs, publisher
 
 if TYPE_CHECKING:
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from tracker_flavor.config.settings import MLflowPlusSettings
     from tracker_flavor.mlflow.connection import Connection
     from tracker_flavor.mlflow.quiet import RequestNoise
+    from tracker_flavor.runs.metadata import Metadata
     from tracker_flavor.runs.steps import StepRun
     from tracker_flavor.watcher.publisher import Publisher
 
@@ -55,7 +60,7 @@ class Target:
 
     run_id: str
     ui_base: str
-    run_metadata: dict[str, "MetadataType"]
+    run_metadata: "Metadata"
     """Recorded on each output artifact version (the run's link and ids)."""
 
 
@@ -75,18 +80,66 @@ def artifact_refs(step_run: "StepRunResponse") -> list[lineage.ArtifactRef]:
     return refs
 
 
-def planned_outputs(step_run: "StepRunResponse", consumed: set[str]) -> list[outputs.Output]:
+Reports = dict["UUID", tuple[tuple[str, str], ...]]
+"""(file URI, ZenML visualization type) of each visualization, by artifact version id."""
+
+
+def reports_of(step_run: "StepRunResponse", settings: "MLflowPlusSettings") -> Reports:
+    """Return the visualizations of the outputs `track_reports` selects, in one ZenML read."""
+    from zenml.client import Client
+    from zenml.models import ArtifactVersionFilter
+
+    ids = [
+        versions[0].id
+        for name, versions in step_run.outputs.items()
+        if versions and outputs.selected(settings.track_reports, name)
+    ]
+    if not ids:
+        return {}
+    page = Client().zen_store.list_artifact_versions(
+        ArtifactVersionFilter(id=one_of(ids), size=len(ids)), hydrate=True
+    )
+    return {
+        version.id: tuple((v.uri, str(v.type)) for v in version.visualizations or [])
+        for version in page.items
+    }
+
+
+def planned_outputs(
+    step_run: "StepRunResponse", consumed: set[str], reports: Reports
+) -> list[outputs.Output]:
     """Return the step run's outputs as the upload plan sees them."""
     return [
         outputs.Output(
             name=name,
             uri=version.uri,
             consumed=name in consumed,
-            reports=tuple((v.uri, str(v.type)) for v in version.visualizations or []),
+            reports=reports.get(version.id, ()),
         )
         for name, versions in step_run.outputs.items()
         for version in versions[:1]
     ]
+
+
+def label_outputs(
+    settings: "MLflowPlusSettings", output_names: Iterable[str], run_metadata: "Metadata"
+) -> None:
+    """Give the outputs the step is about to store the MLflow run's link and ids (`lineage`).
+
+    Called from a step hook, before ZenML stores the outputs: the metadata goes with ZenML's
+    own request that creates them (unless `enable_artifact_metadata` is off, then none does).
+    A key the step's code set on an output stays as it set it.
+    """
+    from zenml.steps import StepContext
+
+    context = StepContext.get()
+    if not settings.lineage or context is None:  # no step running: no outputs to store
+        return
+    for name in output_names:
+        own = context.get_output_metadata(name)
+        context.add_output_metadata(
+            {key: value for key, value in run_metadata.items() if key not in own}, name
+        )
 
 
 EXIT_WAIT_SECONDS = 120.0
@@ -158,19 +211,17 @@ class PublishedStep:
 def deliver(
     publisher: "Publisher",
     info: StepFacts,
+    step_run: "StepRunResponse",
     settings: "MLflowPlusSettings",
     target: Target,
     deliveries: Deliveries,
-) -> dict[str, "MetadataType"]:
+) -> "Metadata":
     """Send the published step's outputs, lineage and model; return the account as metadata."""
-    from zenml.client import Client
-
-    zenml = Client()
-    step_run = zenml.zen_store.get_run_step(info.step_run_id, hydrate=True)
     step_name = info.pipeline_step_name
     account = outputs.Account()
     consumed = outputs.consumed_outputs(info.snapshot, step_name)
-    uploads = outputs.plan(settings, step_name, planned_outputs(step_run, consumed))
+    planned = planned_outputs(step_run, consumed, reports_of(step_run, settings))
+    uploads = outputs.plan(settings, step_name, planned)
     outputs.upload(publisher, target.run_id, uploads, settings.max_artifact_mb, account)
     if settings.lineage:
         refs = artifact_refs(step_run)
@@ -187,21 +238,16 @@ def deliver(
                 redact_credentials(str(error)),
             )
             account.not_delivered.append("datasets (lineage)")
-        _record_on_artifacts(step_run, target.run_metadata)
     if settings.log_model:
         _log_model(publisher, info, step_run, settings, target, account)
     if account.not_delivered:
         publisher.set_tag(target.run_id, UNDELIVERED_TAG, ", ".join(account.not_delivered))
-    return {
-        metadata.ARTIFACTS_DELIVERED_KEY: account.delivered,
-        metadata.ARTIFACTS_NOT_DELIVERED_KEY: len(account.not_delivered),
-        metadata.ARTIFACTS_SKIPPED_KEY: account.skipped,
-    }
+    return metadata.artifacts_account(
+        account.delivered, len(account.not_delivered), account.skipped
+    )
 
 
-def _record_on_artifacts(
-    step_run: "StepRunResponse", run_metadata: dict[str, "MetadataType"]
-) -> None:
+def _record_on_artifacts(step_run: "StepRunResponse", run_metadata: "Metadata") -> None:
     """Give every output artifact version the MLflow run's link and ids (one ZenML request)."""
     from zenml.client import Client
     from zenml.enums import MetadataResourceTypes
@@ -291,30 +337,33 @@ def after_step(
     connection: "Connection",
     step: "StepRun",
     info: "StepRunInfo",
+    step_run: "StepRunResponse",
     settings: "MLflowPlusSettings",
     component_id: "UUID",
     deliveries: Deliveries,
     noise: "RequestNoise",
 ) -> None:
-    """Send what the settings ask for of a step ZenML published; record the account on the step."""
+    """Send what the settings ask for of a step ZenML published; record trouble on the step."""
     if wanted(settings):
         target = Target(step.run_id, connection.ui_base, step.metadata())
-        _send(connection, info, settings, target, component_id, deliveries, noise)
+        _send(connection, info, step_run, settings, target, component_id, deliveries, noise)
 
 
 def _send(
     connection: "Connection",
     facts: StepFacts,
+    step_run: "StepRunResponse",
     settings: "MLflowPlusSettings",
     target: Target,
     component_id: "UUID",
     deliveries: Deliveries,
     noise: "RequestNoise",
 ) -> None:
-    """Deliver the step's outputs, lineage and model; record the account on the step."""
+    """Deliver the step's outputs, lineage and model; record the account if any went amiss."""
     with explained(connection, noise), deliveries.counted():
-        account = deliver(publisher(connection), facts, settings, target, deliveries)
-    metadata.record_step(component_id, facts.step_run_id, account)
+        account = deliver(publisher(connection), facts, step_run, settings, target, deliveries)
+    if account:
+        metadata.record_step(component_id, facts.step_run_id, account)
 
 
 def after_delivery(
@@ -341,4 +390,6 @@ def after_delivery(
     run = store.get_run(step_run.pipeline_run_id)
     facts = PublishedStep(run.id, step_run.id, step_run.name, run.snapshot)
     target = Target(run_id, connection.ui_base, run_metadata)
-    _send(connection, facts, settings, target, component_id, deliveries, noise)
+    if settings.lineage:  # the outputs were stored long ago, without the link
+        _record_on_artifacts(step_run, run_metadata)
+    _send(connection, facts, step_run, settings, target, component_id, deliveries, noise)

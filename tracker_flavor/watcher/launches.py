@@ -3,9 +3,11 @@
 ZenML stores a step's outputs and publishes it as final at the end of `StepLauncher.launch`,
 in the process and thread that ran the step (the local orchestrator's, a dynamic pipeline's pool
 thread, a step pod's entrypoint), and calls no tracker hook after that. So the runtime wraps
-`launch`: a step this process watches is settled before `launch` returns, so its outputs, model
-and lineage are in MLflow before `pipeline()` returns and before a later step starts. A step
-published by another process is left to the watcher thread's polls.
+`launch`: a step this process watches is settled with the step run `launch` returns (no read of
+it), before `launch` returns, so its outputs, model and lineage are in MLflow before `pipeline()`
+returns and before a later step starts. While the launch runs, the watcher polls neither the
+step nor its pipeline run. A step published by another process, or one whose launch raised, is
+left to the watcher thread's polls.
 """
 
 import functools
@@ -39,8 +41,9 @@ class LaunchHook:
 
         @functools.wraps(original)
         def launch(launcher_self: Any, *args: Any, **kwargs: Any) -> Any:
-            step_run = original(launcher_self, *args, **kwargs)
-            watcher.finish(step_run.id, step_run.status)
+            with watcher.launching():
+                step_run = original(launcher_self, *args, **kwargs)
+                watcher.finish(step_run)
             return step_run
 
         launch.__wrapped_by_mlflow_plus__ = original  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ from tests.integration.thread_pipelines import (
     WARM_POOL,
     threaded,
 )
-from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY
+from tracker_flavor.runs.metadata import VALUES_DELIVERED_KEY, account
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,8 @@ def test_threads_pools_own_runs_late_values_and_traces_land_in_the_steps_run(
         run_id, experiment_id = step_run.info.run_id, step_run.info.experiment_id
         for key, count in SERIES.items():
             assert points(client, run_id, key) == list(range(count)), key
-        assert metadata[VALUES_DELIVERED_KEY] == LOGGED  # the late thread's are not the next's
+        # The late thread's are not the next's.
+        assert account(metadata)[VALUES_DELIVERED_KEY] == LOGGED
         own = client.get_run(step_run.data.tags["users_own"])
         left_open = client.search_runs(
             [experiment_id], f"tags.kind = 'left_open' and tags.`mlflow.parentRunId` = '{run_id}'"

@@ -38,6 +38,22 @@ def test_secret_references_are_not_resolved_by_validation():
         ({"tracking_uri": "http://h", "tracking_password": "p"}, "tracking_username is missing"),
         ({"databricks_host": "adb.net"}, "databricks_host applies only to Databricks"),
         ({"enable_unity_catalog": True}, "set tracking_uri=databricks"),
+        ({"databricks_workspace_id": "1"}, "databricks_workspace_id applies only to Databricks"),
+        (
+            {"databricks_workspace_id": "adb-1"},
+            "databricks_workspace_id 'adb-1' is not a workspace",
+        ),
+        (
+            {
+                "tracking_uri": "databricks",
+                "databricks_host": "h",
+                "tracking_token": "t",
+                "enable_unity_catalog": True,
+                "log_model": "m",
+                "registered_model_name": "ml.m",
+            },
+            "registered_model_name 'ml.m' is not a Unity Catalog name",
+        ),
         ({"tracking_uri": "databricks", "tracking_token": "t"}, "databricks_host is missing"),
         ({"tracking_uri": "databricks", "databricks_host": "h"}, "Databricks needs credentials"),
         (

@@ -43,3 +43,12 @@ def test_parent_run_id_must_be_an_mlflow_run_id():
     for wrong in ("my-training-run", run_id.upper(), f"http://host/#/runs/{run_id}"):
         with pytest.raises(ValidationError, match="parent_run_id .* is not an MLflow run id"):
             MLflowPlusSettings(parent_run_id=wrong)
+
+
+def test_unity_catalog_takes_only_three_level_model_names():
+    MLflowPlusSettings(
+        log_model="m", registered_model_name="main.ml.churn"
+    ).check_unity_catalog_name()
+    for name in ("churn", "ml.churn", "main..churn", "a.b.c.d"):
+        with pytest.raises(ValueError, match="<catalog>.<schema>.<model>"):
+            MLflowPlusSettings(log_model="m", registered_model_name=name).check_unity_catalog_name()

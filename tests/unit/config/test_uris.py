@@ -10,6 +10,7 @@ from tracker_flavor.config.uris import (
     redact_credentials,
     run_url,
     strip_credentials,
+    workspace_id_of,
 )
 
 pytestmark = pytest.mark.unit
@@ -84,6 +85,15 @@ def test_run_links():
         run_url("https://adb.net", "3", "abc", databricks=True)
         == "https://adb.net/ml/experiments/3/runs/abc"
     )
+
+
+def test_a_databricks_link_names_its_workspace_and_azure_hosts_carry_theirs():
+    assert run_url("https://h", "3", "abc", databricks=True, workspace_id="42").endswith(
+        "/ml/experiments/3/runs/abc?o=42"
+    )
+    assert workspace_id_of("adb-1234567890123456.7.azuredatabricks.net/") == "1234567890123456"
+    assert workspace_id_of("https://dbc-1a2b.cloud.databricks.com") is None
+    assert workspace_id_of("https://adb-12.7.azuredatabricks.net.evil.com") is None
 
 
 def test_hosts_are_normalised():

@@ -34,17 +34,30 @@ def test_tls_and_limits_become_mlflow_variables_and_credentials_only_name_the_pr
     assert connection.kind == "http" and connection.ui_base == "https://mlflow.example.com"
 
 
-def test_databricks_goes_to_the_workspace_with_its_token_and_registry():
+def test_databricks_goes_to_the_workspace_with_its_token_and_registry_and_no_variable_holds_it():
     connection = Connection(
         "databricks", token=SecretStr("dapi"), databricks_host="https://adb.net"
     )
     env = connection.environment()
-    assert env["DATABRICKS_HOST"] == "https://adb.net" and env["DATABRICKS_TOKEN"] == "dapi"
-    assert env["MLFLOW_REGISTRY_URI"] == "databricks" and "MLFLOW_TRACKING_TOKEN" not in env
+    assert not [name for name in env if name.startswith("DATABRICKS_")]
+    assert "dapi" not in env.values() and "MLFLOW_TRACKING_TOKEN" not in env
+    # MLflow's SDK path reads credentials from the environment only: off.
+    assert env["MLFLOW_REGISTRY_URI"] == "databricks" and env["MLFLOW_ENABLE_DB_SDK"] == "false"
     creds = connection.host_creds()
     assert (creds.host, creds.token, creds.username) == ("https://adb.net", "dapi", None)
     assert connection.experiment_name("exp") == "/Shared/exp"
     assert connection.link("1", "r") == "https://adb.net/ml/experiments/1/runs/r"
+
+
+def test_databricks_links_name_the_configured_or_azure_workspace():
+    azure = Connection("databricks", databricks_host="https://adb-123.4.azuredatabricks.net")
+    assert azure.link("1", "r").endswith("/ml/experiments/1/runs/r?o=123")
+    configured = Connection("databricks", databricks_host="https://x.cloud.databricks.com",
+                            workspace_id="987")  # fmt: skip
+    assert (
+        configured.link("1", "r") == "https://x.cloud.databricks.com/ml/experiments/1/runs/r?o=987"
+    )
+    assert "?o=" not in Connection("http://h", workspace_id="987").link("1", "r").split("#")[0]
 
 
 def test_rest_credentials_come_from_the_connection_not_the_environment(monkeypatch):

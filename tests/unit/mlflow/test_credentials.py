@@ -1,13 +1,21 @@
 """A request carries the credentials of its own server's connection, whichever thread sends it."""
 
+import importlib.util
+import os
 import threading
 from types import SimpleNamespace
 
 import pytest
 from pydantic import SecretStr
 
+from tracker_flavor.concurrency.caches import Once
 from tracker_flavor.mlflow.connection import Connection
-from tracker_flavor.mlflow.credentials import RequestAuth, ServerCredentials
+from tracker_flavor.mlflow.credentials import (
+    RequestAuth,
+    ServerCredentials,
+    WorkspaceConfigProvider,
+)
+from tracker_flavor.mlflow.internals import Internals
 
 pytestmark = pytest.mark.unit
 
@@ -95,3 +103,47 @@ def test_configure_holds_one_connection_per_server_for_good_beside_the_steps():
     assert held.find("http://h:1/api") == new
     held.configure(new)
     assert held.find("http://h:1/api") == new
+
+
+@pytest.fixture
+def workspace_seam(monkeypatch):
+    """A seam with the tracker's Databricks config provider installed; no DATABRICKS_* set."""
+    for name in [name for name in os.environ if name.startswith("DATABRICKS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MLFLOW_ENABLE_DB_SDK", "false")
+    monkeypatch.setenv("HOME", "/nonexistent")  # no ~/.databrickscfg either
+    seam, held = Internals(Once()), ServerCredentials()
+    seam.install_workspace_config(lambda previous: WorkspaceConfigProvider(held, seam, previous))
+    seam.fall_back_from_sdk_artifacts(lambda: held.find("databricks") is not None)
+    yield held
+    seam.uninstall()
+
+
+def test_mlflow_takes_databricks_credentials_from_the_held_connection(workspace_seam):
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.utils.databricks_utils import get_databricks_host_creds
+
+    held = workspace_seam
+    artifacts = "dbfs:/databricks/mlflow-tracking/1/abc/artifacts"
+    with pytest.raises(MlflowException):
+        get_databricks_host_creds("databricks")
+    pat = Connection("databricks", token=SecretStr("dapi-1"), databricks_host="https://adb.net")
+    held.enter(pat)
+    creds = get_databricks_host_creds("databricks")
+    assert (creds.host, creds.token, creds.username) == ("https://adb.net", "dapi-1", None)
+    # The run's artifact repository is built without credentials in the environment.
+    assert get_artifact_repository(artifacts) is not None
+    basic = Connection("databricks", username="u", password=SecretStr("pw"),
+                       databricks_host="https://adb.net")  # fmt: skip
+    held.enter(basic)
+    creds = get_databricks_host_creds("databricks")
+    assert (creds.username, creds.password, creds.token) == ("u", "pw", None)
+    held.leave(basic)
+    held.leave(pat)
+    with pytest.raises(MlflowException):
+        get_databricks_host_creds("databricks")
+    if importlib.util.find_spec("mlflow.store.artifact.databricks_sdk_artifact_repo"):
+        # MLflow 3, not held: the SDK repository's own failure stands.
+        with pytest.raises(ValueError, match="cannot configure default credentials"):
+            get_artifact_repository(artifacts)

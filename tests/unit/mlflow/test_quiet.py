@@ -88,3 +88,13 @@ def test_the_host_filter_holds_in_a_filter_list_swapped_in_after_it_was_first_se
         unverified("mlflow.internal")
     noise.uninstall()
     assert caught == []
+
+
+def test_mlflows_sdk_fallback_warning_is_left_out_only_for_the_tracker_requests(caplog, noise):
+    databricks = logging.getLogger("mlflow.utils.databricks_utils")
+    line = "Failed to create databricks SDK workspace client, error: %r. Falling back to legacy"
+    with caplog.at_level(logging.WARNING, logger=databricks.name):
+        with noise.tracker_requests():
+            databricks.warning(line, "no credentials")
+        databricks.warning(line, "no credentials")
+    assert len(caplog.records) == 1

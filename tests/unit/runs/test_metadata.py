@@ -56,3 +56,43 @@ def test_pushed_runs_are_relinked_once_and_only_from_the_pushed_store():
     assert records.moved_parent(pipeline, "sqlite:////other.db", server, moved) is None
     assert records.moved_step(step, local, server, {"p1": ("3", "P1")}) is None
     assert records.moved_parent({}, local, server, moved) is None
+
+
+def ledger(delivered=0, not_delivered=0, unconfirmed=0, rejected=0):
+    """A step's values account as its ledger gives it: flat keys."""
+    return {
+        records.VALUES_DELIVERED_KEY: delivered,
+        records.VALUES_NOT_DELIVERED_KEY: not_delivered,
+        records.VALUES_UNCONFIRMED_KEY: unconfirmed,
+        records.VALUES_REJECTED_KEY: rejected,
+    }
+
+
+def test_a_step_s_counts_are_one_card_without_zeros_unless_something_went_wrong():
+    link = records.step_metadata(CONNECTION, PARENT, "c1")
+    shown = records.grouped({**link, **ledger(delivered=12)})
+    assert list(shown)[0] == METADATA_EXPERIMENT_TRACKER_URL  # the link first
+    assert shown == {**link, records.VALUES_KEY: {"delivered": 12}}  # the ids where docs say
+    wrong = records.grouped(ledger(delivered=3, rejected=1))
+    assert wrong == {
+        records.VALUES_KEY: {"delivered": 3, "not_delivered": 0, "unconfirmed": 0, "rejected": 1}
+    }
+    assert records.grouped({**link, **ledger()}) == link  # nothing logged: no card
+    assert records.artifacts_account(3, 0, 0) == {}  # all arrived: nothing to record
+    assert records.artifacts_account(0, 1, 0) == {
+        records.ARTIFACTS_KEY: {"delivered": 0, "not_delivered": 1, "skipped": 0}
+    }
+
+
+def test_a_step_that_spooled_keeps_the_flat_counts_its_delivery_overwrites():
+    spooled = {**ledger(delivered=2), records.VALUES_SPOOLED_KEY: 5, records.SPOOL_KEY: "s3://x"}
+    assert records.grouped(spooled) == spooled
+
+
+def test_counts_are_read_from_cards_and_from_older_flat_keys_alike():
+    card = records.grouped({**ledger(delivered=4), **records.artifacts_account(1, 0, 2)})
+    counts = records.account(card)
+    assert counts[records.VALUES_DELIVERED_KEY] == 4
+    assert counts[records.VALUES_REJECTED_KEY] == 0
+    assert counts[records.ARTIFACTS_SKIPPED_KEY] == 2
+    assert records.account(ledger(delivered=7))[records.VALUES_DELIVERED_KEY] == 7

@@ -24,4 +24,6 @@ def test_a_step_whose_settings_want_nothing_after_it_costs_no_request():
     assert not published.wanted(settings)
     assert published.wanted(MLflowPlusSettings())  # reports and lineage are on by default
     deliveries = published.Deliveries()
-    published.after_step(nowhere, step, None, settings, uuid.uuid4(), deliveries, RequestNoise())
+    published.after_step(
+        nowhere, step, None, None, settings, uuid.uuid4(), deliveries, RequestNoise()
+    )

@@ -1,6 +1,8 @@
 """The step ZenML's launcher returns is settled before `launch` returns; uninstall restores it."""
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -12,13 +14,23 @@ pytestmark = pytest.mark.unit
 
 
 class Finishes:
-    """A watcher that records what it was told to finish."""
+    """A watcher that records what it was told to finish, and when a launch was under way."""
 
     def __init__(self) -> None:
         self.finished: list[tuple[uuid.UUID, ExecutionStatus]] = []
+        self.inside = False
 
-    def finish(self, step_id: uuid.UUID, status: ExecutionStatus) -> None:
-        self.finished.append((step_id, status))
+    @contextmanager
+    def launching(self) -> Iterator[None]:
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+
+    def finish(self, step_run: SimpleNamespace) -> None:
+        assert self.inside
+        self.finished.append((step_run.id, step_run.status))
 
 
 def launcher(step_run: SimpleNamespace) -> type:

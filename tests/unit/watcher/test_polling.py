@@ -1,4 +1,5 @@
-"""The watcher polls quickly at first, then ever less often; steps are read a hundred at once."""
+"""The watcher polls quickly at first, then ever less often; runs and steps are read a hundred
+at once."""
 
 import json
 import uuid
@@ -32,28 +33,34 @@ class Store:
         self.calls: list[str] = []
         self.deleted = deleted
 
-    def get_run(self, run_id, hydrate):
-        self.calls.append("get_run")
-        assert hydrate is False
-        if run_id in self.deleted:
-            raise KeyError(f"No pipeline run with ID {run_id} found")
-        return SimpleNamespace(status=ExecutionStatus.RUNNING)
+    def _page(self, call: str, found_filter, status: ExecutionStatus) -> SimpleNamespace:
+        self.calls.append(call)
+        ids = json.loads(found_filter.id.removeprefix("oneof:"))
+        assert found_filter.size == len(ids)
+        return SimpleNamespace(
+            items=[
+                SimpleNamespace(id=uuid.UUID(i), status=status)
+                for i in ids
+                if uuid.UUID(i) not in self.deleted
+            ]
+        )
+
+    def list_runs(self, runs_filter):
+        return self._page("list_runs", runs_filter, ExecutionStatus.RUNNING)
 
     def list_run_steps(self, step_filter):
-        self.calls.append("list_run_steps")
-        ids = json.loads(step_filter.id.removeprefix("oneof:"))
-        assert step_filter.size == len(ids)
-        items = [SimpleNamespace(id=uuid.UUID(i), status=ExecutionStatus.COMPLETED) for i in ids]
-        return SimpleNamespace(items=items)
+        return self._page("list_run_steps", step_filter, ExecutionStatus.COMPLETED)
 
 
-def test_statuses_cost_a_call_per_run_and_one_per_hundred_steps():
+def test_statuses_cost_a_call_per_hundred_runs_and_one_per_hundred_steps():
     store = Store()
-    run_ids = [uuid.uuid4() for _ in range(2)]
+    run_ids = [uuid.uuid4() for _ in range(120)]
     step_ids = [uuid.uuid4() for _ in range(250)]
     found = statuses(store, run_ids, step_ids)
-    assert store.calls == ["get_run"] * 2 + ["list_run_steps"] * 3
+    assert store.calls == ["list_runs"] * 2 + ["list_run_steps"] * 3
     assert set(found) == {*run_ids, *step_ids}
+    assert found[run_ids[0]] == ExecutionStatus.RUNNING
+    assert found[step_ids[0]].id == step_ids[0]  # the step run itself, outputs and all
 
 
 def test_a_deleted_run_is_left_out_not_an_error_for_the_others():

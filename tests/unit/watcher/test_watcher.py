@@ -4,6 +4,7 @@ import concurrent.futures.thread
 import threading
 import time
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from zenml.enums import ExecutionStatus
@@ -45,7 +46,10 @@ def watched(watcher: Watcher, zenml: Zenml, status=ExecutionStatus.RUNNING, kind
     """Watch a new run in `status`; return its id and the statuses it was settled with."""
     run_id, settled = uuid.uuid4(), []
     zenml.statuses[run_id] = status
-    watcher.watch(run_id, settled.append, kind)
+    if kind == "step":
+        watcher.watch_step(run_id, settled.append)
+    else:
+        watcher.watch(run_id, settled.append)
     return run_id, settled
 
 
@@ -120,7 +124,7 @@ def test_finished_steps_are_settled_side_by_side_and_their_run_after_them(watche
     for _ in range(SETTLE_THREADS):
         step_id = uuid.uuid4()
         zenml.statuses[step_id] = ExecutionStatus.COMPLETED
-        watcher.watch(step_id, step, "step")
+        watcher.watch_step(step_id, step)
     watcher.check()
     assert order == ["step"] * SETTLE_THREADS + ["run"]
 
@@ -133,18 +137,69 @@ def test_the_exit_check_settles_every_step_without_new_threads(watcher, zenml, m
     assert settled == [[ExecutionStatus.COMPLETED]] * 3
 
 
+def published(step_id: uuid.UUID, status: ExecutionStatus) -> SimpleNamespace:
+    """A step run as ZenML's launcher returns it."""
+    return SimpleNamespace(id=step_id, status=status)
+
+
 def test_a_step_published_in_this_thread_is_settled_here_at_once_and_only_once(watcher, zenml):
     step_id, _ = watched(watcher, zenml, ExecutionStatus.RUNNING, "step")
     threads: list[str] = []
-    watcher.watch(step_id, lambda status: threads.append(threading.current_thread().name), "step")
-    watcher.finish(step_id, ExecutionStatus.RUNNING)  # not final: left to the watcher
+    watcher.watch_step(step_id, lambda step_run: threads.append(threading.current_thread().name))
+    watcher.finish(published(step_id, ExecutionStatus.RUNNING))  # not final: left to the watcher
     assert threads == []
-    watcher.finish(step_id, ExecutionStatus.COMPLETED)
+    watcher.finish(published(step_id, ExecutionStatus.COMPLETED))
     assert threads == [threading.current_thread().name]
     zenml.statuses[step_id] = ExecutionStatus.COMPLETED
     watcher.check()
-    watcher.finish(step_id, ExecutionStatus.COMPLETED)
+    watcher.finish(published(step_id, ExecutionStatus.COMPLETED))
     assert len(threads) == 1
+
+
+def test_a_launch_s_step_and_its_run_cost_no_poll_until_the_launch_is_over(watcher, zenml):
+    """A local run's steps: each launch returns its step, and the run cannot end meanwhile."""
+    run_id, run_settled = watched(watcher, zenml, ExecutionStatus.RUNNING)
+    other_run, _ = watched(watcher, zenml, ExecutionStatus.RUNNING)  # no launch of it here
+    step_id, settled = uuid.uuid4(), []
+    with watcher.launching():
+        watcher.running(run_id)
+        watcher.watch_step(step_id, settled.append)
+        watcher.check()
+        assert zenml.reads == [([other_run], [])]
+        step_run = published(step_id, ExecutionStatus.COMPLETED)
+        watcher.finish(step_run)
+        assert settled == [step_run]  # as the launch returned it, no read
+    zenml.statuses[run_id] = ExecutionStatus.COMPLETED
+    watcher.check()
+    assert zenml.reads[-1] == ([run_id, other_run], [])
+    assert run_settled == [ExecutionStatus.COMPLETED]
+
+
+def test_a_run_stays_unpolled_while_any_launch_of_it_goes_on(watcher, zenml):
+    run_id, _ = watched(watcher, zenml, ExecutionStatus.RUNNING)
+    with watcher.launching():
+        watcher.running(run_id)
+        mapped = threading.Thread(target=lambda: watcher.running(run_id))  # no launch: no mark
+        mapped.start()
+        mapped.join()
+        with watcher.launching():  # a launch inside a launch (a dynamic pipeline's step)
+            watcher.running(run_id)
+        watcher.check()
+        assert zenml.reads == []
+    watcher.check()
+    assert zenml.reads == [([run_id], [])]
+
+
+def test_a_step_whose_launch_raised_is_left_to_the_polls(watcher, zenml):
+    """ZenML failed it after the tracker's hooks (storing an output): its word decides."""
+    step_id, settled = uuid.uuid4(), []
+    with pytest.raises(OSError), watcher.launching():
+        watcher.watch_step(step_id, settled.append)
+        raise OSError("artifact store full")
+    zenml.statuses[step_id] = ExecutionStatus.FAILED
+    watcher.check()
+    assert zenml.reads == [([], [step_id])]
+    assert settled == [ExecutionStatus.FAILED]
 
 
 def test_finishing_a_step_the_watcher_is_settling_waits_until_it_is_settled(watcher, zenml):
@@ -158,13 +213,13 @@ def test_finishing_a_step_the_watcher_is_settling_waits_until_it_is_settled(watc
 
     step_id = uuid.uuid4()
     zenml.statuses[step_id] = ExecutionStatus.COMPLETED
-    watcher.watch(step_id, slow, "step")
+    watcher.watch_step(step_id, slow)
     checking = threading.Thread(target=watcher.check, daemon=True)
     checking.start()
     assert started.wait(5)
 
     def finish() -> None:
-        watcher.finish(step_id, ExecutionStatus.COMPLETED)
+        watcher.finish(published(step_id, ExecutionStatus.COMPLETED))
         finished.set()
 
     threading.Thread(target=finish, daemon=True).start()
@@ -182,5 +237,20 @@ def test_polls_are_quick_again_after_each_new_step_not_only_at_the_start(watcher
     assert watcher.next_wait(time.monotonic() + 60) == LAST_SECONDS
     watcher.watch(uuid.uuid4(), lambda status: None)  # another run: no step ended
     assert watcher.next_wait(time.monotonic() + 60) == LAST_SECONDS
-    watcher.watch(uuid.uuid4(), lambda status: None, "step")
+    watcher.watch_step(uuid.uuid4(), lambda step_run: None)
     assert watcher.next_wait(time.monotonic()) == pytest.approx(FIRST_SECONDS, abs=0.01)
+
+
+def test_a_thread_s_next_launch_keeps_its_last_run_unpolled_until_it_names_its_own(watcher, zenml):
+    """ZenML names the run only once the step starts: between two steps the run would be polled."""
+    run_id, _ = watched(watcher, zenml, ExecutionStatus.RUNNING)
+    with watcher.launching():
+        watcher.running(run_id)
+    with watcher.launching():  # the next step, before its hook named the run (or a cached one)
+        watcher.check()
+        assert zenml.reads == []
+    with watcher.launching():
+        watcher.running(uuid.uuid4())  # a step of another run
+    with watcher.launching():
+        watcher.check()
+    assert zenml.reads == [([run_id], [])]

@@ -1,0 +1,128 @@
+"""A stand-in of a Databricks workspace on 127.0.0.1 over TLS, for the Databricks scenarios.
+
+It serves what MLflow's Databricks client and the Databricks SDK ask a workspace for: host
+metadata and OIDC discovery, the OAuth M2M token exchange (`/oidc/v1/token`, client id and
+secret in a Basic header; tokens expire after `token_seconds`), and MLflow's REST API, which it
+proxies to a real `mlflow server` after checking the request's credentials: the PAT, the
+username/password or an unexpired token it issued. Requests without them get HTTP 401.
+
+Artifacts live in the workspace's storage, as on Databricks: experiments get a
+`dbfs:/databricks/mlflow-tracking/...` location, MLflow's client asks for presigned upload
+URLs (`/api/2.0/mlflow/artifacts/credentials-for-write`), and the stand-in keeps what is PUT
+to them in `stored` (run id/path → bytes).
+"""
+
+import base64
+import itertools
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from testsupport.proxy import Proxy
+
+STORAGE = "/storage/"
+"""Where the presigned upload URLs point."""
+
+
+def basic(user: str, password: str) -> str:
+    """Return the Authorization header of a user and password."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class Workspace(Proxy):
+    """A workspace that accepts one PAT, one user and one service principal."""
+
+    def __init__(
+        self,
+        upstream: str,
+        tls: tuple[Path, Path],
+        *,
+        pat: str,
+        user: tuple[str, str],
+        principal: tuple[str, str],
+        workspace_id: str,
+        token_seconds: float = 3600,
+        first_token_seconds: float | None = None,
+    ) -> None:
+        super().__init__(upstream, tls=tls)
+        self.pat, self.user, self.principal = pat, user, principal
+        self.workspace_id = workspace_id
+        self.token_seconds = token_seconds
+        self.first_token_seconds = first_token_seconds
+        """The first token's lifetime, shorter: a client must renew it once, soon."""
+        self.issued: dict[str, float] = {}
+        """Access token → when it expires (monotonic)."""
+        self.used: Counter[str] = Counter()
+        """Access token → requests it authenticated."""
+        self.forms: list[dict[str, list[str]]] = []
+        """The token requests' forms (grant type, scope), for the tests to check."""
+        self.stored: dict[str, bytes] = {}
+        """What was uploaded to the presigned URLs, by run id/path."""
+        self._serial = itertools.count(1)
+        self._tokens = threading.Lock()
+
+    def answer(self, method: str, path: str, headers: Any, body: bytes | None) -> Any:
+        """Serve discovery and the token exchange; leave MLflow's API to the proxy."""
+        if path == "/.well-known/databricks-config":
+            return 200, {"oidc_endpoint": f"{self.url}/oidc", "workspace_id": self.workspace_id}
+        if path == "/oidc/.well-known/oauth-authorization-server":
+            return 200, {
+                "authorization_endpoint": f"{self.url}/oidc/v1/authorize",
+                "token_endpoint": f"{self.url}/oidc/v1/token",
+            }
+        if path == "/oidc/v1/token":
+            if headers.get("Authorization") != basic(*self.principal):
+                return 401, {"error": "invalid_client"}
+            with self._tokens:
+                self.forms.append(parse_qs((body or b"").decode()))
+                seconds = self.token_seconds
+                if not self.issued and self.first_token_seconds is not None:
+                    seconds = self.first_token_seconds
+                token = f"m2m-{next(self._serial)}"
+                self.issued[token] = time.monotonic() + seconds
+            return 200, {"access_token": token, "token_type": "Bearer", "expires_in": seconds}
+        if path == "/api/2.0/mlflow/artifacts/credentials-for-write":
+            if not self.authorized(headers.get("Authorization")):
+                return 401, {"error_code": "UNAUTHENTICATED"}
+            request = json.loads(body or b"{}")
+            run = request["run_id"]
+            return 200, {
+                "credential_infos": [
+                    {
+                        "run_id": run,
+                        "path": path,
+                        "type": "AWS_PRESIGNED_URL",
+                        "signed_uri": f"{self.url}{STORAGE}{run}/{path}",
+                    }  # fmt: skip
+                    for path in request.get("path", [])
+                ]
+            }
+        if method == "PUT" and path.startswith(STORAGE):  # presigned: no Authorization
+            self.stored[path.removeprefix(STORAGE)] = body or b""
+            return 200, {}
+        return None
+
+    def forwarded(self, path: str, body: bytes | None) -> bytes | None:
+        """Give new experiments a location in the workspace's storage, as Databricks does."""
+        if path != "/api/2.0/mlflow/experiments/create":
+            return body
+        request = json.loads(body or b"{}")
+        request.setdefault(
+            "artifact_location", f"dbfs:/databricks/mlflow-tracking/{next(self._serial)}"
+        )
+        return json.dumps(request).encode()
+
+    def authorized(self, authorization: str | None) -> bool:
+        """Accept the PAT, the user's password and unexpired issued tokens; count each use."""
+        if authorization in (f"Bearer {self.pat}", basic(*self.user)):
+            return True
+        token = (authorization or "").removeprefix("Bearer ")
+        with self._tokens:
+            if self.issued.get(token, 0) <= time.monotonic():
+                return False
+            self.used[token] += 1
+        return True
