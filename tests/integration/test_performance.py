@@ -10,7 +10,7 @@ from zenml.client import Client
 
 from tests.integration.pipelines import outage
 from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
-from testsupport.probe import Probe
+from testsupport.probe import Probe, wait_for_watcher
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor.cli.main import cli
@@ -63,6 +63,23 @@ def test_requests_per_step_stay_within_the_targets(proxied, process_snapshot, ne
     )
     points = sum(len(client.get_metric_history(r.info.run_id, "value")) for r in runs)
     assert points == LINEAR_STEPS
+
+
+DEFAULTS_LIMIT = 4
+"""MLflow requests per step with the defaults: start, values, outputs' upload, lineage."""
+RUN_REQUESTS = 6
+"""What a run asks once: the experiment's lookup (and creation), the parent's search, creation,
+end and its artifact URI."""
+
+
+def test_a_step_with_the_defaults_sends_at_most_four_requests(proxied):
+    # Lineage and reports on: everything a step causes, the sends after it included.
+    _, proxy = proxied
+    before = proxy.counts()[0]
+    bench_linear()
+    wait_for_watcher()
+    kinds = proxy.counts()[0] - before
+    assert kinds.total() <= DEFAULTS_LIMIT * LINEAR_STEPS + RUN_REQUESTS, kinds
 
 
 def test_a_server_lost_mid_step_fails_the_step_with_the_count_of_lost_points(

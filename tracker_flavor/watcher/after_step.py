@@ -18,7 +18,7 @@ from tracker_flavor.config.uris import redact_credentials
 from tracker_flavor.mlflow.errors import explained
 from tracker_flavor.runs import metadata
 from tracker_flavor.watcher import lineage, models, outputs
-from tracker_flavor.watcher.publisher import log_inputs, publisher
+from tracker_flavor.watcher.publisher import RunInfos, log_inputs, publisher
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -101,6 +101,8 @@ class Deliveries:
         self._idle = threading.Condition()
         self.datasets = threading.Lock()
         """One dataset write at a time in this process, so its own steps never race each other."""
+        self.runs = RunInfos()
+        """The runs' artifact URIs, asked once per run and process, not once per step."""
 
     @contextmanager
     def counted(self) -> Iterator[None]:
@@ -313,7 +315,9 @@ def _send(
 ) -> None:
     """Deliver the step's outputs, lineage and model; record the account on the step."""
     with explained(connection, noise), deliveries.counted():
-        account = deliver(publisher(connection), facts, settings, target, deliveries)
+        account = deliver(
+            publisher(connection, deliveries.runs), facts, settings, target, deliveries
+        )
     metadata.record_step(component_id, facts.step_run_id, account)
 
 
