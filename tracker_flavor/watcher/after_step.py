@@ -7,7 +7,7 @@ then have their ids, versions, files and visualizations, and nothing is material
 """
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from zenml.logger import get_logger
 
 from tracker_flavor.config.uris import redact_credentials
+from tracker_flavor.mlflow import threads
 from tracker_flavor.mlflow.errors import explained
 from tracker_flavor.runs import metadata
 from tracker_flavor.watcher import lineage, models, outputs
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 logger = get_logger(__name__)
 
 UNDELIVERED_TAG = "zenml.artifacts_not_delivered"
+RECORDS_THREAD = "mlflow-plus-records"
 
 
 def wanted(settings: "MLflowPlusSettings") -> bool:
@@ -169,8 +171,38 @@ def deliver(
 
     zenml = Client()
     step_run = zenml.zen_store.get_run_step(info.step_run_id, hydrate=True)
-    step_name = info.pipeline_step_name
+    # ZenML's store commits each key of each artifact version apart: the uploads go meanwhile.
+    linking = None
+    if settings.lineage:
+        linking = Beside(_record_on_artifacts, step_run, target.run_metadata)
     account = outputs.Account()
+    try:
+        _send_files(publisher, info, settings, target, deliveries, step_run, account)
+    finally:
+        if linking is not None:
+            linking.join()
+    if settings.log_model:
+        _log_model(publisher, info, step_run, settings, target, account)
+    if account.not_delivered:
+        publisher.set_tag(target.run_id, UNDELIVERED_TAG, ", ".join(account.not_delivered))
+    return {
+        metadata.ARTIFACTS_DELIVERED_KEY: account.delivered,
+        metadata.ARTIFACTS_NOT_DELIVERED_KEY: len(account.not_delivered),
+        metadata.ARTIFACTS_SKIPPED_KEY: account.skipped,
+    }
+
+
+def _send_files(
+    publisher: "Publisher",
+    info: StepFacts,
+    settings: "MLflowPlusSettings",
+    target: Target,
+    deliveries: Deliveries,
+    step_run: "StepRunResponse",
+    account: outputs.Account,
+) -> None:
+    """Upload the step's outputs and reports, and record its datasets (lineage), on the run."""
+    step_name = info.pipeline_step_name
     consumed = outputs.consumed_outputs(info.snapshot, step_name)
     uploads = outputs.plan(settings, step_name, planned_outputs(step_run, consumed))
     outputs.upload(publisher, target.run_id, uploads, settings.max_artifact_mb, account)
@@ -189,16 +221,28 @@ def deliver(
                 redact_credentials(str(error)),
             )
             account.not_delivered.append("datasets (lineage)")
-        _record_on_artifacts(step_run, target.run_metadata)
-    if settings.log_model:
-        _log_model(publisher, info, step_run, settings, target, account)
-    if account.not_delivered:
-        publisher.set_tag(target.run_id, UNDELIVERED_TAG, ", ".join(account.not_delivered))
-    return {
-        metadata.ARTIFACTS_DELIVERED_KEY: account.delivered,
-        metadata.ARTIFACTS_NOT_DELIVERED_KEY: len(account.not_delivered),
-        metadata.ARTIFACTS_SKIPPED_KEY: account.skipped,
-    }
+
+
+class Beside:
+    """A call run in a thread of its own while the caller goes on; `join` returns or raises."""
+
+    def __init__(self, call: Callable[..., None], *args: Any) -> None:
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                call(*args)
+            except BaseException as error:  # handed to the caller by join()
+                self._error = error
+
+        self._thread = threading.Thread(target=run, name=RECORDS_THREAD, daemon=True)
+        threads.detached(self._thread)
+
+    def join(self) -> None:
+        """Wait for the call; raise what it raised."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _record_on_artifacts(

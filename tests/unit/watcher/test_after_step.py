@@ -25,3 +25,29 @@ def test_a_step_whose_settings_want_nothing_after_it_costs_no_request():
     assert published.wanted(MLflowPlusSettings())  # reports and lineage are on by default
     deliveries = published.Deliveries()
     published.after_step(nowhere, step, None, settings, uuid.uuid4(), deliveries, RequestNoise())
+
+
+def test_the_artifacts_link_is_written_beside_the_uploads_and_its_error_reaches_the_caller():
+    import contextvars
+    import threading
+
+    step_context = contextvars.ContextVar("step", default=None)
+    step_context.set("a step")
+    uploads_done, seen = threading.Event(), {}
+
+    def record() -> None:
+        seen["thread"] = threading.current_thread().name
+        seen["context"] = step_context.get()
+        # Runs while the caller goes on: it waits for the caller's "uploads".
+        seen["beside"] = uploads_done.wait(timeout=10)
+
+    writing = published.Beside(record)
+    uploads_done.set()
+    writing.join()
+    assert seen == {"thread": published.RECORDS_THREAD, "context": None, "beside": True}
+
+    def fail() -> None:
+        raise RuntimeError("store refused")
+
+    with pytest.raises(RuntimeError, match="store refused"):
+        published.Beside(fail).join()
