@@ -76,9 +76,9 @@ PARTS = (
     ),  # fmt: skip
     Part("lineage (`log-inputs`)", "tracker_flavor.watcher.after_step:log_inputs", STEP_END),
     Part(
-        "ZenML saving the run link on the output artifacts",
+        "ZenML saving the run link on the output artifacts (its own thread, joined by the above)",
         "tracker_flavor.watcher.after_step:_record_on_artifacts",
-        STEP_END,
+        thread="mlflow-plus-records",
     ),
     Part(
         "ZenML saving the step's account of what was sent",
