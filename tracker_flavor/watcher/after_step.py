@@ -344,6 +344,10 @@ def after_step(
 ) -> None:
     """Send what the settings ask for of a step ZenML published; record the account on the step."""
     if wanted(settings):
+        if step.artifact_uri is not None:
+            deliveries.runs.remember(
+                connection.uri, step.run_id, step.artifact_uri, step.parent.experiment_id
+            )
         target = Target(step.run_id, connection.ui_base, step.metadata())
         _send(connection, info, settings, target, component_id, deliveries, noise)
 

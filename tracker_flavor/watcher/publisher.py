@@ -66,8 +66,13 @@ class ModelSource:
 class RunInfos(BoundedCache[tuple[str, str], dict[str, Any]]):
     """Runs' artifact URIs and experiments by (server, run id): they never change for a run.
 
-    Steps sharing a run (unified mode) then upload their outputs without asking for it again.
+    Steps sharing a run (unified mode) then upload their outputs without asking for it again,
+    and a step whose run was just created (nested, mapped) without asking at all.
     """
+
+    def remember(self, uri: str, run_id: str, artifact_uri: str, experiment_id: str) -> None:
+        """Keep what a run's creation answered."""
+        self.put((uri, run_id), {"artifact_uri": artifact_uri, "experiment_id": experiment_id})
 
 
 DATASET_CONFLICTS = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")

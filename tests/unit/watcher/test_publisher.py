@@ -79,3 +79,10 @@ def test_steps_sharing_a_run_ask_its_artifact_uri_once_per_server():
     )
     assert one.asked == [(GET_RUN, "parent"), (GET_RUN, "child")]
     assert other.asked == [(GET_RUN, "parent")]
+
+
+def test_a_run_whose_creation_answered_is_never_asked():
+    known, server = RunInfos(), Server("http://one")
+    known.remember("http://one", "child", "s3://bucket/child", "7")
+    assert RestPublisher(server, known)._run_info("child")["artifact_uri"] == "s3://bucket/child"
+    assert server.asked == []
