@@ -7,7 +7,7 @@ from benchmarks.history import HistoryPoint
 from benchmarks.points import MODES, PointsResult
 from benchmarks.width import DYNAMIC, RUN_KINDS, STATIC, WidthPoint
 
-WIDTH_GOAL, HISTORY_GOAL = 1.3, 1.2
+WIDTH_GOAL, HISTORY_GOAL, WALL_GOAL = 1.3, 1.2, 1.5
 
 
 def verdict(value: float, goal: float) -> str:
@@ -68,16 +68,44 @@ def width_goals(points: list[WidthPoint]) -> str:
             f"{by_kind(wide)}."
         )
         walls = [
-            f"{on.wall_seconds / off.wall_seconds:.2f}× at width {on.width}"
-            for on in tracked
-            for off in points
-            if off.shape == shape and off.width == on.width and not off.tracked
+            f"{ratio:.2f}× at width {on.width}"
+            + (f" (goal ≤ {WALL_GOAL}×: {verdict(ratio, WALL_GOAL)})" if on.width >= 100 else "")
+            for on, off in pairs(points, shape)
+            for ratio in [on.wall_seconds / off.wall_seconds]
         ]
         if walls:
             lines.append(
                 f"- {shape}: run wall time with the tracker against without: {', '.join(walls)}."
             )
     return "\n".join(lines)
+
+
+def pairs(points: list[WidthPoint], shape: str) -> list[tuple[WidthPoint, WidthPoint]]:
+    """Return (tracked, untracked) runs of `shape` at the widths measured both ways."""
+    return [
+        (on, off)
+        for on in tracked_points(points, shape)
+        for off in points
+        if off.shape == shape and off.width == on.width and not off.tracked
+    ]
+
+
+def breakdowns(points: list[WidthPoint]) -> str:
+    """Render where a step's time went, for the widest runs measured both ways."""
+    from benchmarks.breakdown import table
+
+    sections = []
+    for shape in (STATIC, DYNAMIC):
+        found = pairs(points, shape)
+        if not found:
+            continue
+        on, off = found[-1]
+        sections.append(
+            f"{shape}, width {on.width} ({on.steps} steps): {on.wall_seconds:.1f} s tracked, "
+            f"{off.wall_seconds:.1f} s untracked.\n\n"
+            + table(on.parts, on.steps, on.wall_seconds - off.wall_seconds)
+        )
+    return "\n\n".join(sections)
 
 
 def by_kind(point: WidthPoint) -> str:

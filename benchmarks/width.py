@@ -4,6 +4,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from benchmarks.breakdown import Breakdown, Spent
 from benchmarks.context import Bench, median
 
 DYNAMIC, STATIC = "dynamic map", "static fan-out"
@@ -40,6 +41,8 @@ class WidthPoint:
     watcher_store_calls: int = 0
     store_calls: int = 0
     """All store calls of the run, ZenML's own included."""
+    parts: dict[str, Spent] = field(default_factory=dict)
+    """Where the run's time went, by part of the tracker (benchmarks/breakdown.py)."""
 
     @property
     def hook_ms_per_step(self) -> float:
@@ -69,7 +72,7 @@ def run_width(bench: Bench, shape: str, width: int, tracked: bool) -> WidthPoint
     pipeline = bench_map if shape == DYNAMIC else bench_fan
     point = WidthPoint(shape, width, tracked)
     probe = bench.probe
-    with probe.run() as samples:
+    with probe.run() as samples, Breakdown().measure() as point.parts:
         before, _ = bench.proxy.counts()
         start = time.perf_counter()
         pipeline(width=width, tracked=tracked)

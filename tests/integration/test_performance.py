@@ -9,8 +9,8 @@ from mlflow import MlflowClient
 from zenml.client import Client
 
 from tests.integration.pipelines import outage
-from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear
-from testsupport.probe import Probe
+from testsupport.benchmark_pipelines import LINEAR_STEPS, bench_linear, bench_map
+from testsupport.probe import Probe, wait_for_watcher
 from testsupport.proxy import Proxy
 from testsupport.servers import MlflowServer
 from tracker_flavor.cli.main import cli
@@ -64,6 +64,30 @@ def test_requests_per_step_stay_within_the_targets(proxied, process_snapshot, ne
     )
     points = sum(len(client.get_metric_history(r.info.run_id, "value")) for r in runs)
     assert points == LINEAR_STEPS
+
+
+MAPPED = 4
+CREATE, UPDATE = "/api/2.0/mlflow/runs/create", "/api/2.0/mlflow/runs/update"
+GET_RUN = "/api/2.0/mlflow/runs/get"
+DEFAULTS_LIMIT = 4
+"""MLflow requests per step with the defaults: start, values, outputs' upload, lineage."""
+RUN_REQUESTS = 6
+"""What a run asks once: the experiment's lookup (and creation), the parent's search, creation,
+end and its artifact URI."""
+
+
+def test_a_step_with_the_defaults_sends_at_most_four_requests(proxied):
+    # Lineage and reports on: everything a step causes, the sends after it included. A mapped
+    # step's own run (its creation and end) is counted apart; every run is read back at most once.
+    _, proxy = proxied
+    for run, steps in ((bench_linear, LINEAR_STEPS), (lambda: bench_map(width=MAPPED), MAPPED + 1)):
+        before = proxy.counts()[0]
+        run()
+        wait_for_watcher()
+        kinds = proxy.counts()[0] - before
+        own_runs = kinds[CREATE] - 1 + kinds[UPDATE] - 1  # beyond the parent's
+        assert kinds.total() - own_runs <= DEFAULTS_LIMIT * steps + RUN_REQUESTS, kinds
+        assert kinds[GET_RUN] <= 1, kinds
 
 
 def test_a_server_lost_mid_step_fails_the_step_with_the_count_of_lost_points(

@@ -11,12 +11,13 @@ in memory (credentials.py) for the same span, and the variables only name the pr
 hands them to MLflow's requests.
 """
 
+import importlib.util
 import os
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from mlflow.environment_variables import MLFLOW_TRACKING_AUTH
+from mlflow.environment_variables import MLFLOW_REGISTRY_URI, MLFLOW_TRACKING_AUTH
 
 from tracker_flavor.mlflow.connection import MANAGED_VARIABLES, PROVIDER
 
@@ -25,6 +26,19 @@ if TYPE_CHECKING:
     from tracker_flavor.mlflow.credentials import ServerCredentials
     from tracker_flavor.mlflow.internals import Internals
     from tracker_flavor.mlflow.quiet import RequestNoise
+
+
+def named_registry(tracking_uri: str) -> dict[str, str]:
+    """Return the registry URI variable that spares each `MlflowClient()` a Spark look-up.
+
+    Without it, MLflow asks an active Spark session for the registry before it falls back to the
+    tracking URI; each `mlflow.log_metric` creates two clients, and without PySpark each ask is a
+    failed import that searches the path again (about 0.15 ms, most of a call). Naming MLflow's
+    own default changes nothing then; with PySpark installed the session is left to answer.
+    """
+    if importlib.util.find_spec("pyspark") is not None:
+        return {}
+    return {MLFLOW_REGISTRY_URI.name: tracking_uri}
 
 
 class ProcessEnvironment:
@@ -41,6 +55,7 @@ class ProcessEnvironment:
         self._tracking_uri: str | None = None
         self._saved_variables: dict[str, str | None] = {}
         self._saved_tracking_uri: str | None = None
+        self._registry: dict[str, str] = {}
 
     def enter(self, connection: "Connection", extra: Mapping[str, str] | None = None) -> None:
         """Apply the connection's environment (and `extra`) until the matching `leave`.
@@ -54,6 +69,7 @@ class ProcessEnvironment:
         variables = {**connection.environment(), **(extra or {})}
         with self._lock:
             if self._depth == 0:
+                self._registry = named_registry(tracking_uri)
                 self._saved_variables = {name: os.environ.get(name) for name in MANAGED_VARIABLES}
                 self._saved_tracking_uri = self._seam.process_tracking_uri()
                 for name in MANAGED_VARIABLES:
@@ -68,7 +84,7 @@ class ProcessEnvironment:
                     "process at the same time; use one tracker per pipeline, or run the steps "
                     "in separate processes."
                 )
-            os.environ.update(variables)
+            os.environ.update({**self._registry, **variables})
             self._credentials.enter(connection)
             self._depth += 1
 

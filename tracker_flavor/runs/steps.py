@@ -45,6 +45,8 @@ class StepRun:
     run_id: str
     nested: bool
     autolog: bool
+    artifact_uri: str | None = None
+    """Where the step's own run keeps its artifacts, as its creation answered (nested runs)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -133,7 +135,8 @@ def start(
         run = parent.active_run()
     state.mlflow.seam.push_active_run(run)
     state.mlflow.threads.begin(run, plan.metric_step, plan.step_name)
-    return StepRun(connection, parent, run.info.run_id, plan.nested, plan.autolog)
+    artifact_uri = run.info.artifact_uri if plan.nested else None
+    return StepRun(connection, parent, run.info.run_id, plan.nested, plan.autolog, artifact_uri)
 
 
 def _log_on_parent(

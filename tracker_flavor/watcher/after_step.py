@@ -22,7 +22,7 @@ from tracker_flavor.mlflow.errors import explained
 from tracker_flavor.runs import metadata
 from tracker_flavor.watcher import lineage, models, outputs
 from tracker_flavor.watcher.polling import one_of
-from tracker_flavor.watcher.publisher import log_inputs, publisher
+from tracker_flavor.watcher.publisher import RunInfos, log_inputs, publisher
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -154,6 +154,8 @@ class Deliveries:
         self._idle = threading.Condition()
         self.datasets = threading.Lock()
         """One dataset write at a time in this process, so its own steps never race each other."""
+        self.runs = RunInfos()
+        """The runs' artifact URIs, asked once per run and process, not once per step."""
 
     @contextmanager
     def counted(self) -> Iterator[None]:
@@ -345,6 +347,10 @@ def after_step(
 ) -> None:
     """Send what the settings ask for of a step ZenML published; record trouble on the step."""
     if wanted(settings):
+        if step.artifact_uri is not None:
+            deliveries.runs.remember(
+                connection.uri, step.run_id, step.artifact_uri, step.parent.experiment_id
+            )
         target = Target(step.run_id, connection.ui_base, step.metadata())
         _send(connection, info, step_run, settings, target, component_id, deliveries, noise)
 
@@ -361,7 +367,9 @@ def _send(
 ) -> None:
     """Deliver the step's outputs, lineage and model; record the account if any went amiss."""
     with explained(connection, noise), deliveries.counted():
-        account = deliver(publisher(connection), facts, step_run, settings, target, deliveries)
+        account = deliver(
+            publisher(connection, deliveries.runs), facts, step_run, settings, target, deliveries
+        )
     if account:
         metadata.record_step(component_id, facts.step_run_id, account)
 

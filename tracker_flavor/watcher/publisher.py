@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tracker_flavor.concurrency.caches import BoundedCache
 from tracker_flavor.mlflow.rest import RestClient
 
 if TYPE_CHECKING:
@@ -60,6 +61,18 @@ class ModelSource:
     """`runs:/<run>/<path>`, or `models:/<model id>` for a LoggedModel."""
     tags: Mapping[str, str]
     model_id: str | None = None
+
+
+class RunInfos(BoundedCache[tuple[str, str], dict[str, Any]]):
+    """Runs' artifact URIs and experiments by (server, run id): they never change for a run.
+
+    Steps sharing a run (unified mode) then upload their outputs without asking for it again,
+    and a step whose run was just created (nested, mapped) without asking at all.
+    """
+
+    def remember(self, uri: str, run_id: str, artifact_uri: str, experiment_id: str) -> None:
+        """Keep what a run's creation answered."""
+        self.put((uri, run_id), {"artifact_uri": artifact_uri, "experiment_id": experiment_id})
 
 
 DATASET_CONFLICTS = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
@@ -139,8 +152,8 @@ class RestPublisher:
     """A tracking server over its REST API, with the tracker's credentials and time limits."""
 
     rest: RestClient
-    _runs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Run id → its info (artifact URI, experiment id), asked once."""
+    runs: RunInfos = field(default_factory=RunInfos)
+    """What it knows of runs: shared by the publishers of a process, so a run is asked once."""
 
     def log_inputs(self, run_id: str, datasets: list["DatasetInput"]) -> None:
         """Record dataset entries on a run."""
@@ -152,10 +165,12 @@ class RestPublisher:
         self.rest.set_tag(run_id, key, value)
 
     def _run_info(self, run_id: str) -> dict[str, Any]:
-        if run_id not in self._runs:
-            run = self.rest.request("GET", GET_RUN, params={"run_id": run_id})
-            self._runs[run_id] = run["run"]["info"]
-        return self._runs[run_id]
+        key = (self.rest.connection.uri, run_id)
+        info = self.runs.get(key)
+        if info is None:
+            info = self.rest.request("GET", GET_RUN, params={"run_id": run_id})["run"]["info"]
+            self.runs.put(key, info)
+        return info
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
         """Upload a local folder's files under the run's `artifact_path`."""
@@ -251,8 +266,8 @@ def _register(client: Any, name: str, run_id: str, source: ModelSource) -> "Regi
     return Registered(version.name, str(version.version))
 
 
-def publisher(connection: "Connection") -> Publisher:
-    """Return the publisher for the connection's tracking store."""
+def publisher(connection: "Connection", runs: RunInfos | None = None) -> Publisher:
+    """Return the publisher for the connection's tracking store (sharing `runs` if given)."""
     if connection.is_remote:
-        return RestPublisher(RestClient(connection))
+        return RestPublisher(RestClient(connection), runs if runs is not None else RunInfos())
     return LocalPublisher(connection.uri)

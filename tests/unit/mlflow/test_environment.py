@@ -1,4 +1,7 @@
+import importlib.machinery
 import os
+import sys
+import types
 import warnings
 
 import mlflow
@@ -65,6 +68,31 @@ def test_last_leave_restores_variables_and_tracking_uri(clean_env, seam, monkeyp
     assert os.environ["MLFLOW_TRACKING_INSECURE_TLS"] == "false"
     assert mlflow.get_tracking_uri() == before
     env.leave(first)  # an extra leave is harmless
+
+
+def test_steps_name_the_default_registry_unless_spark_may_name_another(
+    clean_env, seam, monkeypatch
+):
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "http://the-user-s-registry")
+    env = environment(seam)
+    connection = Connection("http://127.0.0.1:9")
+    env.enter(connection)
+    # MLflow's own default for the store, named: no Spark session is asked per client.
+    assert os.environ["MLFLOW_REGISTRY_URI"] == "http://127.0.0.1:9"
+    assert mlflow.get_registry_uri() == "http://127.0.0.1:9"
+    env.leave(connection)
+    assert os.environ["MLFLOW_REGISTRY_URI"] == "http://the-user-s-registry"
+    pyspark = types.ModuleType("pyspark")
+    pyspark.__spec__ = importlib.machinery.ModuleSpec("pyspark", None)
+    monkeypatch.setitem(sys.modules, "pyspark", pyspark)
+    env.enter(connection)
+    assert "MLFLOW_REGISTRY_URI" not in os.environ  # a session may name its registry
+    env.leave(connection)
+    monkeypatch.delitem(sys.modules, "pyspark")
+    databricks = Connection("databricks", databricks_host="https://adb.net")
+    env.enter(databricks)
+    assert os.environ["MLFLOW_REGISTRY_URI"] == "databricks"
+    env.leave(databricks)
 
 
 def test_a_second_tracking_uri_at_the_same_time_is_refused(clean_env, seam):
