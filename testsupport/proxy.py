@@ -52,7 +52,8 @@ class Proxy:
     `delay` seconds are added to every request; with `token`, requests without
     `Authorization: Bearer <token>` get a 401 like a real authenticating gateway; with
     `fail_status`, every request is answered with that status (a failing gateway). `inject`
-    adds a fault for a while or for a number of requests.
+    adds a fault for a while or for a number of requests. On a given `port`, a proxy can stand
+    for a server that comes up later, or again after `kill`.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class Proxy:
         token: str | None = None,
         fail_status: int | None = None,
         tls: tuple[Path, Path] | None = None,
+        port: int = 0,
     ) -> None:
         self.upstream = urlsplit(upstream)
         self.delay = delay
@@ -75,7 +77,8 @@ class Proxy:
         self.faulted: Counter[str] = Counter()
         self._fault: Fault | None = None
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._connections: set[socket.socket] = set()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         scheme = "http"
         if tls is not None:  # (key, certificate)
@@ -93,6 +96,17 @@ class Proxy:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def kill(self) -> None:
+        """Stop at once like a SIGKILLed server: refuse new connections, cut the open ones."""
+        self.__exit__()
+        with self._lock:
+            open_connections = list(self._connections)
+        for connection in open_connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:  # closed meanwhile
+                pass
 
     @property
     def total(self) -> int:
@@ -166,6 +180,16 @@ class Proxy:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._connections.discard(self.connection)
+                super().finish()
 
             def _forward(self) -> None:
                 fault = proxy._take_fault(urlsplit(self.path).path)

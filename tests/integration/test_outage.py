@@ -66,10 +66,10 @@ def points(server: MlflowServer, run_id: str, key: str) -> list[int]:
     return sorted(p.step for p in MlflowClient(server.url).get_metric_history(run_id, key))
 
 
-def run_with_fault(action: Any, nested: bool = False, **counts: Any) -> Any:
+def run_with_fault(action: Any, nested: bool = False, grace: float = 3, **counts: Any) -> Any:
     """Run `through_fault` with `action` mid-step; return its step's ZenML response."""
     pipelines.faults["current"] = action
-    settings = {"nested": nested, "log_step_parameters": False, "outage_grace_seconds": 3}
+    settings = {"nested": nested, "log_step_parameters": False, "outage_grace_seconds": grace}
     run = through_fault.with_options(settings={"experiment_tracker": settings})(
         fault="current", **counts
     )

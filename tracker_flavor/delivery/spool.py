@@ -80,10 +80,32 @@ def write_durably(path: str, text: str) -> None:
         raise
 
 
+def _forget_listing(path: str) -> None:
+    """Make the next look at `path` ask the store, not what this process listed before.
+
+    fsspec's object-store filesystems (S3, GCS, Azure) keep every listing for the process's life:
+    segments and acknowledgements other processes wrote or removed since would not show, and a
+    spool another process delivered would be delivered again as empty (its metadata reset to 0).
+    """
+    from zenml.io.filesystem_registry import default_filesystem_registry
+
+    try:
+        registered = default_filesystem_registry.get_filesystem_for_path(path)
+    except ValueError:  # no filesystem for the scheme: listing fails in its own way
+        return
+    # ZenML registers an artifact store's bound methods, each wrapped by its path check (`func`).
+    method: Any = registered.listdir
+    store = getattr(getattr(method, "func", method), "__self__", None)
+    invalidate = getattr(getattr(store, "filesystem", None), "invalidate_cache", None)
+    if callable(invalidate):
+        invalidate(path)
+
+
 def _list(path: str) -> list[str]:
     """Return the sorted names in a directory of the spool, none when it does not exist."""
     from zenml.io import fileio
 
+    _forget_listing(path)
     try:
         listed = fileio.listdir(path) if fileio.exists(path) else []
     except FileNotFoundError:  # removed by another process between the two calls
