@@ -9,7 +9,14 @@ username/password or an unexpired token it issued. Requests without them get HTT
 Artifacts live in the workspace's storage, as on Databricks: experiments get a
 `dbfs:/databricks/mlflow-tracking/...` location, MLflow's client asks for presigned upload
 URLs (`/api/2.0/mlflow/artifacts/credentials-for-write`), and the stand-in keeps what is PUT
-to them in `stored` (run id/path → bytes).
+to them in `stored` (run id/path → bytes; LoggedModels' files by model id/path, their
+location `.../logged_models/<id>/artifacts` as on Databricks).
+
+Unity Catalog's model registry (`/api/2.0/mlflow/unity-catalog/...`) is the stand-in's own:
+registered models and versions in memory, each version stored under `s3://<bucket>/models/...`
+of an S3 server (moto) that MLflow's client writes to with temporary AWS credentials the
+stand-in hands out; MLFLOW_S3_ENDPOINT_URL points the client at that server, as a workspace's
+credentials point it at AWS.
 """
 
 import base64
@@ -26,6 +33,12 @@ from testsupport.proxy import Proxy
 
 STORAGE = "/storage/"
 """Where the presigned upload URLs point."""
+LOGGED_MODELS = "/api/2.0/mlflow/logged-models/"
+MODEL_UPLOADS = "/artifacts/credentials-for-upload"
+UC = "/api/2.0/mlflow/unity-catalog/"
+UC_CREDENTIALS = {"access_key_id": "uc-key", "secret_access_key": "uc-secret",
+                  "session_token": "uc-session"}  # fmt: skip
+"""The temporary credentials a version's upload gets (moto takes any)."""
 
 
 def basic(user: str, password: str) -> str:
@@ -62,6 +75,10 @@ class Workspace(Proxy):
         """The token requests' forms (grant type, scope), for the tests to check."""
         self.stored: dict[str, bytes] = {}
         """What was uploaded to the presigned URLs, by run id/path."""
+        self.bucket: str | None = None
+        """The S3 bucket Unity Catalog versions are stored in; set by the tests."""
+        self.models: dict[str, list[dict[str, Any]]] = {}
+        """Unity Catalog registered model name → its versions, in order."""
         self._serial = itertools.count(1)
         self._tokens = threading.Lock()
 
@@ -101,10 +118,66 @@ class Workspace(Proxy):
                     for path in request.get("path", [])
                 ]
             }
+        if path.startswith(UC):
+            if not self.authorized(headers.get("Authorization")):
+                return 401, {"error_code": "UNAUTHENTICATED"}
+            return self.unity_catalog(path.removeprefix(UC), json.loads(body or b"{}"))
+        if path.startswith(LOGGED_MODELS) and path.endswith(MODEL_UPLOADS):
+            if not self.authorized(headers.get("Authorization")):
+                return 401, {"error_code": "UNAUTHENTICATED"}
+            model = path.removeprefix(LOGGED_MODELS).removesuffix(MODEL_UPLOADS)
+            paths = json.loads(body or b"{}").get("paths", [])
+            return 200, {
+                "credentials": [
+                    {
+                        "model_id": model,
+                        "credential_info": {
+                            "path": path,
+                            "type": "AWS_PRESIGNED_URL",
+                            "signed_uri": f"{self.url}{STORAGE}{model}/{path}",
+                        },
+                    }  # fmt: skip
+                    for path in paths
+                ]
+            }
         if method == "PUT" and path.startswith(STORAGE):  # presigned: no Authorization
             self.stored[path.removeprefix(STORAGE)] = body or b""
             return 200, {}
         return None
+
+    def unity_catalog(self, call: str, request: dict[str, Any]) -> Any:
+        """Serve what MLflow's Unity Catalog client calls to register a model version."""
+        if call.endswith(":is-databricks-sdk-models-artifact-repository-enabled"):
+            return 200, {"is_databricks_sdk_models_artifact_repository_enabled": False}
+        name = request.get("name", "")
+        if call == "registered-models/create":
+            if name in self.models:
+                return 400, {"error_code": "RESOURCE_ALREADY_EXISTS", "message": name}
+            self.models[name] = []
+            return 200, {"registered_model": {"name": name}}
+        versions = self.models.get(name)
+        if versions is None:
+            return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": name}
+        if call == "model-versions/create":
+            number = str(len(versions) + 1)
+            versions.append({
+                **request, "version": number, "status": "PENDING_REGISTRATION",
+                "storage_location": f"s3://{self.bucket}/models/{name}/{number}",
+            })  # fmt: skip
+            return 200, {"model_version": versions[-1]}
+        version = versions[int(request.get("version", 0)) - 1]
+        if call == "model-versions/generate-temporary-credentials":
+            return 200, {"credentials": {"aws_temp_credentials": UC_CREDENTIALS}}
+        if call == "model-versions/finalize":
+            version["status"] = "READY"
+            return 200, {"model_version": version}
+        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": call}
+
+    def returned(self, path: str, data: bytes) -> bytes:
+        """Give LoggedModels the location Databricks gives them (the server says `models/`)."""
+        if not path.startswith(LOGGED_MODELS.rstrip("/")):
+            return data
+        return data.replace(b"/models/m-", b"/logged_models/m-")
 
     def forwarded(self, path: str, body: bytes | None) -> bytes | None:
         """Give new experiments a location in the workspace's storage, as Databricks does."""

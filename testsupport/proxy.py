@@ -165,6 +165,10 @@ class Proxy:
         """Return the body a request for `path` goes upstream with (this one: unchanged)."""
         return body
 
+    def returned(self, path: str, data: bytes) -> bytes:
+        """Return the response body a request for `path` gets (this one: the upstream's)."""
+        return data
+
     def reset(self) -> None:
         """Forget the counts."""
         with self._lock:
@@ -238,7 +242,7 @@ class Proxy:
                 body = proxy.forwarded(urlsplit(self.path).path, body)
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
-                data = response.read()
+                data = proxy.returned(urlsplit(self.path).path, response.read())
                 if fault is not None and fault.kind == DROP:
                     connection.close()
                     self.close_connection = True

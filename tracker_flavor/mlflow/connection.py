@@ -201,6 +201,13 @@ class Connection:
         """Return the server's base URL: the Databricks workspace, or the tracking URI."""
         return self.databricks_host if self.kind == "databricks" else self.uri
 
+    @property
+    def registry_uri(self) -> str:
+        """Return the model registry's URI: Unity Catalog's or the workspace's on Databricks."""
+        if self.kind != "databricks":
+            return self.uri
+        return "databricks-uc" if self.unity_catalog else "databricks"
+
     def link(self, experiment_id: str, run_id: str) -> str:
         """Return the UI deep link of a run."""
         databricks = self.kind == "databricks"
@@ -230,9 +237,7 @@ class Connection:
             internals.SUPPRESS_URLS: "true",
         }
         if self.kind == "databricks":
-            variables[env.MLFLOW_REGISTRY_URI.name] = (
-                "databricks-uc" if self.unity_catalog else "databricks"
-            )
+            variables[env.MLFLOW_REGISTRY_URI.name] = self.registry_uri
             variables[env.MLFLOW_ENABLE_DB_SDK.name] = "false"
         elif self.authorization():
             variables[env.MLFLOW_TRACKING_AUTH.name] = PROVIDER

@@ -475,6 +475,20 @@ def system_metrics_monitor(run_id: str, uri: str, interval: float, node: str | N
     return monitor
 
 
+def create_model_version_from_files(
+    client: Any, name: str, source: str, run_id: str, tags: dict[str, str], local_dir: str
+) -> Any:
+    """Create a model version whose files the registry takes from `local_dir` (Unity Catalog).
+
+    Without `MlflowClient._create_model_version(local_model_path=...)`, MLflow's public
+    `create_model_version` downloads the files from `source` first.
+    """
+    create = getattr(client, "_create_model_version", None)
+    if create is None or "local_model_path" not in inspect.signature(create).parameters:
+        return client.create_model_version(name, source, run_id, tags=tags)
+    return create(name=name, source=source, run_id=run_id, tags=tags, local_model_path=local_dir)
+
+
 def has_logged_models() -> bool:
     """Tell whether this MLflow keeps models as LoggedModels of their run (MLflow 3)."""
     from mlflow import entities

@@ -32,6 +32,10 @@ class UnsaveableModel(ValueError):
     """No MLflow model flavor can save the output."""
 
 
+class UnregistrableModel(ValueError):
+    """The registry refuses the saved model (Unity Catalog: no signature)."""
+
+
 @dataclass(frozen=True)
 class ModelIds:
     """The ZenML ids a registered model version is tagged with."""
@@ -92,14 +96,32 @@ def log_model(
         path = os.path.join(local, MODEL_NAME)
         requirements = module.get_default_pip_requirements()
         module.save_model(path=path, pip_requirements=requirements, **{argument: model})
+        if registered_name is not None and publisher.unity_catalog:
+            require_signature(path, module_name)
         if has_logged_models():
             source = publisher.log_logged_model(run_id, path, MODEL_NAME, ids.tags())
         else:
             publisher.log_artifacts(run_id, path, MODEL_NAME)
             source = ModelSource(f"runs:/{run_id}/{MODEL_NAME}", ids.tags())
-    if registered_name is None:
-        return None
-    return publisher.register(registered_name, run_id, source)
+        if registered_name is None:
+            return None
+        return publisher.register(registered_name, run_id, source, path)
+
+
+def require_signature(path: str, module_name: str) -> None:
+    """Refuse a saved model Unity Catalog cannot take: one without input and output schemas."""
+    from mlflow.models import Model
+
+    signature = Model.load(path).signature
+    if signature is not None and signature.inputs is not None and signature.outputs is not None:
+        return
+    raise UnregistrableModel(
+        "Unity Catalog registers only models whose signature gives inputs and outputs, and "
+        f"MLflow found none for this one. Give a PythonModel's predict type hints, or log the "
+        f"model in the step with {module_name}.log_model(..., signature=mlflow.models."
+        "infer_signature(X, model.predict(X)), registered_model_name=...) instead of "
+        "registered_model_name."
+    )
 
 
 def registrable_source(client: Any, source: str) -> str:

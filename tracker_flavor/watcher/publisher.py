@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tracker_flavor.concurrency.caches import BoundedCache
+from tracker_flavor.mlflow.internals import create_model_version_from_files
 from tracker_flavor.mlflow.rest import RestClient
 
 if TYPE_CHECKING:
@@ -49,8 +50,14 @@ class Publisher(Protocol):
     ) -> "ModelSource":
         """Store a saved model as a LoggedModel output of the run (MLflow 3); return its source."""
 
-    def register(self, name: str, run_id: str, source: "ModelSource") -> "Registered":
-        """Create a version of registered model `name` from `source`; return it."""
+    @property
+    def unity_catalog(self) -> bool:
+        """Tell whether models are registered in Databricks Unity Catalog."""
+
+    def register(
+        self, name: str, run_id: str, source: "ModelSource", local_dir: str
+    ) -> "Registered":
+        """Create a version of registered model `name` from `source` (saved in `local_dir`)."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +149,9 @@ class LocalPublisher:
         client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
         return ModelSource(model.artifact_location, tags, model.model_id)
 
-    def register(self, name: str, run_id: str, source: ModelSource) -> "Registered":
+    unity_catalog = False
+
+    def register(self, name: str, run_id: str, source: ModelSource, local_dir: str) -> "Registered":
         """Create a version of registered model `name` from `source`; return it."""
         return _register(self._client(), name, run_id, source)
 
@@ -217,8 +226,15 @@ class RestPublisher:
                     path = posixpath.join("/", target, name)
                     self.rest.request("PUT", path, host=root, data=data)
 
-    def register(self, name: str, run_id: str, source: ModelSource) -> "Registered":
-        """Create a version of registered model `name` from `source`; return it."""
+    @property
+    def unity_catalog(self) -> bool:
+        """Tell whether models are registered in Databricks Unity Catalog."""
+        return self.rest.connection.unity_catalog
+
+    def register(self, name: str, run_id: str, source: ModelSource, local_dir: str) -> "Registered":
+        """Create a version of registered model `name` from `source` (saved in `local_dir`)."""
+        if self.unity_catalog:
+            return _register(UnityCatalog(self.rest.connection, local_dir), name, run_id, source)
         return _register(self, name, run_id, source)
 
     def create_registered_model(self, name: str) -> None:
@@ -235,6 +251,40 @@ class RestPublisher:
         }  # fmt: skip
         version = self.rest.request("POST", CREATE_MODEL_VERSION, json=body)["model_version"]
         return Registered(version["name"], str(version["version"]))
+
+
+@dataclass(frozen=True)
+class UnityCatalog:
+    """Databricks Unity Catalog's registry, through MLflow's client (its own REST API and storage).
+
+    MLflow's client uploads a version's files from `local_dir` to the storage location the
+    catalog gives it, with the temporary credentials the catalog hands out, then finalizes the
+    version. Its workspace credentials come from the connection held while outputs are sent.
+    """
+
+    connection: "Connection"
+    local_dir: str
+
+    def _client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.connection.uri, registry_uri=self.connection.registry_uri)
+
+    def create_registered_model(self, name: str) -> None:
+        """Create a registered model (MlflowException RESOURCE_ALREADY_EXISTS if it exists)."""
+        self._client().create_registered_model(name)
+
+    def create_model_version(
+        self, name: str, source: str, run_id: str, tags: Mapping[str, str], **model: str
+    ) -> Any:
+        """Create a version from the saved files, without the LoggedModel's id.
+
+        MLflow's Unity Catalog client would look the LoggedModel up in the process's tracking
+        store, which after the step is not necessarily the workspace; `source` names it.
+        """
+        return create_model_version_from_files(
+            self._client(), name, source, run_id, dict(tags), self.local_dir
+        )
 
 
 def _body(message: Any) -> Any:

@@ -114,3 +114,26 @@ def from_memory(x: int) -> str:
 @pipeline(dynamic=True, enable_cache=False, settings={"experiment_tracker": {"nested": True}})
 def credentials_in_memory(count: int = 3) -> None:
     from_memory.map(items(count=count))
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    """A model whose type hints give MLflow its signature."""
+
+    def predict(self, model_input: list[str], params: dict | None = None) -> list[str]:
+        return model_input
+
+
+UC_MODEL = "main.ml.echo"
+
+
+@step(
+    experiment_tracker=True,
+    settings={"experiment_tracker": {"log_model": "output", "registered_model_name": UC_MODEL}},
+)
+def signed_model() -> Echo:
+    return Echo()
+
+
+@pipeline(enable_cache=False)
+def unity_catalog_model() -> None:
+    signed_model()

@@ -8,12 +8,20 @@ from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from tests.integration.scenarios.conftest import environment_watch
-from tests.integration.scenarios.pipelines import credentials_in_memory, metrics_only, scenario
+from tests.integration.scenarios.pipelines import (
+    UC_MODEL,
+    credentials_in_memory,
+    metrics_only,
+    scenario,
+    unity_catalog_model,
+)
 from tests.integration.scenarios.test_servers import child_environments, step_failure, thread_tags
 from tests.integration.test_dynamic import wait_for_status
 from tests.integration.test_run_model import runs_of
 from testsupport.databricks import Workspace
 from testsupport.tls import self_signed_certificate
+from testsupport.topology import AWS_ENV, Moto
+from tracker_flavor.runs import tags
 
 pytestmark = pytest.mark.integration
 
@@ -21,6 +29,7 @@ PAT = "dapi-stand-in-pat"
 USER = ("ci@example.com", "db-password-for-tests-only")
 PRINCIPAL = ("sp-client-id", "sp-secret-for-tests-only")
 WORKSPACE_ID = "1234567890123456"
+UC_BUCKET = "unity-catalog"
 FIRST_TOKEN_SECONDS = 42
 """The SDK renews a token 40 s before it expires: the first is used for 2 s, then renewed (the
 pipeline takes longer); later ones last an hour, as a workspace's do."""
@@ -38,6 +47,21 @@ def workspace(servers, session_dir):
             workspace_id=WORKSPACE_ID, first_token_seconds=FIRST_TOKEN_SECONDS,
         ) as stand_in:  # fmt: skip
             yield stand_in
+
+
+@pytest.fixture(scope="module")
+def catalog_storage(workspace, session_dir):
+    """An S3 server (moto) on 127.0.0.1 where the stand-in's Unity Catalog keeps versions."""
+    moto = Moto(session_dir / "unity-catalog").start(UC_BUCKET)
+    workspace.bucket = UC_BUCKET
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            # A workspace's temporary credentials are for AWS; MLflow's S3 client takes this
+            # endpoint instead, as it does for any S3-compatible store.
+            patch.setenv("MLFLOW_S3_ENDPOINT_URL", moto.url)
+            yield moto
+    finally:
+        moto.stop()
 
 
 def test_pat_and_password_reach_the_workspace_from_memory(servers, workspace, tracker_stack, capfd):
@@ -128,3 +152,35 @@ def test_m2m_nested_pipeline_under_the_experiment_dir_with_cached_renewed_tokens
     finally:
         client.delete_secret("db_m2m")
     assert not [name for name in os.environ if name.startswith("DATABRICKS_")]
+
+
+def test_unity_catalog_registers_a_version_through_the_catalogs_api_and_storage(
+    servers, workspace, catalog_storage, tracker_stack, tmp_path
+):
+    import boto3
+    import mlflow.pyfunc
+
+    tracker_stack("plus_db_uc_models", tracking_uri="databricks", databricks_host=workspace.url,
+                  tracking_token=PAT, enable_unity_catalog=True)  # fmt: skip
+    run = Client().get_pipeline_run(unity_catalog_model().id)
+    # Registered through the catalog's own API: created, files uploaded with the temporary
+    # credentials to the storage location it gave, finalized; tagged with the ZenML ids.
+    (version,) = workspace.models[UC_MODEL]
+    assert version["status"] == "READY"
+    (parent,), _ = runs_of(MlflowClient(servers.plain.url), run.id)
+    assert version["run_id"] == parent.info.run_id
+    # The source names the run's LoggedModel, whose files are in the workspace's storage too.
+    model_id = version["source"].removeprefix("models:/")
+    assert f"{model_id}/MLmodel" in workspace.stored
+    version_tags = {tag["key"]: tag["value"] for tag in version["tags"]}
+    assert version_tags[tags.STEP_RUN_ID] == str(run.steps["signed_model"].id)
+    s3 = boto3.client(
+        "s3", endpoint_url=catalog_storage.url, region_name=AWS_ENV["AWS_DEFAULT_REGION"],
+        aws_access_key_id="reader", aws_secret_access_key="reader",
+    )  # fmt: skip
+    prefix = f"models/{UC_MODEL}/1/"
+    for item in s3.list_objects_v2(Bucket=UC_BUCKET, Prefix=prefix)["Contents"]:
+        target = tmp_path / item["Key"].removeprefix(prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(UC_BUCKET, item["Key"], str(target))
+    assert mlflow.pyfunc.load_model(str(tmp_path)).predict(["a", "b"]) == ["a", "b"]

@@ -49,6 +49,15 @@ def test_databricks_goes_to_the_workspace_with_its_token_and_registry_and_no_var
     assert connection.link("1", "r") == "https://adb.net/ml/experiments/1/runs/r"
 
 
+def test_the_registry_is_unity_catalogs_on_databricks_when_enabled_else_the_tracking_store():
+    workspace = Connection("databricks", databricks_host="https://adb.net", unity_catalog=True)
+    assert workspace.registry_uri == "databricks-uc"
+    assert workspace.environment()["MLFLOW_REGISTRY_URI"] == "databricks-uc"
+    assert Connection("http://127.0.0.1:5000", unity_catalog=True).registry_uri == (
+        "http://127.0.0.1:5000"
+    )
+
+
 def test_databricks_links_name_the_configured_or_azure_workspace():
     azure = Connection("databricks", databricks_host="https://adb-123.4.azuredatabricks.net")
     assert azure.link("1", "r").endswith("/ml/experiments/1/runs/r?o=123")

@@ -79,3 +79,54 @@ def test_a_runs_source_of_a_logged_model_is_registered_from_the_logged_model(sql
         )
     else:  # MLflow 2: the files are in the run, where the source points
         assert models.registrable_source(client, source) == source
+
+
+class CatalogPublisher(LocalPublisher):
+    """A store whose registry is Unity Catalog's, as far as the signature rule goes."""
+
+    unity_catalog = True
+
+
+class Echo(PythonModel):  # type: ignore[misc]
+    """A model whose type hints give MLflow a signature with inputs and outputs."""
+
+    def predict(self, model_input: list[str], params: dict | None = None) -> list[str]:
+        return model_input
+
+
+class Untyped(PythonModel):  # type: ignore[misc]
+    """A model without type hints: MLflow infers no signature."""
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        return model_input
+
+
+def model_outputs(uri: str, run_id: str) -> list[object]:
+    """Return what the run holds as models: its LoggedModels (MLflow 3) or files (MLflow 2)."""
+    run = MlflowClient(uri).get_run(run_id)
+    if has_logged_models():
+        return list(run.outputs.model_outputs if run.outputs else [])
+    return MlflowClient(uri).list_artifacts(run_id)
+
+
+def test_unity_catalog_refuses_a_model_without_a_signature_before_logging_it(sqlite_uri, tmp_path):
+    run_id = a_run(sqlite_uri, tmp_path / "artifacts")
+    publisher = CatalogPublisher(sqlite_uri)
+    with pytest.raises(models.UnregistrableModel) as refused:
+        models.log_model(publisher, run_id, Untyped(), "main.ml.untyped", IDS)
+    assert "Unity Catalog registers only models whose signature gives inputs and outputs" in str(
+        refused.value
+    )
+    assert "mlflow.pyfunc.log_model(..., signature=mlflow.models.infer_signature(" in str(
+        refused.value
+    )
+    assert model_outputs(sqlite_uri, run_id) == []
+    # Not registering, the model is logged as it is.
+    assert models.log_model(publisher, run_id, Untyped(), None, IDS) is None
+    assert len(model_outputs(sqlite_uri, run_id)) == 1
+
+
+def test_unity_catalog_takes_a_model_whose_signature_gives_inputs_and_outputs(sqlite_uri, tmp_path):
+    run_id = a_run(sqlite_uri, tmp_path / "artifacts")
+    registered = models.log_model(CatalogPublisher(sqlite_uri), run_id, Echo(), "main.ml.e", IDS)
+    assert (registered.name, registered.version) == ("main.ml.e", "1")
