@@ -199,14 +199,33 @@ OFF = {"track_reports": False, "lineage": False}
 """With these (and the other options at their defaults) nothing is sent after the step."""
 
 
+ARTIFACT_READS = ("list_artifact_versions", "get_artifact_version")
+
+
+def counted(
+    calls: Counter[str], name: str, call: Callable[..., Any], thread: str = ""
+) -> Callable[..., Any]:
+    """Return `call`, counting in `calls[name]` its calls from threads named `thread…`."""
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name.startswith(thread):
+            calls[name] += 1
+        return call(*args, **kwargs)
+
+    return watched
+
+
 def test_every_option_off_costs_two_requests_per_step_and_the_defaults_two_more(
-    served, process_snapshot
+    served, process_snapshot, monkeypatch
 ):
     _, proxy = served
-    sent = {}
+    sent, read, reads = {}, {}, Counter[str]()
+    store = type(Client().zen_store)
+    for method in ARTIFACT_READS:
+        monkeypatch.setattr(store, method, counted(reads, method, getattr(store, method)))
     for name, settings in (("off", OFF), ("defaults", {})):
         pipeline = bench_linear.with_options(settings={"experiment_tracker": settings})
-        seen = Counter(proxy.requests)
+        seen, reads_seen = Counter(proxy.requests), reads.total()
         with Probe(lambda: proxy.total).instrumented(MLflowPlusExperimentTracker) as probe:
             with probe.run() as steps:
                 run = pipeline()
@@ -217,6 +236,9 @@ def test_every_option_off_costs_two_requests_per_step_and_the_defaults_two_more(
             recorded = Client().get_pipeline_run(run.id).steps.values()
             assert not any(keys.ARTIFACTS_KEY in step.run_metadata for step in recorded)
         sent[name] = Counter(proxy.requests) - seen
+        read[name] = reads.total() - reads_seen
+    # The reports' files are known from ZenML's storing of the outputs: no read of them.
+    assert read["defaults"] == read["off"], read
     uploads = [path for path in sent["defaults"] if path.startswith(ARTIFACTS)]
     assert not any(path.startswith(ARTIFACTS) for path in sent["off"]), sent
     assert LOG_INPUTS not in sent["off"]
@@ -242,17 +264,8 @@ def test_a_step_published_by_another_process_is_settled_from_the_watcher_s_listi
     server, _ = served
     store = type(Client().zen_store)
     calls: Counter[str] = Counter()
-
-    def counted(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
-        def watched(*args: Any, **kwargs: Any) -> Any:
-            if threading.current_thread().name.startswith(WATCHER_THREAD):
-                calls[name] += 1
-            return call(*args, **kwargs)
-
-        return watched
-
     for name in WATCHER_STORE_CALLS:
-        monkeypatch.setattr(store, name, counted(name, getattr(store, name)))
+        monkeypatch.setattr(store, name, counted(calls, name, getattr(store, name), WATCHER_THREAD))
     runtime.install()  # else the first step would put the launch hook in
     runtime.launches.uninstall()
     try:

@@ -1,14 +1,28 @@
-"""The step ZenML's launcher returns is settled before `launch` returns; uninstall restores it."""
+"""The step ZenML's launcher returns is settled before `launch` returns, with the outputs as
+ZenML's runner stored them; uninstall restores both methods."""
 
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from zenml.enums import ExecutionStatus
+from zenml.enums import ExecutionStatus, VisualizationType
+from zenml.models import ArtifactVersionResponse, ArtifactVisualizationResponse, StepRunResponse
+from zenml.models.v2.core.artifact_version import ArtifactVersionResponseMetadata
+from zenml.models.v2.core.artifact_visualization import ArtifactVisualizationResponseBody
+from zenml.models.v2.core.step_run import StepRunResponseBody, StepRunResponseResources
 
-from tracker_flavor.watcher.launches import LaunchHook, launcher_class
+from tracker_flavor.config.settings import MLflowPlusSettings
+from tracker_flavor.watcher.after_step import reports_of
+from tracker_flavor.watcher.launches import (
+    STORE_OUTPUTS,
+    LaunchHook,
+    launcher_class,
+    runner_class,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -18,6 +32,7 @@ class Finishes:
 
     def __init__(self) -> None:
         self.finished: list[tuple[uuid.UUID, ExecutionStatus]] = []
+        self.step_runs: list[Any] = []
         self.inside = False
 
     @contextmanager
@@ -28,9 +43,10 @@ class Finishes:
         finally:
             self.inside = False
 
-    def finish(self, step_run: SimpleNamespace) -> None:
+    def finish(self, step_run: Any) -> None:
         assert self.inside
         self.finished.append((step_run.id, step_run.status))
+        self.step_runs.append(step_run)
 
 
 def launcher(step_run: SimpleNamespace) -> type:
@@ -73,5 +89,106 @@ def test_a_wrapper_put_on_after_the_hook_stays_after_an_uninstall():
     assert cls.__dict__["launch"] is later
 
 
-def test_zenml_s_launcher_is_the_class_wrapped():
+def test_zenml_s_launcher_and_runner_are_the_classes_wrapped():
     assert "launch" in launcher_class().__dict__
+    assert STORE_OUTPUTS in runner_class().__dict__
+
+
+def version(version_id: uuid.UUID, *reports: str) -> ArtifactVersionResponse:
+    """Return an artifact version as a step run lists it, or with `reports` as stored."""
+    if not reports:
+        return ArtifactVersionResponse.model_construct(id=version_id)
+    now = datetime.now()
+    shown = [
+        ArtifactVisualizationResponse(
+            id=uuid.uuid4(),
+            body=ArtifactVisualizationResponseBody(
+                uri=uri, type=VisualizationType.JSON, created=now, updated=now
+            ),
+        )
+        for uri in reports
+    ]
+    return ArtifactVersionResponse.model_construct(
+        id=version_id,
+        metadata=ArtifactVersionResponseMetadata.model_construct(visualizations=shown),
+    )
+
+
+def running(
+    step_run: StepRunResponse, stored: dict[str, ArtifactVersionResponse]
+) -> tuple[type, type]:
+    """Return a runner class that stores `stored`, and a launcher that runs it, then returns."""
+
+    class Runner:
+        def _store_output_artifacts(self) -> dict[str, ArtifactVersionResponse]:
+            return stored
+
+    class Launcher:
+        def launch(self) -> StepRunResponse:
+            Runner()._store_output_artifacts()
+            return step_run
+
+    return Launcher, Runner
+
+
+def test_the_outputs_the_runner_stored_reach_the_settling_and_zenml_keeps_its_step_run():
+    output_id, other_id = uuid.uuid4(), uuid.uuid4()
+    listed = {"output": [version(output_id)], "other": [version(other_id)]}
+    step_run = StepRunResponse.model_construct(
+        id=uuid.uuid4(), body=StepRunResponseBody.model_construct(status=ExecutionStatus.COMPLETED),
+        resources=StepRunResponseResources.model_construct(outputs=listed),
+    )  # fmt: skip
+    stored = {"output": version(output_id, "s3://b/data.json")}
+    launcher_cls, runner_cls = running(step_run, stored)
+    watcher, original = Finishes(), runner_cls.__dict__[STORE_OUTPUTS]
+    hook = LaunchHook(watcher)  # type: ignore[arg-type]
+    hook.install(launcher_cls, runner_cls)
+    try:
+        assert launcher_cls().launch() is step_run
+        assert runner_cls()._store_output_artifacts() is stored  # outside a launch: as it was
+    finally:
+        hook.uninstall()
+    assert runner_cls.__dict__[STORE_OUTPUTS] is original
+    (settled,) = watcher.step_runs
+    assert settled.outputs["output"] == [stored["output"]]
+    assert settled.outputs["other"] == listed["other"]
+    assert step_run.outputs["output"][0].metadata is None  # ZenML's own is left as it was
+    # The stored version's reports are known without asking ZenML (it has no such versions).
+    settings = MLflowPlusSettings(track_reports=["output"])
+    assert reports_of(settled, settings) == {output_id: (("s3://b/data.json", "json"),)}
+
+
+def test_a_runner_storing_outside_a_launch_hands_nothing_to_the_next_launch():
+    step_run = SimpleNamespace(id=uuid.uuid4(), status=ExecutionStatus.COMPLETED)
+    launcher_cls, runner_cls = running(step_run, {"output": version(uuid.uuid4(), "s3://x")})  # type: ignore[arg-type]
+
+    class Quiet:
+        def launch(self) -> SimpleNamespace:
+            return step_run
+
+    watcher = Finishes()
+    hook = LaunchHook(watcher)  # type: ignore[arg-type]
+    hook.install(Quiet, runner_cls)
+    try:
+        runner_cls()._store_output_artifacts()
+        Quiet().launch()
+    finally:
+        hook.uninstall()
+    assert watcher.step_runs == [step_run]
+
+
+def test_a_runner_without_the_method_is_left_alone_and_the_launch_still_settles():
+    step_run = SimpleNamespace(id=uuid.uuid4(), status=ExecutionStatus.COMPLETED)
+    cls, watcher = launcher(step_run), Finishes()
+
+    class Runner:
+        pass
+
+    hook = LaunchHook(watcher)  # type: ignore[arg-type]
+    hook.install(cls, Runner)
+    try:
+        assert cls().launch() is step_run
+        assert STORE_OUTPUTS not in Runner.__dict__
+    finally:
+        hook.uninstall()
+    assert watcher.step_runs == [step_run]
