@@ -2,7 +2,7 @@
 
 import os
 import re
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 DATABRICKS_URI = "databricks"
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
@@ -152,3 +152,27 @@ def run_url(
         query = f"?o={workspace_id}" if workspace_id else ""
         return f"{base}/ml/experiments/{experiment_id}/runs/{run_id}{query}"
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{CLASSIC_VIEW_QUERY}"
+
+
+def model_version_url(
+    base_url: str,
+    name: str,
+    version: str,
+    *,
+    databricks: bool = False,
+    unity_catalog: bool = False,
+    workspace_id: str | None = None,
+) -> str:
+    """Return the UI link of a registered model version: OSS, workspace registry or Unity Catalog.
+
+    Unity Catalog's versions open in Catalog Explorer, one path segment per level of the
+    three-level name; Databricks links name their workspace (`?o=`) when the id is known.
+    """
+    base = base_url.rstrip("/")
+    if not databricks:
+        return f"{base}/#/models/{quote(name, safe='')}/versions/{version}"
+    query = f"?o={workspace_id}" if workspace_id else ""
+    if unity_catalog:
+        path = "/".join(quote(level, safe="") for level in name.split("."))
+        return f"{base}/explore/data/models/{path}/version/{version}{query}"
+    return f"{base}/ml/models/{quote(name, safe='')}/versions/{version}{query}"

@@ -26,6 +26,7 @@ from tracker_flavor.config.uris import (
     is_databricks_uri,
     is_http_uri,
     is_remote_uri,
+    model_version_url,
     normalize_host,
     run_url,
     strip_credentials,
@@ -210,11 +211,22 @@ class Connection:
 
     def link(self, experiment_id: str, run_id: str) -> str:
         """Return the UI deep link of a run."""
-        databricks = self.kind == "databricks"
-        workspace = self.workspace_id or workspace_id_of(self.databricks_host)
         return run_url(
-            self.ui_base, experiment_id, run_id, databricks=databricks, workspace_id=workspace
-        )
+            self.ui_base, experiment_id, run_id,
+            databricks=self.kind == "databricks", workspace_id=self._workspace(),
+        )  # fmt: skip
+
+    def model_link(self, name: str, version: str) -> str:
+        """Return the UI link of a registered model version (Unity Catalog's with it on)."""
+        databricks = self.kind == "databricks"
+        return model_version_url(
+            self.ui_base, name, version, databricks=databricks,
+            unity_catalog=databricks and self.unity_catalog, workspace_id=self._workspace(),
+        )  # fmt: skip
+
+    def _workspace(self) -> str | None:
+        """Return the workspace id: configured, or the one the host's name carries."""
+        return self.workspace_id or workspace_id_of(self.databricks_host)
 
     def experiment_name(self, name: str) -> str:
         """Return the experiment name as the store knows it; on Databricks, a workspace path."""

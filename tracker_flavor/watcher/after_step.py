@@ -11,7 +11,7 @@ hook). A step published elsewhere costs one read of its outputs' visualizations.
 """
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -60,7 +60,8 @@ class Target:
     """The MLflow run a step's outputs go to, and what ZenML records about it."""
 
     run_id: str
-    ui_base: str
+    model_link: Callable[[str, str], str]
+    """The UI link of a registered model version (name, version)."""
     run_metadata: "Metadata"
     """Recorded on each output artifact version (the run's link and ids)."""
 
@@ -308,11 +309,14 @@ def _log_model(
         return
     account.delivered += 1
     if registered is not None:
-        _record_on_model(info, step_run, target.ui_base, registered)
+        _record_on_model(info, step_run, target.model_link, registered)
 
 
 def _record_on_model(
-    info: StepFacts, step_run: "StepRunResponse", ui_base: str, registered: Any
+    info: StepFacts,
+    step_run: "StepRunResponse",
+    model_link: Callable[[str, str], str],
+    registered: Any,
 ) -> None:
     """Give the pipeline's ZenML Model version, if any, the registered version's link."""
     from zenml.client import Client
@@ -326,7 +330,7 @@ def _record_on_model(
     )
     if model_version is None:
         return
-    link = models.model_version_url(ui_base, registered.name, str(registered.version))
+    link = model_link(registered.name, str(registered.version))
     zenml.create_run_metadata(
         metadata={
             metadata.REGISTERED_MODEL_KEY: registered.name,
@@ -355,7 +359,7 @@ def after_step(
             deliveries.runs.remember(
                 connection.uri, step.run_id, step.artifact_uri, step.parent.experiment_id
             )
-        target = Target(step.run_id, connection.ui_base, step.metadata())
+        target = Target(step.run_id, connection.model_link, step.metadata())
         _send(connection, info, step_run, settings, target, component_id, deliveries, noise)
 
 
@@ -401,7 +405,7 @@ def after_delivery(
         return
     run = store.get_run(step_run.pipeline_run_id)
     facts = PublishedStep(run.id, step_run.id, step_run.name, run.snapshot)
-    target = Target(run_id, connection.ui_base, run_metadata)
+    target = Target(run_id, connection.model_link, run_metadata)
     if settings.lineage:  # the outputs were stored long ago, without the link
         _record_on_artifacts(step_run, run_metadata)
     _send(connection, facts, step_run, settings, target, component_id, deliveries, noise)

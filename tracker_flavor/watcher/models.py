@@ -68,13 +68,6 @@ def flavor_for(model: Any) -> tuple[str, str]:
     )
 
 
-def model_version_url(ui_base: str, name: str, version: str) -> str:
-    """Return the UI link of a registered model version."""
-    from urllib.parse import quote
-
-    return f"{ui_base.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{version}"
-
-
 def log_model(
     publisher: "Publisher", run_id: str, model: Any, registered_name: str | None, ids: ModelIds
 ) -> Any:

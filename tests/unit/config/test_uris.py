@@ -6,6 +6,7 @@ from tracker_flavor.config.uris import (
     check_tracking_uri,
     is_databricks_uri,
     is_remote_uri,
+    model_version_url,
     normalize_host,
     redact_credentials,
     run_url,
@@ -94,6 +95,20 @@ def test_a_databricks_link_names_its_workspace_and_azure_hosts_carry_theirs():
     assert workspace_id_of("adb-1234567890123456.7.azuredatabricks.net/") == "1234567890123456"
     assert workspace_id_of("https://dbc-1a2b.cloud.databricks.com") is None
     assert workspace_id_of("https://adb-12.7.azuredatabricks.net.evil.com") is None
+
+
+def test_model_version_links_open_the_registry_they_are_in():
+    assert model_version_url("http://mlflow:5000/", "churn model", "4") == (
+        "http://mlflow:5000/#/models/churn%20model/versions/4"
+    )
+    assert model_version_url("https://h", "churn", "4", databricks=True, workspace_id="42") == (
+        "https://h/ml/models/churn/versions/4?o=42"
+    )
+    uc = model_version_url("https://h/", "ml.prod.churn", "4", databricks=True, unity_catalog=True)
+    assert uc == "https://h/explore/data/models/ml/prod/churn/version/4"
+    assert model_version_url(
+        "https://h", "ml.prod.churn", "4", databricks=True, unity_catalog=True, workspace_id="42"
+    ) == "https://h/explore/data/models/ml/prod/churn/version/4?o=42"  # fmt: skip
 
 
 def test_hosts_are_normalised():

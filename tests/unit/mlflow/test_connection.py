@@ -67,6 +67,15 @@ def test_databricks_links_name_the_configured_or_azure_workspace():
         configured.link("1", "r") == "https://x.cloud.databricks.com/ml/experiments/1/runs/r?o=987"
     )
     assert "?o=" not in Connection("http://h", workspace_id="987").link("1", "r").split("#")[0]
+    catalog = Connection("databricks", databricks_host="https://x.cloud.databricks.com",
+                         workspace_id="987", unity_catalog=True)  # fmt: skip
+    assert catalog.model_link("ml.prod.churn", "2") == (
+        "https://x.cloud.databricks.com/explore/data/models/ml/prod/churn/version/2?o=987"
+    )
+    assert configured.model_link("churn", "2").endswith("/ml/models/churn/versions/2?o=987")
+    assert Connection("http://h", unity_catalog=True).model_link("a.b.c", "2") == (
+        "http://h/#/models/a.b.c/versions/2"
+    )
 
 
 def test_rest_credentials_come_from_the_connection_not_the_environment(monkeypatch):
