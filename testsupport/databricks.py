@@ -10,7 +10,9 @@ Artifacts live in the workspace's storage, as on Databricks: experiments get a
 `dbfs:/databricks/mlflow-tracking/...` location, MLflow's client asks for presigned upload
 URLs (`/api/2.0/mlflow/artifacts/credentials-for-write`), and the stand-in keeps what is PUT
 to them in `stored` (run id/path → bytes; LoggedModels' files by model id/path, their
-location `.../logged_models/<id>/artifacts` as on Databricks).
+location `.../logged_models/<id>/artifacts` as on Databricks). It lists them (a run's
+`artifacts/list`, a LoggedModel's `artifacts/directories`) and serves a LoggedModel's files
+through presigned download URLs (`credentials-for-download`).
 
 Unity Catalog's model registry (`/api/2.0/mlflow/unity-catalog/...`) is the stand-in's own:
 registered models and versions in memory, each version stored under `s3://<bucket>/models/...`
@@ -35,6 +37,10 @@ STORAGE = "/storage/"
 """Where the presigned upload URLs point."""
 LOGGED_MODELS = "/api/2.0/mlflow/logged-models/"
 MODEL_UPLOADS = "/artifacts/credentials-for-upload"
+MODEL_DOWNLOADS = "/artifacts/credentials-for-download"
+MODEL_TRANSFERS = ("/artifacts/credentials-for-upload", "/artifacts/credentials-for-download")
+MODEL_FOLDERS = "/artifacts/directories"
+RUN_ARTIFACTS = "/api/2.0/mlflow/artifacts/list"
 UC = "/api/2.0/mlflow/unity-catalog/"
 UC_CREDENTIALS = {"access_key_id": "uc-key", "secret_access_key": "uc-secret",
                   "session_token": "uc-session"}  # fmt: skip
@@ -82,8 +88,10 @@ class Workspace(Proxy):
         self._serial = itertools.count(1)
         self._tokens = threading.Lock()
 
-    def answer(self, method: str, path: str, headers: Any, body: bytes | None) -> Any:
-        """Serve discovery and the token exchange; leave MLflow's API to the proxy."""
+    def answer(
+        self, method: str, path: str, headers: Any, body: bytes | None, query: dict[str, list[str]]
+    ) -> Any:
+        """Serve discovery, the token exchange and storage; leave MLflow's API to the proxy."""
         if path == "/.well-known/databricks-config":
             return 200, {"oidc_endpoint": f"{self.url}/oidc", "workspace_id": self.workspace_id}
         if path == "/oidc/.well-known/oauth-authorization-server":
@@ -121,11 +129,24 @@ class Workspace(Proxy):
         if path.startswith(UC):
             if not self.authorized(headers.get("Authorization")):
                 return 401, {"error_code": "UNAUTHENTICATED"}
-            return self.unity_catalog(path.removeprefix(UC), json.loads(body or b"{}"))
-        if path.startswith(LOGGED_MODELS) and path.endswith(MODEL_UPLOADS):
+            request = {key: values[0] for key, values in query.items()}
+            return self.unity_catalog(path.removeprefix(UC), request | json.loads(body or b"{}"))
+        if path == RUN_ARTIFACTS:
             if not self.authorized(headers.get("Authorization")):
                 return 401, {"error_code": "UNAUTHENTICATED"}
-            model = path.removeprefix(LOGGED_MODELS).removesuffix(MODEL_UPLOADS)
+            run, folder = query["run_id"][0], query.get("path", [""])[0]
+            return 200, {"files": self.listing(run, folder)}
+        if path.startswith(LOGGED_MODELS) and path.endswith(MODEL_FOLDERS):
+            if not self.authorized(headers.get("Authorization")):
+                return 401, {"error_code": "UNAUTHENTICATED"}
+            model = path.removeprefix(LOGGED_MODELS).removesuffix(MODEL_FOLDERS)
+            folder = query.get("artifact_directory_path", [""])[0]
+            return 200, {"files": self.listing(model, folder)}
+        if path.startswith(LOGGED_MODELS) and path.endswith(MODEL_TRANSFERS):
+            if not self.authorized(headers.get("Authorization")):
+                return 401, {"error_code": "UNAUTHENTICATED"}
+            model = path.removeprefix(LOGGED_MODELS)
+            model = model.removesuffix(MODEL_UPLOADS).removesuffix(MODEL_DOWNLOADS)
             paths = json.loads(body or b"{}").get("paths", [])
             return 200, {
                 "credentials": [
@@ -143,7 +164,25 @@ class Workspace(Proxy):
         if method == "PUT" and path.startswith(STORAGE):  # presigned: no Authorization
             self.stored[path.removeprefix(STORAGE)] = body or b""
             return 200, {}
+        if method == "GET" and path.startswith(STORAGE):
+            stored = self.stored.get(path.removeprefix(STORAGE))
+            return (404, {}) if stored is None else (200, stored)
         return None
+
+    def listing(self, owner: str, folder: str) -> list[dict[str, Any]]:
+        """Return the files and folders directly in `folder` of a run's or model's storage."""
+        prefix = f"{owner}/{folder.strip('/')}/".replace("//", "/")
+        entries: dict[str, dict[str, Any]] = {}
+        for key, data in self.stored.items():
+            if not key.startswith(prefix):
+                continue
+            head, _, rest = key.removeprefix(prefix).partition("/")
+            relative = f"{prefix.removeprefix(owner + '/')}{head}"
+            entries[head] = (
+                {"path": relative, "is_dir": True} if rest
+                else {"path": relative, "is_dir": False, "file_size": len(data)}
+            )  # fmt: skip
+        return list(entries.values())
 
     def unity_catalog(self, call: str, request: dict[str, Any]) -> Any:
         """Serve what MLflow's Unity Catalog client calls to register a model version."""
@@ -158,6 +197,8 @@ class Workspace(Proxy):
         versions = self.models.get(name)
         if versions is None:
             return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": name}
+        if call == "registered-models/get":
+            return 200, {"registered_model": {"name": name}}
         if call == "model-versions/create":
             number = str(len(versions) + 1)
             versions.append({
@@ -168,6 +209,8 @@ class Workspace(Proxy):
         version = versions[int(request.get("version", 0)) - 1]
         if call == "model-versions/generate-temporary-credentials":
             return 200, {"credentials": {"aws_temp_credentials": UC_CREDENTIALS}}
+        if call == "model-versions/get":
+            return 200, {"model_version": version}
         if call == "model-versions/finalize":
             version["status"] = "READY"
             return 200, {"model_version": version}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "host", "content-length"}
 LOG_BATCH = "/api/2.0/mlflow/runs/log-batch"
@@ -157,8 +157,10 @@ class Proxy:
         """Tell whether a request with this Authorization header may pass (`token`, if any)."""
         return self.token is None or authorization == f"Bearer {self.token}"
 
-    def answer(self, method: str, path: str, headers: Any, body: bytes | None) -> Any:
-        """Return (status, JSON payload) of a request served here instead of upstream, or None."""
+    def answer(
+        self, method: str, path: str, headers: Any, body: bytes | None, query: dict[str, list[str]]
+    ) -> Any:
+        """Return (status, JSON payload or raw bytes) of a request served here, or None."""
         return None
 
     def forwarded(self, path: str, body: bytes | None) -> bytes | None:
@@ -203,12 +205,15 @@ class Proxy:
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                own = proxy.answer(self.command, urlsplit(self.path).path, self.headers, body)
+                url = urlsplit(self.path)
+                own = proxy.answer(self.command, url.path, self.headers, body, parse_qs(url.query))
                 if own is not None:
                     status, payload = own
-                    data = json.dumps(payload).encode()
+                    raw = isinstance(payload, bytes)
+                    data = payload if raw else json.dumps(payload).encode()
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    kind = "application/octet-stream" if raw else "application/json"
+                    self.send_header("Content-Type", kind)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)

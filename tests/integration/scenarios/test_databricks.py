@@ -6,6 +6,8 @@ import pytest
 from mlflow import MlflowClient
 from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
+from zenml.enums import StackComponentType
+from zenml.model_registries.base_model_registry import ModelRegistryModelMetadata
 
 from tests.integration.scenarios.conftest import environment_watch
 from tests.integration.scenarios.pipelines import (
@@ -155,7 +157,7 @@ def test_m2m_nested_pipeline_under_the_experiment_dir_with_cached_renewed_tokens
 
 
 def test_unity_catalog_registers_a_version_through_the_catalogs_api_and_storage(
-    servers, workspace, catalog_storage, tracker_stack, tmp_path
+    servers, workspace, catalog_storage, tracker_stack, isolated_mlflow_environment, tmp_path
 ):
     import boto3
     import mlflow.pyfunc
@@ -184,3 +186,30 @@ def test_unity_catalog_registers_a_version_through_the_catalogs_api_and_storage(
         target.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(UC_BUCKET, item["Key"], str(target))
     assert mlflow.pyfunc.load_model(str(tmp_path)).predict(["a", "b"]) == ["a", "b"]
+
+    # The mlflow_plus model registry (ZenML's register_model_version, as its register step
+    # calls it) registers the run's model in Unity Catalog too; the version loads back.
+    client = Client()
+    component = client.create_stack_component(
+        "plus_uc_registry", "mlflow_plus", StackComponentType.MODEL_REGISTRY, {}
+    )
+    stack = client.active_stack_model.name
+    client.update_stack(
+        stack, component_updates={StackComponentType.MODEL_REGISTRY: [component.id]}
+    )
+    try:
+        registry = Client().active_stack.model_registry
+        second = registry.register_model_version(
+            UC_MODEL, model_source_uri=f"runs:/{parent.info.run_id}/model",
+            metadata=ModelRegistryModelMetadata(zenml_step_name="signed_model"),
+        )  # fmt: skip
+        assert second.version == "2"
+        # MLflow's client took the files from the run's LoggedModel in the workspace's
+        # storage (listing, read credentials, presigned GETs) and uploaded them to the catalog.
+        assert workspace.models[UC_MODEL][1]["status"] == "READY"
+        assert workspace.models[UC_MODEL][1]["source"] == version["source"]
+        assert second.metadata.zenml_step_name == "signed_model"
+        assert registry.load_model_version(UC_MODEL, "2").predict(["c"]) == ["c"]
+    finally:
+        client.update_stack(stack, component_updates={StackComponentType.MODEL_REGISTRY: []})
+        client.delete_stack_component(component.id, StackComponentType.MODEL_REGISTRY)
