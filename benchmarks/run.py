@@ -127,8 +127,7 @@ How it is measured (`benchmarks/run.py`, `make bench`):
 - **Where a step's time goes**: the functions named in its tables are wrapped with timers of
   wall and thread CPU time during the width sweep (a few microseconds a call), and the commits
   of ZenML's SQL store are counted in the part that made them; parts run by other threads
-  (the watcher's, the batching thread, the thread that records the artifacts' link) are
-  counted there, not in the step's thread.
+  (the watcher's, the batching thread) are counted there, not in the step's thread.
 - **Against the built-in**: "costs more than untracked" is the difference of the runs' median
   wall times divided by the 10 steps; the 2,000 points' time is the loop plus, for mlflow_plus,
   the delivery before the step is reported finished, as above.
