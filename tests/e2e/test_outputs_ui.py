@@ -14,7 +14,6 @@ from zenml.client import Client
 from zenml.constants import METADATA_EXPERIMENT_TRACKER_URL
 
 from tests.integration.outputs_pipelines import outputs_pipeline
-from tests.integration.test_outputs import delivered
 from tests.integration.test_performance import active_stack
 from testsupport.browser import chromium_page, screenshot_after
 from testsupport.servers import MlflowServer
@@ -49,8 +48,8 @@ def ui_server(zenml_stack: str, mlflow_server: MlflowServer) -> Iterator[MlflowS
 @pytest.fixture(scope="module")
 def train_link(ui_server: MlflowServer) -> tuple[str, str]:
     """Run the outputs pipeline; return the train step's link and report."""
-    outputs_pipeline()
-    step = delivered("train", "outputs_pipeline")
+    outputs_pipeline()  # returns with the outputs in MLflow
+    step = Client().get_pipeline("outputs_pipeline").last_run.steps["train"]
     link = str(step.run_metadata[METADATA_EXPERIMENT_TRACKER_URL])
     run_id = str(step.run_metadata["mlflow_run_id"])
     (report,) = [
