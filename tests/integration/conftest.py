@@ -65,12 +65,15 @@ def isolated_mlflow_environment() -> Iterator[None]:
     import mlflow.tracking._model_registry.utils as registry_utils
     import mlflow.tracking._tracking_service.utils as tracking_utils
 
+    from tracker_flavor.runtime import runtime
+
     environment = dict(os.environ)
     yield
     os.environ.clear()
     os.environ.update(environment)
     tracking_utils._tracking_uri = None
     registry_utils._registry_uri = None
+    runtime.reset()  # the credentials it held for the rest of the process
 
 
 @pytest.fixture

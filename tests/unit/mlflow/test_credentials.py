@@ -16,6 +16,7 @@ from tracker_flavor.mlflow.credentials import (
     WorkspaceConfigProvider,
 )
 from tracker_flavor.mlflow.internals import Internals
+from tracker_flavor.runtime import runtime
 
 pytestmark = pytest.mark.unit
 
@@ -112,6 +113,7 @@ def workspace_seam(monkeypatch):
         monkeypatch.delenv(name)
     monkeypatch.setenv("MLFLOW_ENABLE_DB_SDK", "false")
     monkeypatch.setenv("HOME", "/nonexistent")  # no ~/.databrickscfg either
+    runtime.reset()  # nor the runtime's provider, holding what an earlier tracker configured
     seam, held = Internals(Once()), ServerCredentials()
     seam.install_workspace_config(lambda previous: WorkspaceConfigProvider(held, seam, previous))
     seam.fall_back_from_sdk_artifacts(lambda: held.find("databricks") is not None)
