@@ -104,7 +104,9 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         process.threads.enter()
         autologging = False
         try:
-            step_plan = plan.step_plan(settings, plan.facts_of_step(info), plan.tracking_user())
+            step_plan = plan.step_plan(
+                settings, plan.facts_of_step(info, settings.nested), plan.tracking_user()
+            )
             step_spool = offline.StepSpool.of(connection, info, runtime.held) if spooling else None
             if step_spool is not None and after_step.wanted(settings):
                 step_spool.publish = settings.model_dump(mode="json")

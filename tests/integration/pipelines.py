@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 import mlflow
+from mlflow import log_metric, log_metrics  # names bound before any step starts
 from zenml import pipeline, step
 from zenml.enums import ArtifactType, ExecutionMode
 from zenml.materializers.base_materializer import BaseMaterializer
@@ -21,7 +22,7 @@ def produce(count: int = 3, config: dict | None = None) -> int:
 @step(experiment_tracker=TRACKER)
 def consume(value: int, factor: float = 2.0) -> float:
     mlflow.log_metric("consumed", value * factor)
-    mlflow.log_metric("score", value * factor)
+    log_metric("score", value * factor)
     return value * factor
 
 
@@ -55,6 +56,7 @@ def partly_failing() -> None:
 
 @step(experiment_tracker=TRACKER)
 def items(count: int = 8) -> list[int]:
+    log_metric("stage", 1.0)  # a key `total` logs too
     return list(range(count))
 
 
@@ -68,6 +70,7 @@ def square(x: int) -> int:
 @step(experiment_tracker=TRACKER)
 def total(values: list[int]) -> int:
     mlflow.log_metric("total", sum(values))
+    log_metrics({"stage": 2.0})
     return sum(values)
 
 

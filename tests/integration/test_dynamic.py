@@ -6,8 +6,12 @@ from zenml.client import Client
 
 from tests.integration.pipelines import fan_out
 from tests.integration.test_run_model import runs_of
+from tracker_flavor.runs import tags
 
 pytestmark = pytest.mark.integration
+
+STAGES = {1.0: "items", 2.0: "total"}
+"""The `stage` each of fan_out's unmapped steps logs."""
 
 
 @pytest.fixture
@@ -44,6 +48,11 @@ def test_mapped_steps_on_the_thread_pool(
     # Mapped steps get their own runs in unified mode too; the others share the parent there.
     assert set(children) == ({"items", "total"} if nested else set()) | set(square_steps)
     assert all(child.info.status == "FINISHED" for child in children.values())
+    if not nested:  # two steps log `stage` without a step: each at its position, none hidden
+        stage = mlflow_store.get_metric_history(parent.info.run_id, "stage")
+        places = {v: int(parent.data.tags[f"{tags.STEP_INDEX}{s}"]) for v, s in STAGES.items()}
+        assert sorted((point.value, point.step) for point in stage) == sorted(places.items())
+        assert len(set(places.values())) == 2
     logged = {key for run in (parent, *children.values()) for key in run.data.metrics}
     run_ids = {name: children[name].info.run_id for name in square_steps}
     assert {f"square_{x}" for x in range(count)} <= logged and "total" in logged

@@ -102,11 +102,19 @@ SDK_ARTIFACTS = TouchPoint(
     "environment",
     "artifact uploads to Databricks fail unless ~/.databrickscfg holds credentials",
 )
+STEPLESS_METRICS = TouchPoint(
+    "mlflow.log_metric and mlflow.log_metrics: their step=None default, which they pass on to "
+    "MlflowClient as step or 0",
+    "a metric a step logs into the shared parent run without a step goes at the step's own "
+    "position, also through a name imported before the step started",
+    "such a metric keeps MLflow's step 0, where another step's value of the same key hides it",
+)
 TOUCH_POINTS = (
     ASYNC_QUEUE,
     LATE_VALUES,
     ACTIVE_RUN_STACK,
     LATEST_ACTIVE_RUN,
+    STEPLESS_METRICS,
     TRACKING_URI,
     VALIDATORS,
     SCHEMA,
@@ -119,6 +127,16 @@ TOUCH_POINTS = (
 SUPPRESS_URLS = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"
 """MLflow 3's switch for its file store; older releases take `file:` stores without it."""
+
+
+class NoStep(int):
+    """The step of a metric logged without one while steps run: 0, told apart from a given 0."""
+
+    def __bool__(self) -> bool:
+        return True  # MLflow passes `step or 0` on: this marker, not a plain 0
+
+
+NO_STEP = NoStep(0)
 
 
 class Internals:
@@ -244,6 +262,25 @@ class Internals:
             return
         if hasattr(processor, "_get_latest_active_run"):
             setattr(processor, "_get_latest_active_run", rule)  # noqa: B010
+
+    def set_step_default(self, default: int | None) -> None:
+        """Make `default` the step of `mlflow.log_metric(s)` called without one, however imported.
+
+        A name imported before the step started is the same function: its default is changed in
+        place, where an attribute put on the `mlflow` module would miss it.
+        """
+        from mlflow.tracking import fluent
+
+        for function in (fluent.log_metric, fluent.log_metrics):
+            parameters = list(inspect.signature(function).parameters.values())
+            step = next((p for p in parameters if p.name == "step"), None)
+            defaults = list(function.__defaults__ or ())
+            positional = [p for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
+            if step is None or step not in positional or step.default not in (None, NO_STEP):
+                self.degrade(STEPLESS_METRICS, TypeError(f"{function.__name__}: no step=None"))
+                return
+            defaults[positional.index(step) - len(positional) + len(defaults)] = default
+            function.__defaults__ = tuple(defaults)
 
     def store_rule(self) -> Callable[..., "AbstractStore"] | None:
         """Return the function MLflow's clients ask for a tracking store, or None if moved."""

@@ -19,10 +19,13 @@ the active run, the step's by default, in the step's experiment, even without `n
 runs left open when a thread's task ends are ended with the step (see runs/steps.py).
 
 A metric logged without a step into a run that steps share (unified mode's parent) goes at the
-step's own MLflow step (`metric_step`). A trace started in a step's context names the run active
+step's own MLflow step (`metric_step`): `mlflow.log_metric(s)` get a marker as their default
+step, so a name imported before the step started carries it too, and `MlflowClient`'s writes
+put the step's position in its place. A trace started in a step's context names the run active
 on its own thread, not MLflow's latest run of any thread (a mapped sibling's). The first step to
 enter installs the hooks on `Thread.start`, `ThreadPoolExecutor.submit`, `mlflow.start_run`,
-`mlflow.log_metric(s)` and tracing's run lookup; the last one to leave takes them out.
+`MlflowClient.log_metric`/`log_batch` and tracing's run lookup; the last one to leave takes them
+out.
 """
 
 import contextvars
@@ -38,12 +41,11 @@ from zenml.logger import get_logger
 
 from tracker_flavor.concurrency.locks import Shared
 from tracker_flavor.config.uris import redact_credentials
+from tracker_flavor.mlflow.internals import NO_STEP, Internals, NoStep
 
 if TYPE_CHECKING:
-    from mlflow.entities import Run
+    from mlflow.entities import Metric, Run
     from mlflow.store.tracking.abstract_store import AbstractStore
-
-    from tracker_flavor.mlflow.internals import Internals
 
 logger = get_logger(__name__)
 
@@ -105,12 +107,22 @@ def metric_step(
     """Return the MLflow step of a metric logged with `step` into `target_run_id`.
 
     A step sharing the parent with other steps (unified mode) puts a metric logged without a
-    step at its own position, so one key logged by two steps is two points, not one hidden
-    behind the other. An explicit step, and values for any other run, stay as they are.
+    step (None, or MLflow's `NoStep` marker) at its own position, so one key logged by two steps
+    is two points, not one hidden behind the other. An explicit step, and values for any other
+    run, stay as they are (the marker as a plain 0).
     """
-    if step is not None or context is None or context.metric_step is None:
+    if step is not None and type(step) is not NoStep:
         return step
-    return context.metric_step if target_run_id == context.run.info.run_id else step
+    if context is None or context.metric_step is None or target_run_id != context.run.info.run_id:
+        return None if step is None else 0
+    return context.metric_step
+
+
+def at_step(metric: "Metric", step: int | None) -> "Metric":
+    """Return `metric` at MLflow step `step` (0 for None)."""
+    from mlflow.entities import Metric
+
+    return Metric.from_dictionary({**metric.to_dictionary(), "step": step or 0})
 
 
 def lands(context: StepContext | None, store_uri: str) -> bool:
@@ -176,7 +188,7 @@ def detached(thread: threading.Thread) -> None:
 class StepThreads:
     """The step context of each thread, and the hooks that hand it on while steps run."""
 
-    def __init__(self, seam: "Internals") -> None:
+    def __init__(self, seam: Internals) -> None:
         self._seam = seam
         self.current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
             "mlflow_plus_step", default=None
@@ -302,13 +314,13 @@ class StepThreads:
     def _install(self) -> None:
         """Put the hooks in place."""
         import mlflow
+        from mlflow import MlflowClient
         from mlflow.tracking import fluent
 
         start = threading.Thread.start
         submit = ThreadPoolExecutor.submit
         start_run = fluent.start_run
         self._originals = {"start": start, "submit": submit, "start_run": start_run}
-        self._originals.update(log_metric=fluent.log_metric, log_metrics=fluent.log_metrics)
 
         def start_in_step(thread: threading.Thread) -> None:
             context = self.current.get()
@@ -338,23 +350,33 @@ class StepThreads:
             )
             return start_run(**changed)
 
-        def at_metric_step(log: Callable[..., Any]) -> Callable[..., Any]:
-            signature = inspect.signature(log)
+        self._seam.set_step_default(NO_STEP)
+        client_log_metric, client_log_batch = MlflowClient.log_metric, MlflowClient.log_batch
+        self._originals.update(log_metric=client_log_metric, log_batch=client_log_batch)
+        metric_signature = inspect.signature(client_log_metric)
+        batch_signature = inspect.signature(client_log_batch)
 
-            @functools.wraps(log)
-            def log_in_step(*args: Any, **kwargs: Any) -> Any:
-                arguments = signature.bind_partial(*args, **kwargs).arguments
-                context = self.current.get()
-                if context is not None and context.metric_step is not None:
-                    active = mlflow.active_run()
-                    target = arguments.get("run_id") or (active.info.run_id if active else None)
-                    arguments["step"] = metric_step(context, target, arguments.get("step"))
-                return log(**arguments)
+        @functools.wraps(client_log_metric)
+        def log_metric_in_step(*args: Any, **kwargs: Any) -> Any:
+            arguments = metric_signature.bind_partial(*args, **kwargs).arguments
+            arguments["step"] = metric_step(
+                self.current.get(), arguments.get("run_id"), arguments.get("step")
+            )
+            return client_log_metric(**arguments)
 
-            return log_in_step
+        @functools.wraps(client_log_batch)
+        def log_batch_in_step(*args: Any, **kwargs: Any) -> Any:
+            arguments = batch_signature.bind_partial(*args, **kwargs).arguments
+            metrics = arguments.get("metrics") or ()
+            if any(type(metric.step) is NoStep for metric in metrics):
+                context, run_id = self.current.get(), arguments.get("run_id")
+                arguments["metrics"] = [
+                    at_step(metric, metric_step(context, run_id, metric.step)) for metric in metrics
+                ]
+            return client_log_batch(**arguments)
 
-        fluent.log_metric = mlflow.log_metric = at_metric_step(fluent.log_metric)
-        fluent.log_metrics = mlflow.log_metrics = at_metric_step(fluent.log_metrics)
+        MlflowClient.log_metric = log_metric_in_step  # type: ignore[method-assign]
+        MlflowClient.log_batch = log_batch_in_step  # type: ignore[method-assign]
         latest = self._seam.latest_active_run_rule()
         if latest is not None:
             self._originals["latest"] = latest
@@ -373,13 +395,15 @@ class StepThreads:
     def _uninstall(self) -> None:
         """Put back what `_install` replaced."""
         import mlflow
+        from mlflow import MlflowClient
         from mlflow.tracking import fluent
 
         threading.Thread.start = self._originals["start"]  # type: ignore[method-assign]
         ThreadPoolExecutor.submit = self._originals["submit"]  # type: ignore[method-assign]
-        for name in ("start_run", "log_metric", "log_metrics"):
-            setattr(fluent, name, self._originals[name])
-            setattr(mlflow, name, self._originals[name])
+        fluent.start_run = mlflow.start_run = self._originals["start_run"]
+        MlflowClient.log_metric = self._originals["log_metric"]  # type: ignore[method-assign]
+        MlflowClient.log_batch = self._originals["log_batch"]  # type: ignore[method-assign]
+        self._seam.set_step_default(None)
         if "latest" in self._originals:
             self._seam.set_latest_active_run_rule(self._originals["latest"])
         self._originals = {}

@@ -6,8 +6,10 @@ how its system metrics are sampled.
 `facts_of_step`/`facts_of_run` read the facts off ZenML's objects.
 """
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from tracker_flavor.runs import inputs, tags
@@ -17,9 +19,12 @@ from tracker_flavor.runs.parent import ParentSpec
 if TYPE_CHECKING:
     from zenml.config.step_configurations import GroupInfo
     from zenml.config.step_run_info import StepRunInfo
-    from zenml.models import PipelineRunResponse, PipelineSnapshotResponse
+    from zenml.models import PipelineRunResponse, PipelineSnapshotResponse, StepRunResponse
 
     from tracker_flavor.config.settings import MLflowPlusSettings
+
+
+ONE_SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -191,9 +196,35 @@ def position(snapshot: "PipelineSnapshotResponse", step_name: str) -> int | None
     return names.index(step_name) if step_name in names else None
 
 
-def facts_of_step(info: "StepRunInfo") -> StepFacts:
-    """Read the plan's facts off ZenML's step run info (a mapped step's inputs off its store)."""
+def launch_position(step_run: "StepRunResponse") -> int:
+    """Return how many steps of the step's pipeline run ZenML created before it.
+
+    A dynamic pipeline's step has no place in a spec, but its creation time is the same in
+    every process. ZenML's filters compare whole seconds: the steps of earlier seconds are
+    counted at the store, those of the step's own second read and ordered by time, then id.
+    """
+    from zenml.client import Client
+    from zenml.constants import FILTERING_DATETIME_FORMAT, PAGE_SIZE_MAXIMUM
+
+    steps = functools.partial(Client().list_run_steps, pipeline_run_id=step_run.pipeline_run_id)
+    second = step_run.created.replace(microsecond=0)
+    start, end = (t.strftime(FILTERING_DATETIME_FORMAT) for t in (second, second + ONE_SECOND))
+    earlier = steps(created=f"lt:{start}", size=1).total
+    near = steps(created=f"in:{start},{end}", size=PAGE_SIZE_MAXIMUM).items
+    mine = (step_run.created, step_run.id)
+    return earlier + sum((other.created, other.id) < mine for other in near)
+
+
+def facts_of_step(info: "StepRunInfo", nested: bool = False) -> StepFacts:
+    """Read the plan's facts off ZenML's step run info (a mapped step's inputs off its store).
+
+    A step of a dynamic pipeline that shares the parent (not `nested`, not mapped) asks the
+    store for its position.
+    """
     index = map_index(info.pipeline_step_name, info.config.group)
+    place = position(info.snapshot, info.pipeline_step_name)
+    if place is None and info.snapshot.is_dynamic and not nested and index is None:
+        place = launch_position(info.step_run)
     values = {}
     if index is not None:
         from zenml.client import Client
@@ -215,7 +246,7 @@ def facts_of_step(info: "StepRunInfo") -> StepFacts:
         parameters=info.config.parameters,
         map_index=index,
         inputs=values,
-        position=position(info.snapshot, info.pipeline_step_name),
+        position=place,
     )
 
 

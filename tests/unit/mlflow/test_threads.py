@@ -11,7 +11,7 @@ from mlflow.tracking import fluent
 from tests.unit.conftest import copy_of
 from tracker_flavor.concurrency.caches import Once
 from tracker_flavor.mlflow import internals
-from tracker_flavor.mlflow.internals import Internals
+from tracker_flavor.mlflow.internals import NO_STEP, Internals
 from tracker_flavor.mlflow.threads import (
     StepContext,
     StepThreads,
@@ -183,8 +183,10 @@ def test_a_trace_in_a_step_names_its_own_threads_step_run(threads):
 def test_a_stepless_metric_into_a_shared_run_goes_at_the_steps_position():
     shared = StepContext(run("parent"), metric_step=3)
     assert metric_step(shared, "parent", None) == 3
+    assert metric_step(shared, "parent", NO_STEP) == 3  # `mlflow.log_metric`'s default
     assert metric_step(shared, "parent", 0) == 0  # the user's own step wins, 0 too
     assert metric_step(shared, "users_own", None) is None  # a run of the user's: as MLflow does
+    assert type(metric_step(shared, "users_own", NO_STEP)) is int  # the marker as a plain 0
     assert metric_step(StepContext(run("child")), "child", None) is None  # nested: its own run
     assert metric_step(None, "parent", None) is None
 
@@ -199,36 +201,42 @@ def tracking_at(monkeypatch):
     seam.set_process_tracking_uri(before)
 
 
-def test_the_fluent_metric_calls_put_stepless_values_at_the_steps_position(
+def test_stepless_values_go_at_the_steps_position_however_the_call_was_imported(
     threads, sqlite_uri, tracking_at
 ):
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient, log_metric, log_metrics  # imported before the step started
 
     client = MlflowClient(sqlite_uri)
     parent = client.create_run(client.create_experiment("shared"))
     other = client.create_run(parent.info.experiment_id).info.run_id
-    log_metric, log_metrics = mlflow.log_metric, mlflow.log_metrics
+    client_calls = MlflowClient.log_metric, MlflowClient.log_batch
     tracking_at(sqlite_uri)
     threads.enter()
     try:
         threads.begin(parent, metric_step=2)
         Internals(Once()).push_active_run(parent)
         mlflow.log_metric("score", 0.5)
+        log_metric("score", 0.55)
         mlflow.log_metric("score", 0.6, step=7)
-        fluent.log_metrics({"loss": 0.1})
+        log_metric("score", 0.65, step=0)
+        log_metrics({"loss": 0.1})
+        fluent.log_metrics({"loss": 0.2}, synchronous=False).wait()
+        client.log_metric(parent.info.run_id, "by_client", 1.0)
         in_thread(lambda: mlflow.log_metric("from_thread", 1.0))  # a thread the step started
         mlflow.log_metric("elsewhere", 1.0, run_id=other)
         Internals(Once()).pop_active_runs(parent.info.run_id)
         threads.end()
     finally:
         threads.leave()
-    assert mlflow.log_metric is log_metric and fluent.log_metrics is log_metrics
+    assert (MlflowClient.log_metric, MlflowClient.log_batch) == client_calls
+    assert log_metric.__defaults__[0] is None and log_metrics.__defaults__[0] is None
 
     def steps(run_id: str, key: str) -> list[int]:
         return sorted(point.step for point in client.get_metric_history(run_id, key))
 
-    assert steps(parent.info.run_id, "score") == [2, 7]
-    assert steps(parent.info.run_id, "loss") == steps(parent.info.run_id, "from_thread") == [2]
+    assert steps(parent.info.run_id, "score") == [0, 2, 2, 7]
+    assert steps(parent.info.run_id, "loss") == [2, 2]
+    assert steps(parent.info.run_id, "from_thread") == steps(parent.info.run_id, "by_client") == [2]
     assert steps(other, "elsewhere") == [0]
 
 
