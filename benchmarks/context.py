@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from testsupport.probe import Probe
-    from testsupport.proxy import Proxy
+    from testsupport.proxy import ProxyProcess
     from testsupport.servers import MlflowServer
 
 BUILTIN, PLUS, NESTED, NONE = "mlflow", "mlflow_plus", "mlflow_plus nested", "no tracker"
@@ -18,7 +18,7 @@ class Bench:
     """A running benchmark: the MLflow server, the counting proxy, the probe and the stacks."""
 
     server: "MlflowServer"
-    proxy: "Proxy"
+    proxy: "ProxyProcess"
     probe: "Probe"
     stacks: dict[str, str]
     workdir: Path

@@ -155,7 +155,7 @@ def main() -> None:
     from benchmarks import builtin, history, outputs, points, width
     from benchmarks.context import Bench, register_stacks
     from testsupport.probe import Probe
-    from testsupport.proxy import Proxy
+    from testsupport.proxy import ProxyProcess
     from testsupport.servers import MlflowServer
     from tracker_flavor.tracker import MLflowPlusExperimentTracker
 
@@ -165,7 +165,7 @@ def main() -> None:
     found = Results(plan, args.full, load_before, began, args.output)
     try:
         with ExitStack() as stack:
-            proxy = stack.enter_context(Proxy(server.url))
+            proxy = stack.enter_context(ProxyProcess(server.url))
             probe = Probe(lambda: proxy.total)
             bench = Bench(server, proxy, probe, register_stacks(proxy.url), WORK)
             stack.enter_context(

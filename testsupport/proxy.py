@@ -5,8 +5,11 @@ import http.client
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -189,6 +192,9 @@ class Proxy:
 
             def setup(self) -> None:
                 super().setup()
+                # Headers and body leave in two writes: without this, Nagle's algorithm holds
+                # the body until the client's delayed ACK (40 ms) of the headers.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with proxy._lock:
                     proxy._connections.add(self.connection)
 
@@ -275,3 +281,90 @@ def by_kind(counts: Counter[str]) -> Counter[str]:
     for path, count in counts.items():
         kinds[ARTIFACTS if path.startswith(ARTIFACTS) else path] += count
     return kinds
+
+
+CONTROL = "/__proxy__/"
+"""Paths a `ControlledProxy` answers itself: its counts, their reset, its added latency."""
+
+
+class ControlledProxy(Proxy):
+    """A proxy that a `ProxyProcess` in another process reads and steers over HTTP."""
+
+    def answer(
+        self, method: str, path: str, headers: Any, body: bytes | None, query: dict[str, list[str]]
+    ) -> Any:
+        """Answer the control paths; forward the rest."""
+        if not path.startswith(CONTROL):
+            return None
+        command = path.removeprefix(CONTROL)
+        if command == "delay":
+            self.delay = float(query["seconds"][0])
+        elif command == "reset":
+            self.reset()
+        requests, answered = self.counts()
+        return 200, {"requests": dict(requests), "answered": dict(answered)}
+
+
+class ProxyProcess:
+    """A counting `Proxy` in a process of its own: its threads never wait for the interpreter
+    lock of the process it measures (a benchmark's pipeline runs in that one)."""
+
+    def __init__(self, upstream: str) -> None:
+        self._upstream = upstream
+        self._process: subprocess.Popen[str] | None = None
+        self._delay = 0.0
+        self.url = ""
+
+    def __enter__(self) -> "ProxyProcess":
+        command = [sys.executable, "-m", "testsupport.proxy", self._upstream]
+        root = Path(__file__).resolve().parents[1]
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=root)
+        assert self._process.stdout is not None
+        self.url = self._process.stdout.readline().strip()
+        if not self.url:
+            raise RuntimeError(f"the proxy process for {self._upstream} did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
+
+    def _control(self, command: str) -> dict[str, dict[str, int]]:
+        with urllib.request.urlopen(f"{self.url}{CONTROL}{command}", timeout=30) as response:
+            return json.load(response)  # type: ignore[no-any-return]
+
+    @property
+    def total(self) -> int:
+        """Return how many requests were forwarded."""
+        return sum(self._control("counts")["requests"].values())
+
+    def counts(self) -> tuple[Counter[str], Counter[str]]:
+        """Return the requests and the response bytes forwarded so far, by kind."""
+        counts = self._control("counts")
+        return Counter(counts["requests"]), Counter(counts["answered"])
+
+    def reset(self) -> None:
+        """Forget the counts."""
+        self._control("reset")
+
+    @property
+    def delay(self) -> float:
+        """Seconds added to every request."""
+        return self._delay
+
+    @delay.setter
+    def delay(self, seconds: float) -> None:
+        self._control(f"delay?seconds={seconds}")
+        self._delay = seconds
+
+
+def serve(upstream: str) -> None:
+    """Serve a `ControlledProxy` for `upstream` until the process is terminated; print its URL."""
+    with ControlledProxy(upstream) as proxy:
+        print(proxy.url, flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

@@ -118,6 +118,32 @@ def metric_step(
     return context.metric_step
 
 
+Place = tuple[int, str]
+"""A parameter's position in a call's signature, and its name."""
+
+
+def places(function: Callable[..., Any], *names: str) -> list[Place]:
+    """Return where `function` takes each of `names`."""
+    parameters = list(inspect.signature(function).parameters)
+    return [(parameters.index(name), name) for name in names]
+
+
+def argument(args: tuple[Any, ...], kwargs: dict[str, Any], place: Place) -> Any:
+    """Return a call's argument at `place` (None if not given)."""
+    index, name = place
+    return args[index] if len(args) > index else kwargs.get(name)
+
+
+def replaced(
+    args: tuple[Any, ...], kwargs: dict[str, Any], place: Place, value: Any
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Return a call's arguments with the one at `place` set to `value`."""
+    index, name = place
+    if len(args) > index:
+        return (*args[:index], value, *args[index + 1 :]), kwargs
+    return args, {**kwargs, name: value}
+
+
 def at_step(metric: "Metric", step: int | None) -> "Metric":
     """Return `metric` at MLflow step `step` (0 for None)."""
     from mlflow.entities import Metric
@@ -353,27 +379,28 @@ class StepThreads:
         self._seam.set_step_default(NO_STEP)
         client_log_metric, client_log_batch = MlflowClient.log_metric, MlflowClient.log_batch
         self._originals.update(log_metric=client_log_metric, log_batch=client_log_batch)
-        metric_signature = inspect.signature(client_log_metric)
-        batch_signature = inspect.signature(client_log_batch)
+        # Positions in the calls' signatures (self first): these run at every logged value.
+        run_at, step_at = places(client_log_metric, "run_id", "step")
+        metrics_at = places(client_log_batch, "metrics")[0]
 
         @functools.wraps(client_log_metric)
         def log_metric_in_step(*args: Any, **kwargs: Any) -> Any:
-            arguments = metric_signature.bind_partial(*args, **kwargs).arguments
-            arguments["step"] = metric_step(
-                self.current.get(), arguments.get("run_id"), arguments.get("step")
-            )
-            return client_log_metric(**arguments)
+            run_id, step = argument(args, kwargs, run_at), argument(args, kwargs, step_at)
+            step = metric_step(self.current.get(), run_id, step)
+            args, kwargs = replaced(args, kwargs, step_at, step)
+            return client_log_metric(*args, **kwargs)
 
         @functools.wraps(client_log_batch)
         def log_batch_in_step(*args: Any, **kwargs: Any) -> Any:
-            arguments = batch_signature.bind_partial(*args, **kwargs).arguments
-            metrics = arguments.get("metrics") or ()
-            if any(type(metric.step) is NoStep for metric in metrics):
-                context, run_id = self.current.get(), arguments.get("run_id")
-                arguments["metrics"] = [
-                    at_step(metric, metric_step(context, run_id, metric.step)) for metric in metrics
-                ]
-            return client_log_batch(**arguments)
+            metrics = argument(args, kwargs, metrics_at) or ()
+            if not any(type(metric.step) is NoStep for metric in metrics):
+                return client_log_batch(*args, **kwargs)
+            context, run_id = self.current.get(), argument(args, kwargs, run_at)
+            placed = [
+                at_step(metric, metric_step(context, run_id, metric.step)) for metric in metrics
+            ]
+            args, kwargs = replaced(args, kwargs, metrics_at, placed)
+            return client_log_batch(*args, **kwargs)
 
         MlflowClient.log_metric = log_metric_in_step  # type: ignore[method-assign]
         MlflowClient.log_batch = log_batch_in_step  # type: ignore[method-assign]
