@@ -9,13 +9,12 @@ written once per process even when step threads and the watcher's thread settle 
 What ZenML is asked costs the same whatever the width of the run: no step lists the run's steps.
 A step with downstream steps, and any step of a dynamic pipeline, decides without asking ZenML
 at all (a dynamic run is settled once, by the watcher in the process that ran its steps). A leaf
-of a static pipeline asks ZenML for counts (pages of one item) and, only when steps failed, for
-at most `FAILED_PAGE` of them and the newest attempt of each it checks.
+of a static pipeline asks ZenML for one count (a page of one item). The watcher and the repair
+ask for at most `FAILED_PAGE` failed steps and the newest attempt of each they check.
 """
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
@@ -37,7 +36,7 @@ FinalStatus = Literal["FINISHED", "FAILED"]
 KNOWN_STATUSES = 4096
 """Parent statuses a process remembers writing (bounded for long-lived processes)."""
 FAILED_PAGE = 20
-"""Failed steps a leaf checks for a newer attempt; beyond them the watcher decides."""
+"""Failed steps checked for a newer attempt when naming the one that failed a finished run."""
 SETTLED = ("completed", "cached", "skipped")
 """Statuses of a step whose latest attempt ended well (ZenML's `is_successful`)."""
 
@@ -49,23 +48,13 @@ def final_status(status: "ExecutionStatus") -> FinalStatus | None:
     return "FINISHED" if status.is_successful else "FAILED"
 
 
-@dataclass(frozen=True)
-class Counts:
-    """What a leaf step needs to know about the other steps of its run."""
+def decide(settled: int, expected: int) -> Outcome:
+    """Return the outcome once a leaf step ended well, from the count of other settled steps.
 
-    settled: int
-    """Steps whose latest attempt ended well (the current step, still running, not included)."""
-    failed: str | None
-    """The first failed step (by name) whose newest attempt failed, if any."""
-
-
-def decide(counts: Counts, expected: int) -> tuple[Outcome, str | None]:
-    """Return the outcome once a leaf step ended well, from the counts of the other steps."""
-    if counts.failed:
-        return "FAILED", counts.failed
-    if counts.settled + 1 >= expected:  # + 1: the current step
-        return "FINISHED", None
-    return "RUNNING", None
+    A step that failed fails the parent itself (its own hook, else the watcher at the run's
+    end), so a leaf looks only for the one outcome it can tell: that it was the last step.
+    """
+    return "FINISHED" if settled + 1 >= expected else "RUNNING"  # + 1: the current step
 
 
 def is_leaf(snapshot: "PipelineSnapshotResponse", step_name: str) -> bool:
@@ -92,7 +81,7 @@ def pipeline_outcome(
     if snapshot.is_dynamic or not is_leaf(snapshot, current_step):
         # Later steps will run, or (dynamic) no step can know it is the last one.
         return "RUNNING", None
-    return decide(count_steps(run_id), expected_steps(snapshot))
+    return decide(settled_steps(run_id), expected_steps(snapshot)), None
 
 
 def step_pages(run_id: UUID, store: "BaseZenStore | None" = None) -> Callable[..., Any]:
@@ -112,12 +101,9 @@ def step_pages(run_id: UUID, store: "BaseZenStore | None" = None) -> Callable[..
     return page
 
 
-def count_steps(run_id: UUID) -> Counts:
-    """Ask ZenML how the latest attempts of a run's steps stand, in a few small queries."""
-    page = step_pages(run_id)
-    settled = page(1, status=_oneof(SETTLED)).total
-    failed = page(FAILED_PAGE, sort_by="asc:name", status="failed")
-    return Counts(settled=settled, failed=first_still_failed(failed.items, page))
+def settled_steps(run_id: UUID) -> int:
+    """Ask ZenML how many of a run's steps ended well in their latest attempt (one small page)."""
+    return int(step_pages(run_id)(1, status=_oneof(SETTLED)).total)
 
 
 def first_failed_step(run_id: UUID, store: "BaseZenStore | None" = None) -> str | None:
