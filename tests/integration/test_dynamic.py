@@ -28,7 +28,7 @@ def mlflow_store(request):
         (True, 8, "10", "embedded"),  # 10: ZenML's default pool size
         (True, 16, "8", "embedded"),
         (False, 16, "8", "embedded"),
-        (True, 16, "8", "zenml-server"),
+        (False, 16, "8", "zenml-server"),  # unified: positions asked over REST
     ],
     indirect=["mlflow_store"],
 )

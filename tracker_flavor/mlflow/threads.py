@@ -428,9 +428,9 @@ class StepThreads:
         threading.Thread.start = self._originals["start"]  # type: ignore[method-assign]
         ThreadPoolExecutor.submit = self._originals["submit"]  # type: ignore[method-assign]
         fluent.start_run = mlflow.start_run = self._originals["start_run"]
+        self._seam.set_step_default(None)  # first: no marker reaches the unhooked client
         MlflowClient.log_metric = self._originals["log_metric"]  # type: ignore[method-assign]
         MlflowClient.log_batch = self._originals["log_batch"]  # type: ignore[method-assign]
-        self._seam.set_step_default(None)
         if "latest" in self._originals:
             self._seam.set_latest_active_run_rule(self._originals["latest"])
         self._originals = {}
