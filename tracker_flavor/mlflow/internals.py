@@ -102,6 +102,12 @@ SDK_ARTIFACTS = TouchPoint(
     "environment",
     "artifact uploads to Databricks fail unless ~/.databrickscfg holds credentials",
 )
+CURRENT_EXPERIMENT = TouchPoint(
+    "mlflow.tracking.fluent._get_experiment_id",
+    "a run a step starts through a name imported before the step started (from mlflow import "
+    "start_run) is created in the pipeline's experiment, as are its models and traces",
+    "such a run is created in the process's current experiment (Default unless set)",
+)
 STEPLESS_METRICS = TouchPoint(
     "mlflow.log_metric and mlflow.log_metrics: their step=None default, which they pass on to "
     "MlflowClient as step or 0",
@@ -114,6 +120,7 @@ TOUCH_POINTS = (
     LATE_VALUES,
     ACTIVE_RUN_STACK,
     LATEST_ACTIVE_RUN,
+    CURRENT_EXPERIMENT,
     STEPLESS_METRICS,
     TRACKING_URI,
     VALIDATORS,
@@ -262,6 +269,22 @@ class Internals:
             return
         if hasattr(processor, "_get_latest_active_run"):
             setattr(processor, "_get_latest_active_run", rule)  # noqa: B010
+
+    def experiment_rule(self) -> Callable[[], str | None] | None:
+        """Return the function MLflow's fluent API asks for the current experiment, or None."""
+        try:
+            from mlflow.tracking import fluent
+
+            return fluent._get_experiment_id  # type: ignore[no-any-return]
+        except (ImportError, AttributeError) as error:
+            self.degrade(CURRENT_EXPERIMENT, error)
+            return None
+
+    def set_experiment_rule(self, rule: Callable[[], str | None]) -> None:
+        """Make MLflow's fluent API ask `rule` for the current experiment."""
+        from mlflow.tracking import fluent
+
+        setattr(fluent, "_get_experiment_id", rule)  # noqa: B010 (a private name)
 
     def set_step_default(self, default: int | None) -> None:
         """Make `default` the step of `mlflow.log_metric(s)` called without one, however imported.

@@ -24,8 +24,9 @@ step, so a name imported before the step started carries it too, and `MlflowClie
 put the step's position in its place. A trace started in a step's context names the run active
 on its own thread, not MLflow's latest run of any thread (a mapped sibling's). The first step to
 enter installs the hooks on `Thread.start`, `ThreadPoolExecutor.submit`, `mlflow.start_run`,
-`MlflowClient.log_metric`/`log_batch` and tracing's run lookup; the last one to leave takes them
-out.
+`MlflowClient.log_metric`/`log_batch`, MLflow's current experiment (the step's, in its context:
+`from mlflow import start_run` creates its runs there too) and tracing's run lookup; the last
+one to leave takes them out.
 """
 
 import contextvars
@@ -404,6 +405,16 @@ class StepThreads:
 
         MlflowClient.log_metric = log_metric_in_step  # type: ignore[method-assign]
         MlflowClient.log_batch = log_batch_in_step  # type: ignore[method-assign]
+        experiment = self._seam.experiment_rule()
+        if experiment is not None:
+            self._originals["experiment"] = experiment
+
+            def experiment_in_step() -> str | None:
+                # Runs started through any name, and their models and traces, join the step's.
+                context = self.current.get()
+                return experiment() if context is None else context.run.info.experiment_id
+
+            self._seam.set_experiment_rule(experiment_in_step)
         latest = self._seam.latest_active_run_rule()
         if latest is not None:
             self._originals["latest"] = latest
@@ -433,4 +444,6 @@ class StepThreads:
         MlflowClient.log_batch = self._originals["log_batch"]  # type: ignore[method-assign]
         if "latest" in self._originals:
             self._seam.set_latest_active_run_rule(self._originals["latest"])
+        if "experiment" in self._originals:
+            self._seam.set_experiment_rule(self._originals["experiment"])
         self._originals = {}

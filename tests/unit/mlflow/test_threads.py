@@ -81,6 +81,32 @@ def test_a_run_started_in_a_step_is_nested_in_the_steps_experiment(monkeypatch):
     }  # fmt: skip
 
 
+def test_a_run_started_through_an_imported_start_run_joins_the_steps_experiment(
+    threads, sqlite_uri, tracking_at
+):
+    from mlflow import MlflowClient, start_run  # imported before the step started
+
+    client = MlflowClient(sqlite_uri)
+    step_run = client.create_run(client.create_experiment("pipeline"))
+    rule = fluent._get_experiment_id
+    tracking_at(sqlite_uri)
+    threads.enter()
+    try:
+        threads.begin(step_run)
+        Internals(Once()).push_active_run(step_run)
+        with start_run(nested=True) as mine:
+            pass
+        Internals(Once()).pop_active_runs(step_run.info.run_id)
+        threads.end()
+        assert fluent._get_experiment_id() == "0"  # outside a step's context: MLflow's own
+    finally:
+        threads.leave()
+    assert fluent._get_experiment_id is rule
+    stored = client.get_run(mine.info.run_id)
+    assert stored.info.experiment_id == step_run.info.experiment_id
+    assert stored.data.tags["mlflow.parentRunId"] == step_run.info.run_id
+
+
 def test_the_hooks_stay_while_a_step_runs_and_go_with_the_last(threads):
     start, submit, start_run = threading.Thread.start, ThreadPoolExecutor.submit, mlflow.start_run
     threads.enter()
