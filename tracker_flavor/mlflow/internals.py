@@ -275,7 +275,7 @@ class Internals:
         try:
             from mlflow.tracking import fluent
 
-            return fluent._get_experiment_id  # type: ignore[no-any-return]
+            return fluent._get_experiment_id
         except (ImportError, AttributeError) as error:
             self.degrade(CURRENT_EXPERIMENT, error)
             return None
