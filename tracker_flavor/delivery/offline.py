@@ -321,7 +321,7 @@ def after_run(
     """Once the ZenML run is over: deliver its spool if the server is back, then settle."""
     held.write_out(str(run_id))
     # The secrets of now, not the step's.
-    connection = connect(config, state.mlflow.stores, step.connection)
+    connection = connect(config, state.mlflow.stores, step.connection, state.mlflow.tokens)
     if is_down(connection):
         if held.of(str(run_id)):
             logger.warning(
