@@ -165,9 +165,8 @@ def values_in(call: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
     """Return how many values a store's write call carries: a batch's each, else one."""
     if not call.startswith("log_batch"):
         return 1
-    names = ("metrics", "params", "tags")
-    given = {**dict(zip(names, args[1:], strict=False)), **kwargs}
-    return sum(len(given.get(name) or ()) for name in names)
+    batch = enumerate(("metrics", "params", "tags"), start=1)  # after the run id
+    return sum(len(argument(args, kwargs, place) or ()) for place in batch)
 
 
 class LateStore:
