@@ -32,9 +32,10 @@ USER = ("ci@example.com", "db-password-for-tests-only")
 PRINCIPAL = ("sp-client-id", "sp-secret-for-tests-only")
 WORKSPACE_ID = "1234567890123456"
 UC_BUCKET = "unity-catalog"
-FIRST_TOKEN_SECONDS = 42
-"""The SDK renews a token 40 s before it expires: the first is used for 2 s, then renewed (the
-pipeline takes longer); later ones last an hour, as a workspace's do."""
+FIRST_TOKEN_SECONDS = 40
+"""The SDK renews a token 40 s before it expires, so the first is due when it arrives: it serves
+one request and the next renews it, however fast the pipeline; later ones last an hour, as a
+workspace's do."""
 
 
 @pytest.fixture(scope="module")
