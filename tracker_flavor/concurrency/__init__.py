@@ -1,1 +1,1 @@
-"""Thread-safe building blocks: bounded caches, per-key locks, a readers-writer lock."""
+"""Thread-safe building blocks: bounded caches, locks, work started on a thread of its own."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from zenml.logger import get_logger
 
+from tracker_flavor.concurrency.background import started
 from tracker_flavor.config.uris import redact_credentials
 from tracker_flavor.mlflow.errors import explained
 from tracker_flavor.runs import metadata
@@ -26,6 +27,7 @@ from tracker_flavor.watcher.polling import one_of
 from tracker_flavor.watcher.publisher import RunInfos, log_inputs, publisher
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
     from uuid import UUID
 
     from zenml.config.step_run_info import StepRunInfo
@@ -222,6 +224,7 @@ def deliver(
     settings: "MLflowPlusSettings",
     target: Target,
     deliveries: Deliveries,
+    noise: "RequestNoise",
 ) -> "Metadata":
     """Send the published step's outputs, lineage and model; return the account as metadata."""
     step_name = info.pipeline_step_name
@@ -229,22 +232,24 @@ def deliver(
     consumed = outputs.consumed_outputs(info.snapshot, step_name)
     planned = planned_outputs(step_run, consumed, reports_of(step_run, settings))
     uploads = outputs.plan(settings, step_name, planned)
-    outputs.upload(publisher, target.run_id, uploads, settings.max_artifact_mb, account)
+    # The datasets' request and the uploads go to the server side by side: one wait, not two.
+    recorded = None
     if settings.lineage:
-        refs = artifact_refs(step_run)
-        try:
-            if refs:
-                datasets = lineage.dataset_inputs(step_name, refs)
-                log_inputs(publisher, target.run_id, datasets, deliveries.datasets)
-                account.delivered += 1
-        except Exception as error:  # counted like an upload that did not arrive
-            logger.warning(
-                "Could not record the datasets of step %r on MLflow run %s (lineage): %s",
-                step_name,
-                target.run_id,
-                redact_credentials(str(error)),
-            )
-            account.not_delivered.append("datasets (lineage)")
+        recorded = _record_lineage(publisher, step_name, step_run, target, deliveries, noise)
+    try:
+        outputs.upload(publisher, target.run_id, uploads, settings.max_artifact_mb, account)
+    finally:  # the delivery ends with its datasets' request, however the uploads went
+        error = recorded.exception() if recorded is not None else None
+    if error is not None:  # counted like an upload that did not arrive
+        logger.warning(
+            "Could not record the datasets of step %r on MLflow run %s (lineage): %s",
+            step_name,
+            target.run_id,
+            redact_credentials(str(error)),
+        )
+        account.not_delivered.append("datasets (lineage)")
+    elif recorded is not None and recorded.result():
+        account.delivered += 1
     if settings.log_model:
         _log_model(publisher, info, step_run, settings, target, account)
     if account.not_delivered:
@@ -252,6 +257,28 @@ def deliver(
     return metadata.artifacts_account(
         account.delivered, len(account.not_delivered), account.skipped
     )
+
+
+def _record_lineage(
+    publisher: "Publisher",
+    step_name: str,
+    step_run: "StepRunResponse",
+    target: Target,
+    deliveries: Deliveries,
+    noise: "RequestNoise",
+) -> "Future[bool]":
+    """Start recording the step's artifact versions as datasets of its run; tell if any were."""
+
+    def record() -> bool:
+        refs = artifact_refs(step_run)
+        if not refs:
+            return False
+        with noise.tracker_requests():
+            datasets = lineage.dataset_inputs(step_name, refs)
+            log_inputs(publisher, target.run_id, datasets, deliveries.datasets)
+        return True
+
+    return started(record, "mlflow-plus-lineage")
 
 
 def _record_on_artifacts(step_run: "StepRunResponse", run_metadata: "Metadata") -> None:
@@ -376,7 +403,13 @@ def _send(
     """Deliver the step's outputs, lineage and model; record the account if any went amiss."""
     with explained(connection, noise), deliveries.counted():
         account = deliver(
-            publisher(connection, deliveries.runs), facts, step_run, settings, target, deliveries
+            publisher(connection, deliveries.runs),
+            facts,
+            step_run,
+            settings,
+            target,
+            deliveries,
+            noise,
         )
     if account:
         metadata.record_step(component_id, facts.step_run_id, account)

@@ -1,6 +1,9 @@
-"""What is sent after ZenML published a step costs nothing when the settings ask for nothing."""
+"""What is sent after ZenML published a step: nothing when the settings ask for nothing, else the
+uploads and the datasets side by side."""
 
+import threading
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
@@ -27,3 +30,42 @@ def test_a_step_whose_settings_want_nothing_after_it_costs_no_request():
     published.after_step(
         nowhere, step, None, None, settings, uuid.uuid4(), deliveries, RequestNoise()
     )
+
+
+class MeetingPublisher:
+    """Answers the datasets' request and an upload only once both are under way at once."""
+
+    def __init__(self) -> None:
+        self.both = threading.Barrier(2, timeout=10)
+        self.calls: list[str] = []
+
+    def log_inputs(self, run_id, datasets):
+        self.calls.append(f"datasets {len(datasets)}")
+        self.both.wait()
+
+    def log_artifacts(self, run_id, local_dir, artifact_path):
+        self.calls.append(f"upload {artifact_path}")
+        self.both.wait()
+
+    def set_tag(self, run_id, key, value):
+        self.calls.append(f"tag {key}={value}")
+
+
+def test_the_datasets_request_and_the_uploads_are_under_way_together(tmp_path):
+    report = tmp_path / "report.html"
+    report.write_text("<p>report</p>")
+    version = SimpleNamespace(
+        id=uuid.uuid4(), artifact=SimpleNamespace(name="table"), version="1", uri=str(tmp_path),
+        metadata={}, visualizations=[SimpleNamespace(uri=str(report), type="html")],
+    )  # fmt: skip
+    step_run = SimpleNamespace(inputs={}, outputs={"table": [version]})
+    info = SimpleNamespace(pipeline_step_name="train", snapshot=None)
+    settings = MLflowPlusSettings(track_output=False, track_reports=True, lineage=True)
+    target = published.Target("r", lambda name, version: "", {})
+    publisher = MeetingPublisher()
+    account = published.deliver(
+        publisher, info, step_run, settings, target, published.Deliveries(), RequestNoise()
+    )
+    # One after the other, each would wait for the other in vain and fail (not_delivered).
+    assert sorted(publisher.calls) == ["datasets 1", "upload zenml/train/table"]
+    assert account == {}  # nothing went amiss
