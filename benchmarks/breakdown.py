@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testsupport.probe import WATCHER_THREAD
+from tracker_flavor.watcher.after_step import LINEAGE_THREAD
 
 TRACKER = "tracker_flavor.tracker:MLflowPlusExperimentTracker"
 STEP_END = "sent after the step, in the launching thread"
@@ -74,7 +75,11 @@ PARTS = (
         "tracker_flavor.watcher.publisher:RestPublisher._run_info",
         "outputs' upload (the report)",
     ),  # fmt: skip
-    Part("lineage (`log-inputs`)", "tracker_flavor.watcher.after_step:log_inputs", STEP_END),
+    Part(
+        "lineage (`log-inputs`), on a thread of its own beside the upload",
+        "tracker_flavor.watcher.after_step:log_inputs",
+        thread=LINEAGE_THREAD,
+    ),
     Part(
         "ZenML saving the step's account of what was sent",
         "tracker_flavor.runs.metadata:record_step",

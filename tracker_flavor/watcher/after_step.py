@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 logger = get_logger(__name__)
 
 UNDELIVERED_TAG = "zenml.artifacts_not_delivered"
+LINEAGE_THREAD = "mlflow-plus-lineage"
 
 
 def wanted(settings: "MLflowPlusSettings") -> bool:
@@ -278,7 +279,7 @@ def _record_lineage(
             log_inputs(publisher, target.run_id, datasets, deliveries.datasets)
         return True
 
-    return started(record, "mlflow-plus-lineage")
+    return started(record, LINEAGE_THREAD)
 
 
 def _record_on_artifacts(step_run: "StepRunResponse", run_metadata: "Metadata") -> None:
