@@ -4,7 +4,7 @@ Starts a real `mlflow server` and a request-counting proxy on 127.0.0.1, registe
 trackers in a private ZenML store, counts the ZenML store calls the tracker makes, runs the
 sweeps, prints the tables and writes them, with a plot, to docs/benchmarks.md.
 
-    .venv/bin/python -m benchmarks.run            # about 6 minutes on 2 idle cores
+    .venv/bin/python -m benchmarks.run            # about 5 minutes on 2 idle cores
     .venv/bin/python -m benchmarks.run --full     # + wider, more repetitions, points at +20 ms
 """
 
