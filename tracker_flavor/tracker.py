@@ -194,7 +194,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         self, info: "StepRunInfo", step: steps.StepRun, failed: bool, step_spool: offline.StepSpool
     ) -> None:
         """Journal the step's end; once the run is over, deliver the spool if the server is back."""
-        offline.end(info, step, failed, step_spool, runtime.mlflow.seam)
+        offline.end(info, step, failed, step_spool, runtime.mlflow.seam, runtime.runs)
         was_offline, run_id = step_spool.offline, info.run_id
         config, component_id = self.config, self.id
         publish = self.publisher_for(step.connection)
@@ -238,8 +238,9 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
     ) -> None:
         """Settle the parent if this step decides the pipeline's outcome, else watch ZenML."""
         outcome, failed_step = pipeline_outcome(
-            info.run_id, info.snapshot, info.pipeline_step_name, failed
-        )
+            info.run_id, info.snapshot, info.pipeline_step_name, failed,
+            runtime.runs.launches_in_order,
+        )  # fmt: skip
         run_id = info.run_id
         if not failed:
             # ZenML saves the outputs after this hook: the step may still fail.

@@ -291,10 +291,11 @@ def end(
     failed: bool,
     step_spool: StepSpool,
     seam: "Internals",
+    state: "RunState",
 ) -> None:
     """Journal the step's end and the parent's status (`after_run` delivers them if it can)."""
     outcome, failed_step = pipeline_outcome(
-        info.run_id, info.snapshot, info.pipeline_step_name, failed
+        info.run_id, info.snapshot, info.pipeline_step_name, failed, state.launches_in_order
     )
     step_spool.spool_end(step, failed, outcome, failed_step, seam)
     run_id = info.run_id

@@ -8,8 +8,10 @@ written once per process even when step threads and the watcher's thread settle 
 
 What ZenML is asked costs the same whatever the width of the run: no step lists the run's steps.
 A step with downstream steps, and any step of a dynamic pipeline, decides without asking ZenML
-at all (a dynamic run is settled once, by the watcher in the process that ran its steps). A leaf
-of a static pipeline asks ZenML for one count (a page of one item). The watcher and the repair
+at all (a dynamic run is settled once, by the watcher in the process that ran its steps), and so
+does a leaf its orchestrator launches before other steps (the local orchestrator launches a
+static pipeline's steps one at a time, in the snapshot's order). Any other leaf of a static
+pipeline asks ZenML for one count (a page of one item). The watcher and the repair
 ask for at most `FAILED_PAGE` failed steps and the newest attempt of each they check.
 """
 
@@ -25,7 +27,7 @@ from tracker_flavor.runs import tags
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from zenml.enums import ExecutionStatus
-    from zenml.models import PipelineSnapshotResponse, StepRunResponse
+    from zenml.models import PipelineSnapshotResponse, StackResponse, StepRunResponse
     from zenml.zen_stores.base_zen_store import BaseZenStore
 
     from tracker_flavor.mlflow.rest import RunSettler
@@ -39,6 +41,8 @@ FAILED_PAGE = 20
 """Failed steps checked for a newer attempt when naming the one that failed a finished run."""
 SETTLED = ("completed", "cached", "skipped")
 """Statuses of a step whose latest attempt ended well (ZenML's `is_successful`)."""
+IN_ORDER = frozenset({"local"})
+"""Orchestrator flavors that launch a static pipeline's steps one at a time, in snapshot order."""
 
 
 def final_status(status: "ExecutionStatus") -> FinalStatus | None:
@@ -63,6 +67,19 @@ def is_leaf(snapshot: "PipelineSnapshotResponse", step_name: str) -> bool:
     return not (spec and any(step_name in s.upstream_steps for s in spec.steps))
 
 
+def launched_last(snapshot: "PipelineSnapshotResponse", step_name: str) -> bool:
+    """Tell whether `step_name` comes last in the snapshot's order of steps."""
+    return next(reversed(snapshot.step_configurations), None) == step_name
+
+
+def launches_in_order(stack: "StackResponse") -> bool:
+    """Tell whether the stack's orchestrator launches steps one at a time, in snapshot order."""
+    from zenml.enums import StackComponentType
+
+    orchestrators = stack.components.get(StackComponentType.ORCHESTRATOR, [])
+    return any(orchestrator.flavor_name in IN_ORDER for orchestrator in orchestrators)
+
+
 def expected_steps(snapshot: "PipelineSnapshotResponse") -> int:
     """Return the number of steps of a static pipeline (its spec lists them all)."""
     spec = snapshot.pipeline_spec
@@ -74,13 +91,20 @@ def pipeline_outcome(
     snapshot: "PipelineSnapshotResponse",
     current_step: str,
     current_failed: bool,
+    in_order: Callable[["PipelineSnapshotResponse"], bool],
 ) -> tuple[Outcome, str | None]:
-    """Return the parent run's status once `current_step` has ended, and the failed step if any."""
+    """Return the parent run's status once `current_step` has ended, and the failed step if any.
+
+    `in_order` tells whether the run's orchestrator launches its steps one at a time, in the
+    snapshot's order; it is asked only of a leaf that is not the last in that order.
+    """
     if current_failed:
         return "FAILED", current_step
     if snapshot.is_dynamic or not is_leaf(snapshot, current_step):
         # Later steps will run, or (dynamic) no step can know it is the last one.
         return "RUNNING", None
+    if not launched_last(snapshot, current_step) and in_order(snapshot):
+        return "RUNNING", None  # the steps after it in the order are launched once it ends
     return decide(settled_steps(run_id), expected_steps(snapshot)), None
 
 

@@ -3,16 +3,21 @@ writer of parent statuses."""
 
 import threading
 import time
+from types import SimpleNamespace
+from uuid import uuid4
 
 import pytest
-from zenml.enums import ExecutionStatus
+from zenml.enums import ExecutionStatus, StackComponentType
 
+from tracker_flavor.runs import outcome as outcome_rule
 from tracker_flavor.runs import tags
 from tracker_flavor.runs.outcome import (
     ParentStatuses,
     decide,
     final_status,
     first_still_failed,
+    launches_in_order,
+    pipeline_outcome,
     settle_parent,
 )
 
@@ -125,3 +130,50 @@ def test_a_failed_step_launched_again_does_not_count(newest, expected):
 
     failed = [Attempt("a", 1), Attempt("b", 1)]
     assert first_still_failed(failed, page) == expected
+
+
+def fan_out(*leaves: str) -> SimpleNamespace:
+    """A static snapshot of `root` and its leaves, in the order the orchestrator lists them."""
+    specs = [SimpleNamespace(name="root", upstream_steps=[])]
+    specs += [SimpleNamespace(name=leaf, upstream_steps=["root"]) for leaf in leaves]
+    return SimpleNamespace(
+        is_dynamic=False,
+        pipeline_spec=SimpleNamespace(steps=specs),
+        step_configurations={spec.name: None for spec in specs},
+    )
+
+
+@pytest.fixture
+def counts(monkeypatch) -> list[object]:
+    """The runs whose settled steps the rule asked ZenML to count (each answers 3)."""
+    asked: list[object] = []
+    monkeypatch.setattr(outcome_rule, "settled_steps", lambda run_id: asked.append(run_id) or 3)
+    return asked
+
+
+def test_a_leaf_launched_before_others_in_order_asks_zenml_nothing(counts):
+    snapshot, run_id = fan_out("a", "b", "c"), uuid4()
+    assert pipeline_outcome(run_id, snapshot, "a", False, lambda _: True) == ("RUNNING", None)
+    assert pipeline_outcome(run_id, snapshot, "root", False, lambda _: True) == ("RUNNING", None)
+    assert counts == []
+
+    # The last in the order asks, whatever the orchestrator: a step may have run elsewhere.
+    def unasked(_):
+        raise AssertionError("the last step needs no orchestrator")
+
+    assert pipeline_outcome(run_id, snapshot, "c", False, unasked) == ("FINISHED", None)
+    assert counts == [run_id]
+
+
+def test_a_leaf_of_an_orchestrator_launching_steps_at_once_asks_zenml(counts):
+    snapshot, run_id = fan_out("a", "b"), uuid4()
+    assert pipeline_outcome(run_id, snapshot, "a", False, lambda _: False) == ("FINISHED", None)
+    assert counts == [run_id]
+    assert pipeline_outcome(run_id, snapshot, "a", True, lambda _: True) == ("FAILED", "a")
+
+
+@pytest.mark.parametrize(("flavor", "in_order"), [("local", True), ("kubernetes", False)])
+def test_only_the_local_orchestrator_launches_steps_in_order(flavor, in_order):
+    orchestrator = SimpleNamespace(flavor_name=flavor)
+    stack = SimpleNamespace(components={StackComponentType.ORCHESTRATOR: [orchestrator]})
+    assert launches_in_order(stack) is in_order
