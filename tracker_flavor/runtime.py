@@ -33,8 +33,8 @@ class Runtime:
         self.runs = RunState(self.mlflow)
         self.ledgers = Ledgers(self.mlflow.seam, self.mlflow.autologging.lock)
         self.watcher = Watcher(self.mlflow.autologging.lock)
-        self.launches = LaunchHook(self.watcher)
         self.deliveries = Deliveries()
+        self.launches = LaunchHook(self.watcher, self.deliveries)
         self.held = HeldSpools()
         """What steps could not write to the spool (a full or read-only artifact store)."""
         self._settings_alias = SettingsAlias(self.once)

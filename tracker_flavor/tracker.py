@@ -22,7 +22,7 @@ from tracker_flavor.delivery import catchup, offline, queue
 from tracker_flavor.mlflow.connection import Connection, is_down, unprotected
 from tracker_flavor.mlflow.errors import TrackingServerError
 from tracker_flavor.runs import metadata, plan, steps
-from tracker_flavor.runs.outcome import pipeline_outcome
+from tracker_flavor.runs.outcome import launched_before_another, pipeline_outcome
 from tracker_flavor.runtime import runtime
 from tracker_flavor.watcher import after_step
 
@@ -264,13 +264,25 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         connection = self.connection(step.connection)
         final = published.status
         steps.settle_after_step(connection, step, info.pipeline_step_name, final, runtime.runs)
-        if final.is_successful:
-            settings = cast(MLflowPlusSettings, self.get_settings(info))
+        if not final.is_successful:
+            return
+        settings = cast(MLflowPlusSettings, self.get_settings(info))
+
+        def send() -> None:
             with runtime.mlflow.credentials.holding(connection):
                 after_step.after_step(
                     connection, step, info, published, settings, self.id, runtime.deliveries,
                     runtime.mlflow.noise,
                 )  # fmt: skip
+
+        name, in_order = info.pipeline_step_name, runtime.runs.launches_in_order
+        if after_step.handed_off(
+            settings, runtime.watcher.launched_here()
+        ) and launched_before_another(info.snapshot, name, in_order):
+            # Sent while ZenML launches the next step, which waits for it before it returns.
+            runtime.deliveries.hand_off(send, runtime.mlflow.autologging.lock)
+        else:
+            send()
 
     def get_pipeline_run_metadata(self, run_id: UUID) -> dict[str, "MetadataType"]:
         """Create the parent run when ZenML creates the pipeline run, and return its link."""

@@ -28,7 +28,7 @@ from tracker_flavor.runs import tags
 from tracker_flavor.runs.metadata import account
 from tracker_flavor.runtime import runtime
 from tracker_flavor.tracker import MLflowPlusExperimentTracker
-from tracker_flavor.watcher import lineage, models
+from tracker_flavor.watcher import after_step, lineage, models
 
 pytestmark = pytest.mark.integration
 
@@ -200,6 +200,34 @@ OFF = {"track_reports": False, "lineage": False}
 
 
 ARTIFACT_READS = ("list_artifact_versions", "get_artifact_version")
+
+
+def test_a_step_s_outputs_go_while_the_next_step_runs_and_all_are_in_when_the_run_returns(
+    served, process_snapshot, monkeypatch
+):
+    """The local orchestrator launches the steps one at a time: each one's outputs are sent on a
+    thread of their own while ZenML launches the next; the last step's before the run returns."""
+    server, _ = served
+    senders: list[str] = []
+    send = after_step.after_step
+
+    def recorded(*args: Any, **kwargs: Any) -> None:
+        senders.append(threading.current_thread().name)
+        send(*args, **kwargs)
+
+    monkeypatch.setattr(after_step, "after_step", recorded)
+    run = Client().get_pipeline_run(bench_linear(steps=3).id)
+    assert senders == [after_step.SENDER_THREAD] * 2 + [threading.current_thread().name]
+    # No waiting: every step's report is in MLflow, none recorded as missing.
+    client = MlflowClient(server.url)
+    run_id = str(run.run_metadata[keys.PARENT_RUN_ID_KEY])
+    for step, step_run in run.steps.items():
+        assert [a.path for a in client.list_artifacts(run_id, f"zenml/{step}/output")] == [
+            f"zenml/{step}/output/data.json"
+        ]
+        assert keys.ARTIFACTS_KEY not in step_run.run_metadata
+    assert len(client.get_run(run_id).inputs.dataset_inputs) == 3
+    assert runtime.deliveries.handed() == []
 
 
 def counted(

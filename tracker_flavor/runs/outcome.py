@@ -72,6 +72,19 @@ def launched_last(snapshot: "PipelineSnapshotResponse", step_name: str) -> bool:
     return next(reversed(snapshot.step_configurations), None) == step_name
 
 
+def launched_before_another(
+    snapshot: "PipelineSnapshotResponse",
+    step_name: str,
+    in_order: Callable[["PipelineSnapshotResponse"], bool],
+) -> bool:
+    """Tell whether the run's orchestrator launches another step once `step_name` has ended."""
+    return (
+        not snapshot.is_dynamic
+        and not launched_last(snapshot, step_name)
+        and in_order(snapshot)  # asked last: it may read the stack
+    )
+
+
 def launches_in_order(stack: "StackResponse") -> bool:
     """Tell whether the stack's orchestrator launches steps one at a time, in snapshot order."""
     from zenml.enums import StackComponentType
@@ -100,11 +113,13 @@ def pipeline_outcome(
     """
     if current_failed:
         return "FAILED", current_step
-    if snapshot.is_dynamic or not is_leaf(snapshot, current_step):
+    if (
+        snapshot.is_dynamic
+        or not is_leaf(snapshot, current_step)
+        or launched_before_another(snapshot, current_step, in_order)
+    ):
         # Later steps will run, or (dynamic) no step can know it is the last one.
         return "RUNNING", None
-    if not launched_last(snapshot, current_step) and in_order(snapshot):
-        return "RUNNING", None  # the steps after it in the order are launched once it ends
     return decide(settled_steps(run_id), expected_steps(snapshot)), None
 
 

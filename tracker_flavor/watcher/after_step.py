@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from zenml.metadata.metadata_types import MetadataType
     from zenml.models import PipelineSnapshotResponse, StepRunResponse
 
+    from tracker_flavor.concurrency.locks import ReadersWriterLock
     from tracker_flavor.config.settings import MLflowPlusSettings
     from tracker_flavor.mlflow.connection import Connection
     from tracker_flavor.mlflow.quiet import RequestNoise
@@ -45,6 +46,7 @@ logger = get_logger(__name__)
 
 UNDELIVERED_TAG = "zenml.artifacts_not_delivered"
 LINEAGE_THREAD = "mlflow-plus-lineage"
+SENDER_THREAD = "mlflow-plus-outputs"
 
 
 def wanted(settings: "MLflowPlusSettings") -> bool:
@@ -56,6 +58,14 @@ def wanted(settings: "MLflowPlusSettings") -> bool:
         or settings.lineage
         or settings.log_model
     )
+
+
+def handed_off(settings: "MLflowPlusSettings", launched_here: bool) -> bool:
+    """Tell whether a step's sending may overlap the next step's launch in this process.
+
+    Not with a model to log: a later step may load the version it registers.
+    """
+    return launched_here and not settings.log_model
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,7 @@ class Deliveries:
     def __init__(self) -> None:
         self._sending = 0
         self._idle = threading.Condition()
+        self._handed: list[Future[None]] = []
         self.datasets = threading.Lock()
         """One dataset write at a time in this process, so its own steps never race each other."""
         self.runs = RunInfos()
@@ -168,14 +179,48 @@ class Deliveries:
     @contextmanager
     def counted(self) -> Iterator[None]:
         """Count a delivery in flight for the exit's wait."""
-        with self._idle:
-            self._sending += 1
+        self._begin()
         try:
             yield
         finally:
-            with self._idle:
-                self._sending -= 1
-                self._idle.notify_all()
+            self._end()
+
+    def _begin(self) -> None:
+        with self._idle:
+            self._sending += 1
+
+    def _end(self) -> None:
+        with self._idle:
+            self._sending -= 1
+            self._idle.notify_all()
+
+    def hand_off(self, send: Callable[[], None], lock: "ReadersWriterLock") -> None:
+        """Send a step's outputs on a thread of their own, holding the autolog `lock` shared.
+
+        The launch after it in this process waits for it before it returns (`handed`); the
+        exit waits for it too. A failure is logged, never raised.
+        """
+        self._begin()  # counted from now: the exit must not miss a thread about to start
+
+        def run() -> None:
+            try:
+                with lock.shared():  # as the watcher's settling: clients import lazily
+                    send()
+            except Exception as error:
+                logger.warning(
+                    "Could not send a step's outputs to MLflow: %s", redact_credentials(str(error))
+                )
+            finally:
+                self._end()
+
+        with self._idle:
+            self._handed = [future for future in self._handed if not future.done()]
+            self._handed.append(started(run, SENDER_THREAD))
+
+    def handed(self) -> "list[Future[None]]":
+        """Return the hand-offs still under way."""
+        with self._idle:
+            return [future for future in self._handed if not future.done()]
 
     def wait(self, timeout: float = EXIT_WAIT_SECONDS) -> bool:
         """Let a delivery on the watcher thread finish; tell whether none is left.

@@ -4,10 +4,11 @@ ZenML stores a step's outputs and publishes it as final at the end of `StepLaunc
 in the process and thread that ran the step (the local orchestrator's, a dynamic pipeline's pool
 thread, a step pod's entrypoint), and calls no tracker hook after that. So the runtime wraps
 `launch`: a step this process watches is settled with the step run `launch` returns (no read of
-it), before `launch` returns, so its outputs, model and lineage are in MLflow before `pipeline()`
-returns and before a later step starts. While the launch runs, the watcher polls neither the
-step nor its pipeline run. A step published by another process, or one whose launch raised, is
-left to the watcher thread's polls.
+it). Its outputs, model and lineage are sent before `launch` returns, or, when the orchestrator
+launches another step after it here (the tracker decides), on a thread of their own that the
+next launch waits for before it returns: either way they are in MLflow before `pipeline()`
+returns. While the launch runs, the watcher polls neither the step nor its pipeline run. A step
+published by another process, or one whose launch raised, is left to the watcher thread's polls.
 
 The step run ZenML publishes lists its outputs without their visualizations; ZenML's step
 runner had them, in the artifact versions its request that stored the outputs returned. The
@@ -20,11 +21,13 @@ comes back without its details, the reports are read from ZenML as for any other
 import functools
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import wait
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from zenml.models import ArtifactVersionResponse, StepRunResponse
 
+    from tracker_flavor.watcher.after_step import Deliveries
     from tracker_flavor.watcher.watcher import Watcher
 
 STORE_OUTPUTS = "_store_output_artifacts"
@@ -68,8 +71,9 @@ Wrap = Callable[[Any], Callable[..., Any]]
 class LaunchHook:
     """The wraps of ZenML's launcher and runner that settle the launched step (runtime state)."""
 
-    def __init__(self, watcher: "Watcher") -> None:
+    def __init__(self, watcher: "Watcher", deliveries: "Deliveries") -> None:
         self._watcher = watcher
+        self._deliveries = deliveries
         self._patched: list[tuple[type, str, Any]] = []
         self._stored = threading.local()
         """The outputs the runner stored during this thread's launch, by output name."""
@@ -91,17 +95,19 @@ class LaunchHook:
         self._patched.append((cls, name, original))
 
     def _launch(self, original: Any) -> Callable[..., Any]:
-        watcher, stored = self._watcher, self._stored
+        watcher, stored, deliveries = self._watcher, self._stored, self._deliveries
 
         def launch(launcher_self: Any, *args: Any, **kwargs: Any) -> Any:
             outer = getattr(stored, "outputs", None)
             stored.outputs = {}
+            earlier = deliveries.handed()
             try:
                 with watcher.launching():
                     step_run = original(launcher_self, *args, **kwargs)
                     watcher.finish(with_stored_outputs(step_run, stored.outputs))
             finally:
                 stored.outputs = outer
+                wait(earlier)  # the outputs of the steps before it, sent while it ran
             return step_run
 
         return launch

@@ -178,6 +178,10 @@ class Watcher:
             if released:  # the launch failed after the tracker's hooks: ZenML's word decides
                 self._wake.set()
 
+    def launched_here(self) -> bool:
+        """Tell whether this thread is in a step launch (settling the step it returns)."""
+        return getattr(self._launch, "current", None) is not None
+
     def running(self, run_id: UUID) -> None:
         """Tell that this thread's launch runs a step of the pipeline run `run_id`."""
         launch: Launch | None = getattr(self._launch, "current", None)

@@ -1,5 +1,5 @@
 """What is sent after ZenML published a step: nothing when the settings ask for nothing, else the
-uploads and the datasets side by side."""
+uploads and the datasets side by side; a hand-off is counted for the exit and never raises."""
 
 import threading
 import uuid
@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from testsupport.servers import free_port
+from tracker_flavor.concurrency.locks import ReadersWriterLock
 from tracker_flavor.config.settings import MLflowPlusSettings
 from tracker_flavor.mlflow.connection import Connection
 from tracker_flavor.mlflow.quiet import RequestNoise
@@ -69,3 +70,41 @@ def test_the_datasets_request_and_the_uploads_are_under_way_together(tmp_path):
     # One after the other, each would wait for the other in vain and fail (not_delivered).
     assert sorted(publisher.calls) == ["datasets 1", "upload zenml/train/table"]
     assert account == {}  # nothing went amiss
+
+
+def test_a_hand_off_runs_on_its_own_thread_holding_the_lock_shared_and_the_exit_waits_for_it(
+    caplog,
+):
+    deliveries, lock, release = published.Deliveries(), ReadersWriterLock(), threading.Event()
+    seen: list[str] = []
+
+    def send() -> None:
+        seen.append(threading.current_thread().name)
+        release.wait(timeout=10)
+        raise RuntimeError("the server went away")
+
+    with lock.shared():  # shared holders do not block it
+        deliveries.hand_off(send, lock)
+        assert not deliveries.wait(timeout=0.2)  # the exit would wait for it
+    (handed,) = deliveries.handed()
+    switched = threading.Event()
+
+    def switch_autologging() -> None:
+        with lock.exclusive():
+            switched.set()
+
+    threading.Thread(target=switch_autologging, daemon=True).start()
+    assert not switched.wait(timeout=0.2)  # it holds the lock shared while it sends
+    release.set()
+    assert switched.wait(timeout=10)
+    assert deliveries.wait(timeout=10)
+    assert handed.result(timeout=10) is None  # logged, not raised
+    assert seen == [published.SENDER_THREAD]
+    assert "the server went away" in caplog.text
+
+
+def test_only_a_launch_here_without_a_model_to_log_hands_its_sending_off():
+    assert published.handed_off(MLflowPlusSettings(), launched_here=True)
+    assert not published.handed_off(MLflowPlusSettings(), launched_here=False)  # the watcher's
+    # A later step may load the version it registers.
+    assert not published.handed_off(MLflowPlusSettings(log_model="model"), launched_here=True)

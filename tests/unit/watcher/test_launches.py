@@ -1,6 +1,8 @@
 """The step ZenML's launcher returns is settled before `launch` returns, with the outputs as
-ZenML's runner stored them; uninstall restores both methods."""
+ZenML's runner stored them; what a launch hands off is sent while the next one runs, and that
+one waits for it; uninstall restores both methods."""
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,8 +17,9 @@ from zenml.models.v2.core.artifact_version import ArtifactVersionResponseMetadat
 from zenml.models.v2.core.artifact_visualization import ArtifactVisualizationResponseBody
 from zenml.models.v2.core.step_run import StepRunResponseBody, StepRunResponseResources
 
+from tracker_flavor.concurrency.locks import ReadersWriterLock
 from tracker_flavor.config.settings import MLflowPlusSettings
-from tracker_flavor.watcher.after_step import reports_of
+from tracker_flavor.watcher.after_step import Deliveries, reports_of
 from tracker_flavor.watcher.launches import (
     STORE_OUTPUTS,
     LaunchHook,
@@ -63,7 +66,7 @@ def test_the_launched_step_is_finished_before_launch_returns_and_uninstall_resto
     step_run = SimpleNamespace(id=uuid.uuid4(), status=ExecutionStatus.COMPLETED)
     cls, watcher = launcher(step_run), Finishes()
     original = cls.__dict__["launch"]
-    hook = LaunchHook(watcher)  # type: ignore[arg-type]
+    hook = LaunchHook(watcher, Deliveries())  # type: ignore[arg-type]
     hook.install(cls)
     hook.install(cls)  # once
     assert cls().launch() is step_run
@@ -77,7 +80,7 @@ def test_the_launched_step_is_finished_before_launch_returns_and_uninstall_resto
 def test_a_wrapper_put_on_after_the_hook_stays_after_an_uninstall():
     step_run = SimpleNamespace(id=uuid.uuid4(), status=ExecutionStatus.COMPLETED)
     cls = launcher(step_run)
-    hook = LaunchHook(Finishes())  # type: ignore[arg-type]
+    hook = LaunchHook(Finishes(), Deliveries())  # type: ignore[arg-type]
     hook.install(cls)
     wrapped = cls.__dict__["launch"]
 
@@ -141,7 +144,7 @@ def test_the_outputs_the_runner_stored_reach_the_settling_and_zenml_keeps_its_st
     stored = {"output": version(output_id, "s3://b/data.json")}
     launcher_cls, runner_cls = running(step_run, stored)
     watcher, original = Finishes(), runner_cls.__dict__[STORE_OUTPUTS]
-    hook = LaunchHook(watcher)  # type: ignore[arg-type]
+    hook = LaunchHook(watcher, Deliveries())  # type: ignore[arg-type]
     hook.install(launcher_cls, runner_cls)
     try:
         assert launcher_cls().launch() is step_run
@@ -167,7 +170,7 @@ def test_a_runner_storing_outside_a_launch_hands_nothing_to_the_next_launch():
             return step_run
 
     watcher = Finishes()
-    hook = LaunchHook(watcher)  # type: ignore[arg-type]
+    hook = LaunchHook(watcher, Deliveries())  # type: ignore[arg-type]
     hook.install(Quiet, runner_cls)
     try:
         runner_cls()._store_output_artifacts()
@@ -184,7 +187,7 @@ def test_a_runner_without_the_method_is_left_alone_and_the_launch_still_settles(
     class Runner:
         pass
 
-    hook = LaunchHook(watcher)  # type: ignore[arg-type]
+    hook = LaunchHook(watcher, Deliveries())  # type: ignore[arg-type]
     hook.install(cls, Runner)
     try:
         assert cls().launch() is step_run
@@ -192,3 +195,65 @@ def test_a_runner_without_the_method_is_left_alone_and_the_launch_still_settles(
     finally:
         hook.uninstall()
     assert watcher.step_runs == [step_run]
+
+
+def test_a_handed_off_sending_overlaps_the_next_launch_which_waits_for_it():
+    """Step 1's outputs go while step 2 runs, and step 2's launch returns only once they are in."""
+    step_two_runs, sent = threading.Event(), threading.Event()
+    deliveries, lock = Deliveries(), ReadersWriterLock()
+
+    def send_step_one() -> None:
+        # Sent one after the other, step 2 would not have started: this waits in vain and fails.
+        assert step_two_runs.wait(timeout=10)
+        sent.set()
+
+    class Handing(Finishes):
+        def finish(self, step_run: Any) -> None:
+            super().finish(step_run)
+            if len(self.finished) == 1:
+                deliveries.hand_off(send_step_one, lock)
+
+    class Launcher:
+        launches = 0
+
+        def launch(self) -> SimpleNamespace:
+            Launcher.launches += 1
+            if Launcher.launches == 2:
+                step_two_runs.set()
+                assert not sent.is_set()  # step 1's sending is still under way
+            return SimpleNamespace(id=uuid.uuid4(), status=ExecutionStatus.COMPLETED)
+
+    hook = LaunchHook(Handing(), deliveries)  # type: ignore[arg-type]
+    hook.install(Launcher)
+    try:
+        Launcher().launch()
+        assert not sent.is_set()  # step 1's launch returned before its outputs were sent
+        Launcher().launch()
+        assert sent.is_set()  # step 2's launch waited for them
+    finally:
+        hook.uninstall()
+    assert deliveries.handed() == [] and deliveries.wait(timeout=1)
+
+
+def test_a_launch_that_raises_still_waits_for_what_the_steps_before_it_handed_off():
+    deliveries, release, sent = Deliveries(), threading.Event(), threading.Event()
+
+    def slow() -> None:
+        release.wait(timeout=10)
+        sent.set()
+
+    deliveries.hand_off(slow, ReadersWriterLock())
+
+    class Failing:
+        def launch(self) -> None:
+            release.set()
+            raise RuntimeError("the step failed")
+
+    hook = LaunchHook(Finishes(), deliveries)  # type: ignore[arg-type]
+    hook.install(Failing)
+    try:
+        with pytest.raises(RuntimeError):
+            Failing().launch()
+        assert sent.is_set()
+    finally:
+        hook.uninstall()
