@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testsupport.probe import WATCHER_THREAD
-from tracker_flavor.watcher.after_step import LINEAGE_THREAD
+from tracker_flavor.watcher.after_step import LINEAGE_THREAD, SENDER_THREAD
 
 TRACKER = "tracker_flavor.tracker:MLflowPlusExperimentTracker"
 STEP_END = "sent after the step, in the launching thread"
+STEP_SENT = "sent after the step, on a thread of its own while the next step is launched"
 BATCHING_THREAD = "mlflow-plus-batching"
 COMMIT = "sqlalchemy.orm.session:Session.commit"
 """Where ZenML's SQL store commits (twice per metadata key: the value, then its link)."""
@@ -76,14 +77,24 @@ PARTS = (
         "outputs' upload (the report)",
     ),  # fmt: skip
     Part(
-        "lineage (`log-inputs`), on a thread of its own beside the upload",
-        "tracker_flavor.watcher.after_step:log_inputs",
-        thread=LINEAGE_THREAD,
-    ),
-    Part(
         "ZenML saving the step's account of what was sent",
         "tracker_flavor.runs.metadata:record_step",
         STEP_END,
+    ),
+    Part(
+        "waiting for what the step before sent beside it",
+        "tracker_flavor.watcher.launches:wait",
+    ),
+    Part(STEP_SENT, "tracker_flavor.watcher.after_step:after_step", thread=SENDER_THREAD),
+    Part(
+        "outputs' upload (the report) on that thread",
+        "tracker_flavor.watcher.outputs:upload",
+        STEP_SENT,
+    ),
+    Part(
+        "lineage (`log-inputs`), on a thread of its own beside the upload",
+        "tracker_flavor.watcher.after_step:log_inputs",
+        thread=LINEAGE_THREAD,
     ),
     Part("run start (`get_pipeline_run_metadata`)", f"{TRACKER}.get_pipeline_run_metadata"),
     Part(
