@@ -22,7 +22,11 @@ from tracker_flavor.delivery import catchup, offline, queue
 from tracker_flavor.mlflow.connection import Connection, is_down, unprotected
 from tracker_flavor.mlflow.errors import TrackingServerError
 from tracker_flavor.runs import metadata, plan, steps
-from tracker_flavor.runs.outcome import launched_before_another, pipeline_outcome
+from tracker_flavor.runs.outcome import (
+    launched_before_another,
+    pipeline_outcome,
+    snapshot_in_order,
+)
 from tracker_flavor.runtime import runtime
 from tracker_flavor.watcher import after_step
 
@@ -194,7 +198,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         self, info: "StepRunInfo", step: steps.StepRun, failed: bool, step_spool: offline.StepSpool
     ) -> None:
         """Journal the step's end; once the run is over, deliver the spool if the server is back."""
-        offline.end(info, step, failed, step_spool, runtime.mlflow.seam, runtime.runs)
+        offline.end(info, step, failed, step_spool, runtime.mlflow.seam)
         was_offline, run_id = step_spool.offline, info.run_id
         config, component_id = self.config, self.id
         publish = self.publisher_for(step.connection)
@@ -239,7 +243,7 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
         """Settle the parent if this step decides the pipeline's outcome, else watch ZenML."""
         outcome, failed_step = pipeline_outcome(
             info.run_id, info.snapshot, info.pipeline_step_name, failed,
-            runtime.runs.launches_in_order,
+            snapshot_in_order,
         )  # fmt: skip
         run_id = info.run_id
         if not failed:
@@ -275,10 +279,10 @@ class MLflowPlusExperimentTracker(BuiltinTrackerApi):
                     runtime.mlflow.noise,
                 )  # fmt: skip
 
-        name, in_order = info.pipeline_step_name, runtime.runs.launches_in_order
+        name = info.pipeline_step_name
         if after_step.handed_off(
             settings, runtime.watcher.launched_here()
-        ) and launched_before_another(info.snapshot, name, in_order):
+        ) and launched_before_another(info.snapshot, name, snapshot_in_order):
             # Sent while ZenML launches the next step, which waits for it before it returns.
             runtime.deliveries.hand_off(send, runtime.mlflow.autologging.lock)
         else:

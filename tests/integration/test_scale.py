@@ -67,11 +67,10 @@ def test_a_wider_fan_out_costs_the_same_per_leaf(proxy, process_snapshot):
     narrow, narrow_requests = measure(bench_fan, proxy, NARROW)
     wide, wide_requests = measure(bench_fan, proxy, WIDE)
     # The local orchestrator launches the leaves one at a time, in order: only the last asks
-    # ZenML one count (a page of one), however many leaves there are; the process's first leaf
-    # reads the stack's orchestrator once...
-    assert per_step(narrow[2:-1]) == per_step(wide[2:-1]) == {(0, 0)}
+    # ZenML one count (a page of one), however many leaves there are; the stack's orchestrator
+    # is the one ZenML's launcher built (no call)...
+    assert per_step(narrow[1:-1]) == per_step(wide[1:-1]) == {(0, 0)}
     assert per_step(narrow[-1:]) == per_step(wide[-1:]) == {(1, 1)}
-    assert sum(sample.store_calls for sample in narrow[1:] + wide[1:]) <= 3
     # ...and makes the same MLflow requests (the last one also settles the parent run).
     assert {s.requests for s in narrow[1:-1]} == {s.requests for s in wide[1:-1]}
     assert narrow[-1].requests == wide[-1].requests

@@ -23,7 +23,7 @@ from tracker_flavor.mlflow.connection import connect, is_down
 from tracker_flavor.mlflow.errors import TrackingServerError
 from tracker_flavor.runs import metadata, steps
 from tracker_flavor.runs.mlflow_runs import Parent
-from tracker_flavor.runs.outcome import pipeline_outcome
+from tracker_flavor.runs.outcome import pipeline_outcome, snapshot_in_order
 from tracker_flavor.runs.steps import StepRun
 
 if TYPE_CHECKING:
@@ -291,11 +291,10 @@ def end(
     failed: bool,
     step_spool: StepSpool,
     seam: "Internals",
-    state: "RunState",
 ) -> None:
     """Journal the step's end and the parent's status (`after_run` delivers them if it can)."""
     outcome, failed_step = pipeline_outcome(
-        info.run_id, info.snapshot, info.pipeline_step_name, failed, state.launches_in_order
+        info.run_id, info.snapshot, info.pipeline_step_name, failed, snapshot_in_order
     )
     step_spool.spool_end(step, failed, outcome, failed_step, seam)
     run_id = info.run_id

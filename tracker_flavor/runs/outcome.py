@@ -27,7 +27,8 @@ from tracker_flavor.runs import tags
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from zenml.enums import ExecutionStatus
-    from zenml.models import PipelineSnapshotResponse, StackResponse, StepRunResponse
+    from zenml.models import PipelineSnapshotResponse, StepRunResponse
+    from zenml.stack import Stack
     from zenml.zen_stores.base_zen_store import BaseZenStore
 
     from tracker_flavor.mlflow.rest import RunSettler
@@ -85,12 +86,20 @@ def launched_before_another(
     )
 
 
-def launches_in_order(stack: "StackResponse") -> bool:
+def launches_in_order(stack: "Stack") -> bool:
     """Tell whether the stack's orchestrator launches steps one at a time, in snapshot order."""
-    from zenml.enums import StackComponentType
+    return stack.orchestrator.flavor in IN_ORDER
 
-    orchestrators = stack.components.get(StackComponentType.ORCHESTRATOR, [])
-    return any(orchestrator.flavor_name in IN_ORDER for orchestrator in orchestrators)
+
+def snapshot_in_order(snapshot: "PipelineSnapshotResponse") -> bool:
+    """Tell whether the snapshot's orchestrator launches its steps in order (no ZenML call).
+
+    ZenML's step launcher built the snapshot's stack in this process, and ZenML keeps it by the
+    stack's id and update time.
+    """
+    from zenml.stack import Stack
+
+    return snapshot.stack is not None and launches_in_order(Stack.from_model(snapshot.stack))
 
 
 def expected_steps(snapshot: "PipelineSnapshotResponse") -> int:

@@ -1,18 +1,10 @@
 """What the run model keeps per process: experiment ids, parent runs and the statuses written."""
 
-from typing import TYPE_CHECKING
-
 from tracker_flavor.concurrency.caches import BoundedCache
 from tracker_flavor.concurrency.locks import KeyLocks
 from tracker_flavor.mlflow.process import MlflowProcess
 from tracker_flavor.runs.mlflow_runs import Parent
-from tracker_flavor.runs.outcome import ParentStatuses, launches_in_order
-
-if TYPE_CHECKING:
-    from datetime import datetime
-    from uuid import UUID
-
-    from zenml.models import PipelineSnapshotResponse
+from tracker_flavor.runs.outcome import ParentStatuses
 
 
 class RunState:
@@ -32,17 +24,3 @@ class RunState:
         self.locks = KeyLocks()
         """Held while one thread resolves an experiment or a parent, or delivers a run's spool."""
         self.statuses = ParentStatuses()
-        self.in_order: BoundedCache[tuple[UUID, datetime], bool] = BoundedCache()
-        """Whether a stack's orchestrator launches steps in snapshot order, by (id, update)."""
-
-    def launches_in_order(self, snapshot: "PipelineSnapshotResponse") -> bool:
-        """Tell whether the snapshot's orchestrator launches its steps in order (once a stack)."""
-        stack = snapshot.stack
-        if stack is None:
-            return False
-        key = (stack.id, stack.updated)
-        known = self.in_order.get(key)
-        if known is None:
-            known = launches_in_order(stack)  # a read of the stack's components
-            self.in_order.put(key, known)
-        return known

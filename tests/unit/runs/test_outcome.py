@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from uuid import uuid4
 
 import pytest
-from zenml.enums import ExecutionStatus, StackComponentType
+from zenml.enums import ExecutionStatus
 
 from tracker_flavor.runs import outcome as outcome_rule
 from tracker_flavor.runs import tags
@@ -174,6 +174,5 @@ def test_a_leaf_of_an_orchestrator_launching_steps_at_once_asks_zenml(counts):
 
 @pytest.mark.parametrize(("flavor", "in_order"), [("local", True), ("kubernetes", False)])
 def test_only_the_local_orchestrator_launches_steps_in_order(flavor, in_order):
-    orchestrator = SimpleNamespace(flavor_name=flavor)
-    stack = SimpleNamespace(components={StackComponentType.ORCHESTRATOR: [orchestrator]})
-    assert launches_in_order(stack) is in_order
+    stack = SimpleNamespace(orchestrator=SimpleNamespace(flavor=flavor))
+    assert launches_in_order(stack) is in_order  # type: ignore[arg-type]
