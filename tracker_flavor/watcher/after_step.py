@@ -214,13 +214,17 @@ class Deliveries:
                 self._end()
 
         with self._idle:
-            self._handed = [future for future in self._handed if not future.done()]
-            self._handed.append(started(run, SENDER_THREAD))
+            self._under_way().append(started(run, SENDER_THREAD))
 
     def handed(self) -> "list[Future[None]]":
         """Return the hand-offs still under way."""
         with self._idle:
-            return [future for future in self._handed if not future.done()]
+            return list(self._under_way())
+
+    def _under_way(self) -> "list[Future[None]]":
+        """Forget the hand-offs that are done; return the others (the caller holds `_idle`)."""
+        self._handed = [future for future in self._handed if not future.done()]
+        return self._handed
 
     def wait(self, timeout: float = EXIT_WAIT_SECONDS) -> bool:
         """Let a delivery on the watcher thread finish; tell whether none is left.
